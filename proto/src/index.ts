@@ -2,6 +2,8 @@
 // Connect service descriptors. Everything here is generated from
 // ../netfence/v1/*.proto by `buf generate`; this file only names the public API.
 
+import { join } from 'node:path';
+
 export {
   AttachmentType,
   AttachmentTypeSchema,
@@ -89,4 +91,4 @@ export type {
 } from './gen/netfence/v1/daemon_pb';
 
 /** Directory holding the netfence/v1/*.proto sources shipped with this package. */
-export const protoRoot: string = require('node:path').join(__dirname, '..');
+export const protoRoot: string = join(__dirname, '..');
