@@ -1,0 +1,215 @@
+import { Command, CommanderError, Option } from 'commander';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { AttachmentType, ConnectionState, DnsMode, PolicyMode } from '@netfence/proto';
+import type { AttachmentInfo } from '@netfence/proto';
+import { createDaemonClient } from './daemon-client';
+
+/** Exit codes of every command (documented in the README). */
+export const EXIT = {
+  OK: 0,
+  /** The daemon refused the request (invalid argument, not found, already exists, ...). */
+  REJECTED: 1,
+  /** Bad command-line usage. */
+  USAGE: 2,
+  /** The daemon is not reachable on its socket. */
+  UNREACHABLE: 3,
+  /** The daemon failed (internal error, timeout, control plane unavailable). */
+  FAILED: 4,
+} as const;
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Runs the daemon in the foreground; supplied by main (only main installs signal handlers). */
+export type StartDaemon = (opts: { config?: string; socket?: string; detachOnExit: boolean; io: CliIo }) => Promise<number>;
+
+const DEFAULT_SOCKET = '/var/run/netfence.sock';
+
+function enumName(e: Record<number, string>, v: number, prefix: string): string {
+  return (e[v] ?? String(v)).replace(prefix, '').toLowerCase();
+}
+
+function parseMetadata(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!text) return out;
+  for (const part of text.split(',')) {
+    if (!part.trim()) continue;
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new CommanderError(EXIT.USAGE, 'netfence.usage', `--metadata: expected k=v pairs separated by commas, got ${JSON.stringify(part)}`);
+    out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+function infoToJson(a: AttachmentInfo) {
+  return {
+    id: a.id,
+    target: a.target,
+    type: enumName(AttachmentType, a.type, 'ATTACHMENT_TYPE_'),
+    mode: enumName(PolicyMode, a.mode, 'POLICY_MODE_'),
+    dnsMode: enumName(DnsMode, a.dnsMode, 'DNS_MODE_'),
+    dnsAddress: a.dnsAddress,
+    metadata: a.metadata,
+    packetsAllowed: a.packetsAllowed.toString(),
+    packetsBlocked: a.packetsBlocked.toString(),
+    dnsQueriesAllowed: a.dnsQueriesAllowed.toString(),
+    dnsQueriesBlocked: a.dnsQueriesBlocked.toString(),
+    attachedAt: a.attachedAt ? timestampDate(a.attachedAt).toISOString() : undefined,
+    tcDirection: a.tcDirection || undefined,
+    dryRun: a.dryRun,
+  };
+}
+
+function exitCodeOf(e: unknown): number {
+  const ce = ConnectError.from(e);
+  if (ce.code === Code.Unavailable && /ECONNREFUSED|ENOENT|EACCES|connect/i.test(ce.message)) return EXIT.UNREACHABLE;
+  if ([Code.InvalidArgument, Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.ResourceExhausted].includes(ce.code)) return EXIT.REJECTED;
+  return EXIT.FAILED;
+}
+
+/**
+ * Runs the netfenced/netfence CLI with `argv` (without node and script). Returns the exit code;
+ * never exits the process. Human text goes to stderr, `--json` output to stdout.
+ */
+export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: StartDaemon): Promise<number> {
+  let code: number = EXIT.OK;
+  const program = new Command('netfenced')
+    .description('Netfence: eBPF egress firewall daemon and its local control commands')
+    .addOption(new Option('--socket <path>', 'daemon API unix socket').default(io.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET))
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
+    .showHelpAfterError();
+
+  const client = () => createDaemonClient(program.opts<{ socket: string }>().socket);
+  const fail = (e: unknown) => {
+    const ce = ConnectError.from(e);
+    io.stderr(`error: ${ce.rawMessage} (${Code[ce.code]})\n`);
+    code = exitCodeOf(e);
+  };
+
+  program
+    .command('start')
+    .description('Run the daemon in the foreground.\nExample: netfenced start --config /etc/netfence/netfence.yaml')
+    .option('--config <file>', 'YAML config file (NETFENCE_* environment variables override it)')
+    .option('--detach-on-exit', 'remove the eBPF filters on shutdown instead of leaving them pinned', false)
+    .action(async (o: { config?: string; detachOnExit: boolean }) => {
+      if (!startDaemon) throw new CommanderError(EXIT.USAGE, 'netfence.usage', 'start is not available in this build');
+      const socketGiven = program.getOptionValueSource('socket') === 'cli' || io.env.NETFENCE_SOCKET !== undefined;
+      code = await startDaemon({ config: o.config, socket: socketGiven ? program.opts<{ socket: string }>().socket : undefined, detachOnExit: o.detachOnExit, io });
+    });
+
+  program
+    .command('status')
+    .description('Show the daemon status.\nExample: netfenced status --json')
+    .option('--json', 'machine-readable output on stdout', false)
+    .action(async (o: { json: boolean }) => {
+      try {
+        const s = await client().getStatus({});
+        const out = {
+          version: s.version,
+          daemonId: s.daemonId,
+          hostname: s.hostname,
+          controlPlaneState: enumName(ConnectionState, s.controlPlaneState, 'CONNECTION_STATE_'),
+          controlPlaneAddress: s.controlPlaneAddress,
+          attachmentCount: s.attachmentCount,
+        };
+        if (o.json) io.stdout(`${JSON.stringify(out)}\n`);
+        else
+          io.stderr(
+            `netfence ${out.version}  daemon ${out.daemonId} on ${out.hostname}\ncontrol plane ${out.controlPlaneAddress}: ${out.controlPlaneState}\nattachments: ${out.attachmentCount}\n`,
+          );
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command('attach')
+    .description('Attach a filter to an interface (TC) or a cgroup.\nExample: netfenced attach --interface veth1 --metadata tenant=acme,job=ci-42')
+    .option('--interface <name>', 'network interface (TC attachment)')
+    .option('--cgroup <path>', 'cgroup v2 directory (cgroup attachment)')
+    .option('--metadata <k=v,...>', 'metadata passed to the control plane')
+    .addOption(new Option('--direction <dir>', 'TC hook override (default: by link kind)').choices(['ingress', 'egress']))
+    .option('--json', 'machine-readable output on stdout', false)
+    .action(async (o: { interface?: string; cgroup?: string; metadata?: string; direction?: string; json: boolean }) => {
+      if (!!o.interface === !!o.cgroup) throw new CommanderError(EXIT.USAGE, 'netfence.usage', 'attach: give exactly one of --interface or --cgroup');
+      const metadata = parseMetadata(o.metadata);
+      try {
+        const r = await client().attach({
+          target: o.interface ? { case: 'interfaceName', value: o.interface } : { case: 'cgroupPath', value: o.cgroup! },
+          metadata,
+          tcDirection: o.direction ?? '',
+        });
+        if (o.json) io.stdout(`${JSON.stringify({ id: r.id, dnsAddress: r.dnsAddress })}\n`);
+        else io.stderr(`attached ${r.id} (DNS ${r.dnsAddress})\n`);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command('detach')
+    .description('Remove an attachment.\nExample: netfenced detach --id att-3f2a')
+    .requiredOption('--id <id>', 'attachment id')
+    .action(async (o: { id: string }) => {
+      try {
+        await client().detach({ id: o.id });
+        io.stderr(`detached ${o.id}\n`);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command('list')
+    .description('List attachments.\nExample: netfenced list --all --json')
+    .option('--page-size <n>', 'attachments per page', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 1000) throw new CommanderError(EXIT.USAGE, 'netfence.usage', `--page-size: expected 1..1000, got ${v}`);
+      return n;
+    })
+    .option('--page-token <token>', 'continue from a previous page')
+    .option('--all', 'follow next_page_token to the end', false)
+    .option('--json', 'machine-readable output on stdout', false)
+    .action(async (o: { pageSize?: number; pageToken?: string; all: boolean; json: boolean }) => {
+      try {
+        const c = client();
+        const items: AttachmentInfo[] = [];
+        let token = o.pageToken ?? '';
+        let total = 0;
+        let next = '';
+        do {
+          const r = await c.list({ pageSize: o.pageSize ?? 0, pageToken: token });
+          items.push(...r.attachments);
+          total = r.totalCount;
+          next = r.nextPageToken;
+          token = next;
+        } while (o.all && token);
+        const rows = items.map(infoToJson);
+        if (o.json) io.stdout(`${JSON.stringify({ attachments: rows, nextPageToken: o.all ? '' : next, totalCount: total })}\n`);
+        else {
+          for (const a of rows)
+            io.stderr(`${a.id}  ${a.type}:${a.target}  mode=${a.mode} dns=${a.dnsMode}@${a.dnsAddress}  allowed=${a.packetsAllowed} blocked=${a.packetsBlocked}\n`);
+          io.stderr(`${rows.length} of ${total} attachment(s)${!o.all && next ? `; next page: --page-token ${next}` : ''}\n`);
+        }
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.OK;
+      if (e.code === 'netfence.usage') io.stderr(`error: ${e.message}\n`);
+      return EXIT.USAGE;
+    }
+    throw e;
+  }
+  return code;
+}

@@ -1,0 +1,105 @@
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import http2 from 'node:http2';
+import { create } from '@bufbuild/protobuf';
+import { EmptySchema } from '@bufbuild/protobuf/wkt';
+import { ConnectError, type ConnectRouter } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { AttachResponseSchema, DaemonService, ListResponseSchema } from '@netfence/proto';
+import type { Logger } from 'pino';
+import type { Daemon } from './daemon';
+import { DaemonError } from './daemon-error';
+import type { TcDirection } from './state-store';
+
+function grpcError(e: unknown): ConnectError {
+  if (e instanceof ConnectError) return e;
+  return DaemonError.from(e).toConnectError();
+}
+
+async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw grpcError(e);
+  }
+}
+
+export function daemonRoutes(daemon: Daemon) {
+  return (router: ConnectRouter) =>
+    router.service(DaemonService, {
+      attach: (req) =>
+        guard(async () => {
+          const dir = req.tcDirection;
+          if (dir && dir !== 'ingress' && dir !== 'egress') throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `tc_direction ${JSON.stringify(dir)} must be ingress or egress`);
+          const r = await daemon.attach({
+            interfaceName: req.target.case === 'interfaceName' ? req.target.value : undefined,
+            cgroupPath: req.target.case === 'cgroupPath' ? req.target.value : undefined,
+            metadata: req.metadata,
+            tcDirection: (dir || undefined) as TcDirection | undefined,
+          });
+          return create(AttachResponseSchema, r);
+        }),
+      detach: (req) =>
+        guard(async () => {
+          await daemon.detach(req.id);
+          return create(EmptySchema, {});
+        }),
+      list: (req) => guard(() => create(ListResponseSchema, daemon.list(req.pageSize, req.pageToken))),
+      getStatus: () => guard(() => daemon.status()),
+    });
+}
+
+/** Is something answering on this unix socket? */
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Serves DaemonService (gRPC, HTTP/2 cleartext) on a unix socket with the given mode. */
+export async function startApiServer(path: string, mode: number, daemon: Daemon, logger: Logger): Promise<{ close(): Promise<void> }> {
+  if (existsSync(path)) {
+    if (!lstatSync(path).isSocket()) throw new DaemonError('NETFENCE_ERR_CONFIG', `socket path ${path} exists and is not a socket`);
+    if (await socketInUse(path)) throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `another daemon is serving ${path}`);
+    unlinkSync(path); // stale socket of a daemon that died
+  }
+  const server = http2.createServer(connectNodeAdapter({ routes: daemonRoutes(daemon) }));
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+  const oldUmask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(oldUmask);
+  }
+  chmodSync(path, mode);
+  logger.info({ socket: path, mode: mode.toString(8) }, 'DaemonService listening');
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sessions) s.close();
+        server.close(() => {
+          try {
+            unlinkSync(path);
+          } catch {
+            /* already gone */
+          }
+          resolve();
+        });
+        setTimeout(() => {
+          for (const s of sessions) s.destroy();
+        }, 1000).unref();
+      }),
+  };
+}

@@ -1,0 +1,224 @@
+// The attachment runtime: one per attachment, holding its policy state, its
+// kernel objects and its DNS server, and serialising every change to them.
+
+import { randomBytes } from 'node:crypto';
+import {
+  applyCommand,
+  emptyState,
+  expireState,
+  kernelView,
+  learnAddresses,
+  nextExpiry,
+  planKernelOps,
+  type AttachmentPolicyState,
+  type KernelOp,
+  type KernelView,
+  type PolicyCommand,
+} from '@netfence/policy-engine';
+import type { Logger } from 'pino';
+import type { AttachmentDatapath } from './datapath';
+import { DaemonError } from './daemon-error';
+import type { DnsServer, ResolvedAnswer } from './dns-servers';
+import type { AttachmentRecord, StateStore } from './state-store';
+
+export interface RuntimeDeps {
+  readonly store: StateStore;
+  readonly logger: Logger;
+  readonly minTtlSec: number;
+  readonly maxTtlSec: number;
+  readonly graceMs: number;
+  readonly now: () => number;
+}
+
+export function newAttachmentId(): string {
+  return `att-${randomBytes(6).toString('hex')}`;
+}
+
+/** Which allow entries a plan removes, and which of those the new view no longer allows at all. */
+function severedPrefixes(ops: readonly KernelOp[], to: KernelView): string[] {
+  const out: string[] = [];
+  for (const o of ops) if (o.op === 'delete' && o.map === 'allow' && !to.allow.has(o.cidr)) out.push(o.cidr);
+  return out;
+}
+
+/**
+ * One attachment. Every mutation goes through `serial()`, so commands, DNS answers and expiry
+ * never interleave, and the kernel always receives the plan from what it holds to what the
+ * new state needs.
+ */
+export class AttachmentRuntime {
+  record: AttachmentRecord;
+  private kernel: KernelView;
+  private chain: Promise<unknown> = Promise.resolve();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private persistTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** What the kernel config says about DNS filtering (undefined: not written by this process yet). */
+  private dnsFiltering: boolean | undefined;
+  dnsAllowed = 0n;
+  dnsBlocked = 0n;
+
+  constructor(
+    record: AttachmentRecord,
+    readonly datapath: AttachmentDatapath,
+    public dns: DnsServer | undefined,
+    private readonly deps: RuntimeDeps,
+  ) {
+    this.record = record;
+    this.kernel = datapath.readView();
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get state(): AttachmentPolicyState {
+    return this.record.policy;
+  }
+
+  /** Runs `fn` after every earlier mutation has finished. */
+  serial<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.chain.then(() => {
+      if (this.closed) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `attachment ${this.id} is gone`);
+      return fn();
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Brings the kernel to what `state` needs (safe order), then adopts `state`. Rejects whole on failure. */
+  private commit(state: AttachmentPolicyState, opts: { persist: 'now' | 'soon' }): void {
+    const target = kernelView(state);
+    const ops = planKernelOps(this.kernel, target);
+    if (ops.length) this.datapath.apply(ops); // undoes itself on failure
+    this.kernel = target;
+    const filtering = state.dns.mode !== 'disabled';
+    if (filtering !== this.dnsFiltering) {
+      const [host, port] = splitHostPort(this.record.dnsAddress);
+      this.datapath.configureDns({ address: host, port }, filtering);
+      this.dnsFiltering = filtering;
+    }
+    this.record = { ...this.record, policy: state };
+    this.dns?.update(state.dns);
+    if (opts.persist === 'now') this.persistNow();
+    else this.persistSoon();
+    for (const cidr of severedPrefixes(ops, target)) {
+      try {
+        this.datapath.sever(cidr);
+      } catch (e) {
+        this.deps.logger.warn({ err: e, cidr, attachment: this.id }, 'could not reset connections to a removed address');
+      }
+    }
+    this.scheduleExpiry();
+  }
+
+  /** Applies a policy command: the new state reaches the kernel, the DNS server and the disk, or nothing changes. */
+  applyCommand(cmd: PolicyCommand): Promise<void> {
+    return this.serial(() => {
+      const next = applyCommand(this.state, cmd, this.deps.now());
+      this.commit(next, { persist: 'now' });
+    });
+  }
+
+  /** A DNS answer: its addresses are in the allow map before this resolves. */
+  learn(answer: ResolvedAnswer): Promise<void> {
+    return this.serial(() => {
+      const next = learnAddresses(this.state, answer, this.deps.now(), { minTtlSec: this.deps.minTtlSec, maxTtlSec: this.deps.maxTtlSec });
+      this.commit(next, { persist: 'soon' });
+    });
+  }
+
+  /** Re-applies the saved state onto whatever the kernel holds (after a restart). */
+  reconcile(): Promise<void> {
+    return this.serial(() => {
+      this.kernel = this.datapath.readView();
+      const now = this.deps.now();
+      const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
+      this.commit(next, { persist: 'now' });
+    });
+  }
+
+  private scheduleExpiry(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (this.closed) return;
+    const at = nextExpiry(this.state);
+    if (at === undefined) return;
+    const delay = Math.max(50, Math.min(at - this.deps.now(), 2 ** 31 - 1));
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.serial(() => {
+        const now = this.deps.now();
+        const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
+        if (next === this.state) {
+          this.scheduleRetry();
+          return;
+        }
+        this.commit(next, { persist: 'now' });
+      }).catch((e: unknown) => this.deps.logger.error({ err: e, attachment: this.id }, 'expiry failed'));
+    }, delay);
+    this.expiryTimer.unref();
+  }
+
+  /** An entry kept alive by recent traffic: look again after a grace period slice. */
+  private scheduleRetry(): void {
+    if (this.expiryTimer || this.closed) return;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.scheduleExpiry();
+    }, Math.max(1000, Math.min(this.deps.graceMs, 60_000)));
+    this.expiryTimer.unref();
+  }
+
+  persistNow(): void {
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.persistTimer = undefined;
+    this.deps.store.save(this.record);
+  }
+
+  private persistSoon(): void {
+    if (this.persistTimer) return;
+    this.persistTimer = setTimeout(() => {
+      this.persistTimer = undefined;
+      if (!this.closed) this.deps.store.save(this.record);
+    }, 100);
+  }
+
+  setRecord(record: AttachmentRecord): void {
+    this.record = record;
+  }
+
+  /** Stops timers and the DNS server, releases fds; pins and the saved record stay. */
+  async shutdown(): Promise<void> {
+    if (this.closed) return;
+    await this.chain;
+    if (this.persistTimer) this.persistNow();
+    this.closed = true;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    await this.dns?.close();
+    this.datapath.close();
+  }
+
+  /** Removes everything: DNS server, programs, pins, saved record. */
+  async destroy(): Promise<void> {
+    await this.chain;
+    this.closed = true;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    await this.dns?.close().catch(() => undefined);
+    this.datapath.destroy();
+    this.deps.store.remove(this.id);
+  }
+}
+
+export function splitHostPort(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
+  return [host, Number(addr.slice(i + 1))];
+}
+
+export function joinHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export { emptyState };

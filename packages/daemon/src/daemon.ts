@@ -1,0 +1,544 @@
+import { hostname as osHostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { createControlPlaneClient, type ControlPlaneClient, type ControlPlaneConnectionState } from '@netfence/controlplane-client';
+import { emptyState, learnedFrom, type PolicyCommand } from '@netfence/policy-engine';
+import { AttachmentInfoSchema, ConnectionState, UnsubscribeReason, type AttachmentInfo, type ControlCommand, type DaemonStatus } from '@netfence/proto';
+import { DaemonStatusSchema } from '@netfence/proto';
+import type { Logger } from 'pino';
+import { AttachmentRuntime, joinHostPort, newAttachmentId, splitHostPort } from './attachments';
+import type { DaemonConfig } from './config';
+import { attachmentTypeToPb, commandFromPb, dnsModeToPb, policyModeToPb } from './convert';
+import { DaemonError } from './daemon-error';
+import type { AttachmentDatapath, Datapath, DatapathEvent } from './datapath';
+import type { DnsServer, StartDnsServer } from './dns-servers';
+import { createPortPool } from './ports';
+import { createStateStore, type AttachmentRecord, type TcDirection } from './state-store';
+import { cgroupAlive, defaultTcDirection, interfaceAlive, resolveCgroup, resolveInterface } from './targets';
+import { createMetricsServer, type MetricsServer } from './metrics';
+import { startEmbeddedControlPlane, type EmbeddedControlPlane } from './embedded-controlplane';
+import { createBpfDatapath } from './bpf-datapath';
+import { startFilterDnsServer } from './dns-filter-server';
+import { VERSION } from './version';
+import { startApiServer } from './api-server';
+
+export interface AttachInput {
+  readonly interfaceName?: string;
+  readonly cgroupPath?: string;
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly tcDirection?: TcDirection;
+}
+
+export interface ListPage {
+  readonly attachments: AttachmentInfo[];
+  readonly nextPageToken: string;
+  readonly totalCount: number;
+}
+
+export interface Daemon {
+  /** Opens state, restores attachments from pins, starts the API socket and the control plane link. */
+  start(): Promise<void>;
+  attach(input: AttachInput): Promise<{ id: string; dnsAddress: string }>;
+  detach(id: string): Promise<void>;
+  list(pageSize: number, pageToken: string): ListPage;
+  status(): DaemonStatus;
+  /** Graceful stop in reverse order of start. Filters stay pinned unless detach_on_exit. Idempotent. */
+  close(): Promise<void>;
+  /** The control plane URL in use (the embedded one's loopback URL when no url is configured). */
+  readonly controlPlaneUrl: string;
+}
+
+export interface DaemonOptions {
+  readonly logger: Logger;
+  /** Overrides for embedding and tests. */
+  readonly datapath?: Datapath;
+  readonly startDnsServer?: StartDnsServer;
+  readonly now?: () => number;
+}
+
+const MAX_PAGE = 1000;
+const DEFAULT_PAGE = 100;
+
+function encodeToken(lastId: string): string {
+  return Buffer.from(JSON.stringify({ after: lastId })).toString('base64url');
+}
+
+function decodeToken(token: string): string {
+  try {
+    const v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { after?: unknown };
+    if (typeof v.after === 'string') return v.after;
+  } catch {
+    /* fall through */
+  }
+  throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `page_token ${JSON.stringify(token)} is not a token this daemon issued`);
+}
+
+function resolvConfUpstreams(): string[] {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8')
+      .split('\n')
+      .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+      .filter((x): x is string => !!x)
+      .map((ip) => (ip.includes(':') ? `[${ip}]:53` : `${ip}:53`));
+  } catch {
+    return [];
+  }
+}
+
+export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon {
+  const logger = opts.logger;
+  const now = opts.now ?? Date.now;
+  const store = createStateStore(config.data_dir, config.daemon_id);
+  const hostname = config.hostname ?? osHostname();
+  const ports = createPortPool(config.dns.port_min, config.dns.port_max);
+  const upstreams = config.dns.upstream.length ? [...config.dns.upstream] : resolvConfUpstreams();
+  const runtimes = new Map<string, AttachmentRuntime>();
+  /** Attach calls in progress, by target identity, so a duplicate is refused before it races. */
+  const pendingTargets = new Set<string>();
+  const startDns = opts.startDnsServer ?? ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }) }));
+  let datapath: Datapath | undefined = opts.datapath;
+  let client: ControlPlaneClient | undefined;
+  let embedded: EmbeddedControlPlane | undefined;
+  let api: { close(): Promise<void> } | undefined;
+  let metrics: MetricsServer | undefined;
+  let watchTimer: NodeJS.Timeout | undefined;
+  let daemonId = '';
+  let cpUrl = config.control_plane.url;
+  let cpState: ControlPlaneConnectionState = 'disconnected';
+  let nextNumericId = 1;
+  let closing = false;
+  let started = false;
+  const counters = { denyEvents: 0, commandsApplied: 0, commandsRejected: 0 };
+
+  const deps = {
+    store,
+    logger: logger.child({ component: 'attachment' }),
+    minTtlSec: config.dns.min_ttl / 1000,
+    maxTtlSec: config.dns.max_ttl / 1000,
+    graceMs: config.dns.grace,
+    now,
+  };
+
+  function identityKey(r: { kind: string; identity: { ifindex?: number; cgroupId?: string } }): string {
+    return r.kind === 'tc' ? `tc:${r.identity.ifindex}` : `cg:${r.identity.cgroupId}`;
+  }
+
+  function toAttachmentPb(r: AttachmentRecord) {
+    return {
+      id: r.id,
+      target: r.target,
+      type: attachmentTypeToPb(r.kind),
+      mode: policyModeToPb(r.policy.mode),
+      dnsMode: dnsModeToPb(r.policy.dns.mode),
+      metadata: { ...r.metadata },
+      dryRun: r.policy.dryRun,
+    };
+  }
+
+  function statsOf(rt: AttachmentRuntime) {
+    let allowed = 0n;
+    let blocked = 0n;
+    try {
+      const c = rt.datapath.counters();
+      allowed = c.allowed;
+      blocked = c.blocked;
+    } catch (e) {
+      logger.warn({ err: e, attachment: rt.id }, 'cannot read counters');
+    }
+    const d = rt.dns?.counters() ?? { allowed: 0n, blocked: 0n };
+    return { packetsAllowed: allowed, packetsBlocked: blocked, dnsQueriesAllowed: d.allowed, dnsQueriesBlocked: d.blocked };
+  }
+
+  function onDatapathEvent(ev: DatapathEvent): void {
+    counters.denyEvents++;
+    const rt = [...runtimes.values()].find((r) => r.record.numericId === ev.numericId);
+    const domain = rt ? learnedFrom(rt.state, ev.destination) : undefined;
+    const attachment = rt?.id ?? `#${ev.numericId}`;
+    logger.info({ event: 'drop', attachment, dst: ev.destination, port: ev.port, proto: ev.protocol, reason: ev.reason, dryRun: ev.dryRun, hook: ev.hook, learnedFrom: domain }, ev.dryRun ? 'would drop (dry-run)' : 'dropped');
+    client?.sendDenyEvents([
+      { attachmentId: attachment, time: timestampFromMs(now()), destination: ev.destination, port: ev.port, protocol: ev.protocol, reason: ev.reason, domain: domain ?? '', dryRun: ev.dryRun, count: 1n },
+    ]);
+  }
+
+  async function startDnsFor(record: AttachmentRecord, rtRef: { rt?: AttachmentRuntime }): Promise<DnsServer> {
+    const [host, port] = splitHostPort(record.dnsAddress);
+    return startDns({
+      host,
+      port,
+      policy: record.policy.dns,
+      onResolved: async (answer) => {
+        if (!rtRef.rt) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `attachment ${record.id} is not ready`);
+        await rtRef.rt.learn(answer);
+      },
+      decide: async (name, qtype) => {
+        if (!client) throw new DaemonError('NETFENCE_ERR_CONTROL_PLANE_UNAVAILABLE', 'no control plane to decide in proxy mode');
+        const r = await client.queryDns({ id: record.id, domain: name, queryType: qtype }, { deadlineMs: config.control_plane.query_dns_timeout });
+        return { allow: r.allow, ips: r.ips, addToFilter: r.addToFilter, ttlSec: r.ttlSeconds || undefined };
+      },
+    });
+  }
+
+  /** Binds the attachment's DNS server on the first free port of the pool. */
+  async function startDnsOnFreePort(record: AttachmentRecord, rtRef: { rt?: AttachmentRuntime }): Promise<{ server: DnsServer; record: AttachmentRecord }> {
+    let lastErr: unknown;
+    for (const port of ports.candidates()) {
+      const r = { ...record, dnsAddress: joinHostPort(config.dns.listen_addr, port) };
+      try {
+        const server = await startDnsFor(r, rtRef);
+        ports.reserve(port);
+        return { server, record: r };
+      } catch (e) {
+        lastErr = e;
+        if ((e as { code?: string }).code !== 'EADDRINUSE' && !/EADDRINUSE|ADDR_IN_USE/.test(String((e as Error).message))) throw e;
+      }
+    }
+    throw new DaemonError('NETFENCE_ERR_DNS_PORTS_EXHAUSTED', `no free DNS port in ${config.dns.port_min}-${config.dns.port_max} on ${config.dns.listen_addr}`, { cause: lastErr });
+  }
+
+  async function handleCommand(cmd: ControlCommand): Promise<void> {
+    const rt = runtimes.get(cmd.id);
+    if (cmd.command.case === 'syncAck') return;
+    if (!rt) {
+      // Spec: a command for an unknown id is not an error for the stream.
+      logger.debug({ attachment: cmd.id, command: cmd.command.case }, 'command for an unknown attachment ignored');
+      if (cmd.nonce) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment ${cmd.id}`);
+      return;
+    }
+    let pc: PolicyCommand | undefined;
+    try {
+      pc = commandFromPb(cmd, rt.state);
+      if (pc) await rt.applyCommand(pc);
+      counters.commandsApplied++;
+      logger.debug({ attachment: cmd.id, command: cmd.command.case }, 'command applied');
+    } catch (e) {
+      counters.commandsRejected++;
+      const err = DaemonError.from(e);
+      logger.warn({ attachment: cmd.id, command: cmd.command.case, err }, 'command rejected');
+      throw err;
+    }
+  }
+
+  function connectControlPlane(url: string): ControlPlaneClient {
+    const tls = config.control_plane.tls;
+    const token = config.control_plane.token ?? (config.control_plane.token_file ? () => readFileSync(config.control_plane.token_file!, 'utf8').trim() : undefined);
+    return createControlPlaneClient({
+      url,
+      daemonId,
+      hostname,
+      metadata: { ...config.metadata },
+      syncState: () => ({ attachments: [...runtimes.values()].map((r) => toAttachmentPb(r.record)) }),
+      onCommand: handleCommand,
+      heartbeatIntervalMs: config.control_plane.heartbeat_interval,
+      heartbeatStats: () => [...runtimes.values()].map((r) => ({ id: r.id, ...statsOf(r) })),
+      subscribeAckTimeoutMs: config.control_plane.subscribe_ack_timeout,
+      dnsQueryDeadlineMs: config.control_plane.query_dns_timeout,
+      tls: url.startsWith('https:') ? { caFile: tls.ca_file, certFile: tls.cert_file, keyFile: tls.key_file } : undefined,
+      bearerToken: token,
+      logger: logger.child({ component: 'controlplane-client' }),
+      onStateChange: (s, info) => {
+        cpState = s;
+        if (s === 'disconnected' && !closing) logger.warn({ retryInMs: info.retryInMs, err: info.error }, 'control plane disconnected');
+        else logger.info({ state: s }, 'control plane link');
+      },
+    });
+  }
+
+  async function restore(): Promise<void> {
+    const { records, problems } = store.loadAll();
+    for (const p of problems) logger.error({ file: p.file, problem: p.error }, 'unreadable attachment record left in place');
+    const removed: string[] = [];
+    for (const rec of records) {
+      nextNumericId = Math.max(nextNumericId, rec.numericId + 1);
+      const log = logger.child({ attachment: rec.id });
+      const alive = rec.kind === 'tc' ? interfaceAlive(rec.target, rec.identity.ifindex ?? -1) : cgroupAlive(rec.target, rec.identity.cgroupId ?? '');
+      if (rec.pending || !alive) {
+        log.info({ pending: !!rec.pending, alive }, rec.pending ? 'rolling back an attach that never completed' : 'target vanished while the daemon was down');
+        try {
+          datapath!.removePins(rec.id);
+        } catch (e) {
+          log.warn({ err: e }, 'could not remove pins');
+        }
+        store.remove(rec.id);
+        if (!rec.pending) removed.push(rec.id);
+        continue;
+      }
+      let dp: AttachmentDatapath;
+      try {
+        dp =
+          rec.kind === 'tc'
+            ? datapath!.reopen({ kind: 'tc', id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
+            : datapath!.reopen({ kind: 'cgroup', id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
+      } catch (e) {
+        log.warn({ err: e }, 'pins missing or unusable: attaching again from the saved state');
+        datapath!.removePins(rec.id);
+        dp =
+          rec.kind === 'tc'
+            ? datapath!.attachTc({ id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
+            : datapath!.attachCgroup({ id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
+      }
+      const ref: { rt?: AttachmentRuntime } = {};
+      const rt = new AttachmentRuntime(rec, dp, undefined, deps);
+      ref.rt = rt;
+      runtimes.set(rec.id, rt);
+      await rt.reconcile();
+      const [, port] = splitHostPort(rec.dnsAddress);
+      try {
+        rt.dns = await startDnsFor(rt.record, ref);
+        ports.reserve(port);
+      } catch (e) {
+        log.error({ err: e, dnsAddress: rec.dnsAddress }, 'cannot restart the DNS server on its address; the filter keeps enforcing');
+      }
+      log.info({ target: rec.target, dnsAddress: rec.dnsAddress }, 'attachment restored');
+    }
+    // Pins without a record: an attach that crashed before saving; nothing vouches for them.
+    for (const id of datapath!.pinnedIds()) {
+      if (!runtimes.has(id) && !records.some((r) => r.id === id)) {
+        logger.info({ attachment: id }, 'removing orphaned pins');
+        datapath!.removePins(id);
+      }
+    }
+    pendingUnsubscribes.push(...removed);
+  }
+
+  const pendingUnsubscribes: string[] = [];
+
+  async function teardown(rt: AttachmentRuntime, reason: UnsubscribeReason, why: string): Promise<void> {
+    runtimes.delete(rt.id);
+    const [, port] = splitHostPort(rt.record.dnsAddress);
+    await rt.destroy();
+    ports.release(port);
+    try {
+      client?.unsubscribe(rt.id, reason, why);
+    } catch (e) {
+      logger.warn({ err: e, attachment: rt.id }, 'could not queue Unsubscribed');
+    }
+  }
+
+  function watchTargets(): void {
+    for (const rt of [...runtimes.values()]) {
+      const r = rt.record;
+      const alive = r.kind === 'tc' ? interfaceAlive(r.target, r.identity.ifindex ?? -1) : cgroupAlive(r.target, r.identity.cgroupId ?? '');
+      if (!alive) {
+        logger.info({ attachment: r.id, target: r.target }, 'target removed: unsubscribing');
+        teardown(rt, UnsubscribeReason.REMOVED, `${r.kind === 'tc' ? 'interface' : 'cgroup'} ${r.target} was removed`).catch((e: unknown) =>
+          logger.error({ err: e, attachment: r.id }, 'teardown failed'),
+        );
+      }
+    }
+  }
+
+  const daemon: Daemon = {
+    get controlPlaneUrl() {
+      return cpUrl;
+    },
+
+    async start() {
+      if (started) return;
+      started = true;
+      daemonId = store.daemonId();
+      datapath ??= createBpfDatapath({
+        root: config.bpffs_root,
+        mapSizes: { allow: config.maps.allow_entries, deny: config.maps.deny_entries, ringbufBytes: config.maps.ringbuf_bytes },
+        onEvent: onDatapathEvent,
+        logger: logger.child({ component: 'datapath' }),
+      });
+      await restore();
+      if (!cpUrl) {
+        embedded = await startEmbeddedControlPlane({ policyFile: config.policy_file!, logger: logger.child({ component: 'embedded-controlplane' }) });
+        cpUrl = embedded.url;
+      }
+      client = connectControlPlane(cpUrl);
+      for (const id of pendingUnsubscribes.splice(0)) client.unsubscribe(id, UnsubscribeReason.REMOVED, 'target vanished while the daemon was down');
+      api = await startApiServer(config.socket, config.socket_mode, daemon, logger.child({ component: 'api' }));
+      if (config.metrics.listen) metrics = await createMetricsServer(config.metrics.listen, () => metricsText());
+      watchTimer = setInterval(watchTargets, config.target_watch_interval);
+      watchTimer.unref();
+      logger.info({ daemonId, socket: config.socket, controlPlane: cpUrl, attachments: runtimes.size, version: VERSION }, 'netfenced started');
+    },
+
+    async attach(input) {
+      if (closing || !started) throw new DaemonError('NETFENCE_ERR_SHUTTING_DOWN', 'the daemon is not accepting attachments');
+      const metadata = { ...(input.metadata ?? {}) };
+      let kind: 'tc' | 'cgroup';
+      let target: string;
+      let identity: { ifindex?: number; cgroupId?: string };
+      let direction: TcDirection | undefined;
+      let l3 = false;
+      if (input.interfaceName && !input.cgroupPath) {
+        const t = resolveInterface(input.interfaceName);
+        kind = 'tc';
+        target = t.ifname;
+        identity = { ifindex: t.ifindex };
+        direction = input.tcDirection ?? defaultTcDirection(t);
+        l3 = t.l3;
+      } else if (input.cgroupPath && !input.interfaceName) {
+        if (input.tcDirection) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'tc_direction applies to interfaces, not cgroups');
+        const t = resolveCgroup(input.cgroupPath);
+        kind = 'cgroup';
+        target = t.path;
+        identity = { cgroupId: t.cgroupId };
+      } else {
+        throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'give exactly one of interface_name or cgroup_path');
+      }
+      const key = identityKey({ kind, identity });
+      const dup = [...runtimes.values()].find((r) => identityKey(r.record) === key);
+      if (dup || pendingTargets.has(key))
+        throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${kind === 'tc' ? 'interface' : 'cgroup'} ${target} is already attached${dup ? ` as ${dup.id}` : ''}`);
+      pendingTargets.add(key);
+      const id = newAttachmentId();
+      const log = logger.child({ attachment: id });
+      let record: AttachmentRecord = {
+        version: 1,
+        id,
+        numericId: nextNumericId++,
+        kind,
+        target,
+        identity,
+        tcDirection: direction,
+        l3,
+        metadata,
+        dnsAddress: '',
+        attachedAt: new Date(now()).toISOString(),
+        policy: emptyState(),
+        pending: true,
+      };
+      const ref: { rt?: AttachmentRuntime } = {};
+      let dp: AttachmentDatapath | undefined;
+      let dns: DnsServer | undefined;
+      try {
+        // 1. DNS server on a free port, so its address is known to the filter and the ack.
+        const started = await startDnsOnFreePort(record, ref);
+        dns = started.server;
+        record = started.record;
+        // 2. Saved as pending first: a crash from here on is rolled back at the next start.
+        store.save(record);
+        // 3. eBPF programs attached in mode DISABLED with empty maps.
+        dp =
+          kind === 'tc'
+            ? datapath!.attachTc({ id, numericId: record.numericId, ifindex: identity.ifindex!, direction: direction!, l3 })
+            : datapath!.attachCgroup({ id, numericId: record.numericId, cgroupPath: target });
+        const rt = new AttachmentRuntime(record, dp, dns, deps);
+        ref.rt = rt;
+        // 4. Subscribed -> SubscribedAck, applied before Attach returns.
+        await client!.subscribe(
+          { id, target, type: attachmentTypeToPb(kind), mode: policyModeToPb(record.policy.mode), dnsMode: dnsModeToPb(record.policy.dns.mode), dnsAddress: record.dnsAddress, metadata },
+          {
+            applyAck: async (cmd) => {
+              const pc = commandFromPb(cmd, rt.state);
+              if (pc) await rt.applyCommand(pc);
+            },
+          },
+        );
+        rt.setRecord({ ...rt.record, pending: false });
+        rt.persistNow();
+        runtimes.set(id, rt);
+        log.info({ target, kind, tcDirection: direction, dnsAddress: record.dnsAddress, mode: rt.state.mode }, 'attached');
+        return { id, dnsAddress: record.dnsAddress };
+      } catch (e) {
+        const err = DaemonError.from(e);
+        log.warn({ err }, 'attach failed: rolling back');
+        await dns?.close().catch(() => undefined);
+        if (record.dnsAddress) ports.release(splitHostPort(record.dnsAddress)[1]);
+        try {
+          if (dp) dp.destroy();
+          else datapath!.removePins(id);
+        } catch (de) {
+          log.error({ err: de }, 'rollback could not remove the kernel objects');
+        }
+        store.remove(id);
+        if (err.code === 'NETFENCE_ERR_ACK_TIMEOUT') {
+          try {
+            client?.unsubscribe(id, UnsubscribeReason.ERROR, 'no SubscribedAck before the timeout');
+          } catch {
+            /* closing */
+          }
+        }
+        throw err;
+      } finally {
+        pendingTargets.delete(key);
+      }
+    },
+
+    async detach(id) {
+      const rt = runtimes.get(id);
+      if (!rt) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment ${JSON.stringify(id)}`);
+      await teardown(rt, UnsubscribeReason.DETACHED, '');
+      logger.info({ attachment: id }, 'detached');
+    },
+
+    list(pageSize, pageToken) {
+      if (pageSize < 0) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `page_size ${pageSize} must not be negative`);
+      const size = Math.min(pageSize || DEFAULT_PAGE, MAX_PAGE);
+      const after = pageToken ? decodeToken(pageToken) : '';
+      const all = [...runtimes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const rest = all.filter((r) => r.id > after);
+      const page = rest.slice(0, size);
+      const attachments = page.map((rt) => {
+        const r = rt.record;
+        return create(AttachmentInfoSchema, {
+          ...toAttachmentPb(r),
+          dnsAddress: r.dnsAddress,
+          ...statsOf(rt),
+          attachedAt: timestampFromMs(Date.parse(r.attachedAt)),
+          tcDirection: r.tcDirection ?? '',
+        });
+      });
+      return { attachments, nextPageToken: rest.length > size ? encodeToken(page[page.length - 1]!.id) : '', totalCount: all.length };
+    },
+
+    status() {
+      return create(DaemonStatusSchema, {
+        version: VERSION,
+        daemonId,
+        hostname,
+        controlPlaneState: cpState === 'connected' ? ConnectionState.CONNECTED : cpState === 'connecting' ? ConnectionState.CONNECTING : ConnectionState.DISCONNECTED,
+        controlPlaneAddress: cpUrl,
+        attachmentCount: runtimes.size,
+      });
+    },
+
+    async close() {
+      if (closing) return;
+      closing = true;
+      if (watchTimer) clearInterval(watchTimer);
+      await metrics?.close().catch(() => undefined);
+      await api?.close().catch((e: unknown) => logger.warn({ err: e }, 'api close'));
+      if (config.detach_on_exit) {
+        for (const rt of [...runtimes.values()]) await teardown(rt, UnsubscribeReason.DETACHED, 'daemon exiting with detach_on_exit').catch(() => undefined);
+      }
+      await client?.close().catch(() => undefined);
+      await embedded?.close().catch(() => undefined);
+      for (const rt of runtimes.values()) await rt.shutdown().catch((e: unknown) => logger.warn({ err: e, attachment: rt.id }, 'shutdown'));
+      runtimes.clear();
+      datapath?.close();
+      logger.info({ detached: config.detach_on_exit }, 'netfenced stopped');
+    },
+  };
+
+  function metricsText(): string {
+    const lines: string[] = [];
+    const metric = (name: string, type: string, help: string, rows: [Record<string, string>, number | bigint][]) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, v] of rows) {
+        const l = Object.entries(labels)
+          .map(([k, x]) => `${k}="${x.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+          .join(',');
+        lines.push(`${name}${l ? `{${l}}` : ''} ${v.toString()}`);
+      }
+    };
+    const per = [...runtimes.values()].map((rt) => [rt.id, statsOf(rt)] as const);
+    metric('netfence_attachments', 'gauge', 'Attachments held by this daemon.', [[{}, runtimes.size]]);
+    metric('netfence_control_plane_connected', 'gauge', '1 when the control plane stream is up.', [[{}, cpState === 'connected' ? 1 : 0]]);
+    metric('netfence_packets_allowed_total', 'counter', 'Packets or connections allowed.', per.map(([id, s]) => [{ attachment: id }, s.packetsAllowed]));
+    metric('netfence_packets_blocked_total', 'counter', 'Packets or connections blocked.', per.map(([id, s]) => [{ attachment: id }, s.packetsBlocked]));
+    metric('netfence_dns_queries_allowed_total', 'counter', 'DNS queries answered.', per.map(([id, s]) => [{ attachment: id }, s.dnsQueriesAllowed]));
+    metric('netfence_dns_queries_blocked_total', 'counter', 'DNS queries refused.', per.map(([id, s]) => [{ attachment: id }, s.dnsQueriesBlocked]));
+    metric('netfence_deny_events_total', 'counter', 'Drop events read from the kernel.', [[{}, counters.denyEvents]]);
+    metric('netfence_commands_applied_total', 'counter', 'Control plane commands applied.', [[{}, counters.commandsApplied]]);
+    metric('netfence_commands_rejected_total', 'counter', 'Control plane commands rejected whole.', [[{}, counters.commandsRejected]]);
+    return `${lines.join('\n')}\n`;
+  }
+
+  return daemon;
+}

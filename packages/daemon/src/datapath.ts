@@ -1,0 +1,71 @@
+// The daemon's view of the eBPF datapath of one attachment. Implemented over
+// @netfence/bpf-loader and the @netfence/bpf-programs manifest in bpf-datapath.ts.
+
+import type { KernelOp, KernelView } from '@netfence/policy-engine';
+import type { TcDirection } from './state-store';
+
+/** One drop (or dry-run would-drop) reported by the kernel. */
+export interface DatapathEvent {
+  readonly numericId: number;
+  readonly destination: string;
+  readonly port: number;
+  readonly protocol: number;
+  readonly reason: string;
+  readonly dryRun: boolean;
+  readonly hook: string;
+}
+
+export interface DatapathCounters {
+  readonly allowed: bigint;
+  readonly blocked: bigint;
+  readonly dryRunWouldBlock: bigint;
+}
+
+/** The kernel objects of one attachment. Owner: the daemon's attachment runtime. */
+export interface AttachmentDatapath {
+  readonly tcDirection: TcDirection | undefined;
+  /**
+   * Applies the ops in order. On failure throws a DaemonError after undoing the ops it had
+   * applied, so the kernel is back where it started.
+   */
+  apply(ops: readonly KernelOp[]): void;
+  /** What the kernel maps and config hold now. */
+  readView(): KernelView;
+  /** The attachment's DNS server (always allowed) and whether DNS filtering (bypass drop/redirect) is on. */
+  configureDns(server: { address: string; port: number }, filtering: boolean): void;
+  counters(): DatapathCounters;
+  /** Last time (ms, wall clock) the kernel saw traffic to this allow entry; undefined if never / unknown. */
+  lastSeenMs(cidr: string): number | undefined;
+  /** Resets established sockets to addresses in this prefix (cgroup attachments; TC drops by itself). */
+  sever(cidr: string): void;
+  /** Releases fds; pins stay, so the filter keeps enforcing. Idempotent. */
+  close(): void;
+  /** Detaches the programs and removes every pin. Idempotent. */
+  destroy(): void;
+}
+
+export interface TcAttachParams {
+  readonly id: string;
+  readonly numericId: number;
+  readonly ifindex: number;
+  readonly direction: TcDirection;
+  readonly l3: boolean;
+}
+
+export interface CgroupAttachParams {
+  readonly id: string;
+  readonly numericId: number;
+  readonly cgroupPath: string;
+}
+
+export interface Datapath {
+  attachTc(p: TcAttachParams): AttachmentDatapath;
+  attachCgroup(p: CgroupAttachParams): AttachmentDatapath;
+  /** Re-opens an attachment from its pins; throws when the pins are gone or incompatible. */
+  reopen(p: (TcAttachParams & { kind: 'tc' }) | (CgroupAttachParams & { kind: 'cgroup' })): AttachmentDatapath;
+  /** Removes whatever pins exist for this id (rollback of a half-made attachment). */
+  removePins(id: string): void;
+  /** Ids that have pins under the root (to find orphans). */
+  pinnedIds(): string[];
+  close(): void;
+}

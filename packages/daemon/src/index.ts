@@ -1,0 +1,15 @@
+// @netfence/daemon: the Netfence host daemon as a library. `netfenced start`
+// (@netfence/cli) is this plus signal handling.
+
+export { createDaemon } from './daemon';
+export type { AttachInput, Daemon, DaemonOptions, ListPage } from './daemon';
+export { loadConfig, configSchema } from './config';
+export type { DaemonConfig, DaemonConfigInput } from './config';
+export { DaemonError, DAEMON_ERROR_CODES } from './daemon-error';
+export type { DaemonErrorCode } from './daemon-error';
+export { createLogger } from './logger';
+export { daemonRoutes } from './api-server';
+export { VERSION } from './version';
+export type { AttachmentRecord, AttachmentKind, TcDirection } from './state-store';
+export type { Datapath, AttachmentDatapath, DatapathEvent, DatapathCounters } from './datapath';
+export type { DnsServer, StartDnsServer, DnsServerParams, ResolvedAnswer, ProxyDecision } from './dns-servers';

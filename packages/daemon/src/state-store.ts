@@ -1,0 +1,123 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { parseState, type AttachmentPolicyState } from '@netfence/policy-engine';
+import { DaemonError } from './daemon-error';
+
+export type AttachmentKind = 'tc' | 'cgroup';
+export type TcDirection = 'ingress' | 'egress';
+
+/** What the daemon persists about one attachment: enough to re-open its pins and rebuild its DNS server. */
+export interface AttachmentRecord {
+  readonly version: 1;
+  readonly id: string;
+  /** Small number carried in eBPF events to name the attachment. */
+  readonly numericId: number;
+  readonly kind: AttachmentKind;
+  /** Interface name or cgroup path, as the caller gave it. */
+  readonly target: string;
+  /** The identity the target was attached by: ifindex (TC) or cgroup inode id (cgroup). */
+  readonly identity: { readonly ifindex?: number; readonly cgroupId?: string };
+  readonly tcDirection?: TcDirection;
+  /** The interface has no Ethernet header (tun and other L3 devices). */
+  readonly l3?: boolean;
+  /** Saved before the SubscribedAck arrived: rolled back if the daemon restarts in that state. */
+  readonly pending?: boolean;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** host:port of the attachment's DNS server. */
+  readonly dnsAddress: string;
+  readonly attachedAt: string;
+  readonly policy: AttachmentPolicyState;
+}
+
+function writeFileAtomic(path: string, data: string): void {
+  const tmp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dir = openSync(join(path, '..'), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+/**
+ * Crash-safe persistence under data_dir: one JSON file per attachment, each
+ * replaced atomically (write temp, fsync, rename, fsync dir), so a kill -9 at
+ * any moment leaves either the old or the new record, never a torn one.
+ */
+export interface StateStore {
+  readonly dir: string;
+  daemonId(): string;
+  loadAll(): { records: AttachmentRecord[]; problems: { file: string; error: string }[] };
+  save(record: AttachmentRecord): void;
+  remove(id: string): void;
+}
+
+export function createStateStore(dataDir: string, explicitDaemonId?: string): StateStore {
+  const attDir = join(dataDir, 'attachments');
+  try {
+    mkdirSync(attDir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new DaemonError('NETFENCE_ERR_STATE', `cannot create data_dir ${dataDir}: ${(e as Error).message}`, { cause: e });
+  }
+  const fileOf = (id: string) => join(attDir, `${id}.json`);
+  return {
+    dir: dataDir,
+    daemonId() {
+      if (explicitDaemonId) return explicitDaemonId;
+      const p = join(dataDir, 'daemon-id');
+      try {
+        const id = readFileSync(p, 'utf8').trim();
+        if (id) return id;
+      } catch {
+        /* first start */
+      }
+      const id = `nfd-${randomUUID()}`;
+      writeFileAtomic(p, `${id}\n`);
+      return id;
+    },
+    loadAll() {
+      const records: AttachmentRecord[] = [];
+      const problems: { file: string; error: string }[] = [];
+      for (const name of readdirSync(attDir)) {
+        const file = join(attDir, name);
+        if (name.endsWith('.tmp')) {
+          try {
+            unlinkSync(file); // a write that never reached its rename
+          } catch {
+            /* ignore */
+          }
+          continue;
+        }
+        if (!name.endsWith('.json')) continue;
+        try {
+          const raw = JSON.parse(readFileSync(file, 'utf8')) as AttachmentRecord;
+          if (raw.version !== 1 || typeof raw.id !== 'string' || (raw.kind !== 'tc' && raw.kind !== 'cgroup')) throw new Error('unknown record format');
+          records.push({ ...raw, policy: parseState(raw.policy) });
+        } catch (e) {
+          problems.push({ file, error: (e as Error).message });
+        }
+      }
+      records.sort((a, b) => a.attachedAt.localeCompare(b.attachedAt) || a.id.localeCompare(b.id));
+      return { records, problems };
+    },
+    save(record) {
+      writeFileAtomic(fileOf(record.id), JSON.stringify(record));
+    },
+    remove(id) {
+      try {
+        unlinkSync(fileOf(id));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    },
+  };
+}
