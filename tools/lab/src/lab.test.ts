@@ -34,3 +34,23 @@ describe('lab', () => {
     }
   });
 });
+
+describe('lab processes', () => {
+  it('spawns into a cgroup and a namespace, and reads ifindex inside the namespace', async () => {
+    const lab = createLab();
+    try {
+      const a = lab.netns('p');
+      const v = lab.veth(a, a, { addrA: ['10.200.9.1/24'] });
+      expect(a.ifindex(v.a)).toBeGreaterThan(0);
+      const cg = lab.cgroup('p');
+      const child = a.spawn('sh', ['-c', 'cat /proc/self/cgroup; ip -o addr show'], { cgroup: cg });
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await new Promise((r) => child.once('exit', r));
+      expect(out).toContain(cg.path.split('/').pop());
+      expect(out).toContain('10.200.9.1');
+    } finally {
+      await lab.close();
+    }
+  });
+});

@@ -186,14 +186,17 @@ export function createLab(): Lab {
           const { cgroup, ...rest } = opts ?? {};
           // Join the cgroup first (in a shell), then enter the netns: nsenter keeps the mounts.
           const child = cgroup
-            ? spawn('sh', ['-c', `echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "$@"`, cgroup.path, path, cmd, ...args], { stdio: 'pipe', ...rest })
+            ? spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && ns="$1" && shift && exec nsenter --net="$ns" -- "$@"', cgroup.path, path, cmd, ...args], { stdio: 'pipe', ...rest })
             : spawn('nsenter', [`--net=${path}`, '--', cmd, ...args], { stdio: 'pipe', ...rest });
           children.push(child);
           return child;
         },
         ifindex(ifname: string): number {
-          const out = runIn(path, 'cat', [`/sys/class/net/${ifname}/ifindex`]);
-          return Number(out.trim());
+          // nsenter --net keeps the root namespace's /sys mount: ask the kernel over netlink instead.
+          const out = JSON.parse(runIn(path, 'ip', ['-j', 'link', 'show', 'dev', ifname])) as { ifindex: number }[];
+          const i = out[0]?.ifindex;
+          if (i === undefined) throw new Error(`no interface ${ifname} in ${name}`);
+          return i;
         },
       };
       return ns;
