@@ -1,0 +1,248 @@
+import { closeSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { AttachType } from './constants';
+import { BpfError, Errno, NotSupportedError } from './errors';
+import { check, closeFd, dupFd, fdFinalizer, getLibbpf } from './libbpf';
+import { ifindexOf, withNetns } from './netns';
+import { queryLinkInfo } from './obj-info';
+import { offsetOf, sizeOf } from './structs';
+import type { BpfLink, BpfProgram, CgroupAttachOptions, LinkInfo, TcxAttachOptions } from './types';
+
+function unlinkPin(p: string): void {
+  try {
+    unlinkSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw BpfError.from(e);
+  }
+}
+
+class KernelLink implements BpfLink {
+  readonly kind = 'bpf-link' as const;
+  #fd: number;
+  #pinnedPath: string | undefined;
+
+  constructor(fd: number, pinnedPath: string | undefined) {
+    this.#fd = fd;
+    this.#pinnedPath = pinnedPath;
+    fdFinalizer.register(this, fd, this);
+  }
+  get fd(): number {
+    return this.#fd;
+  }
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+  get pinnedPath(): string | undefined {
+    return this.#pinnedPath;
+  }
+  #live(): number {
+    if (this.#fd < 0) throw new BpfError('BPF_ERR_CLOSED', 'link is closed');
+    return this.#fd;
+  }
+  pin(path: string): void {
+    check(getLibbpf().bpf_obj_pin(this.#live(), path) as number, `bpf_obj_pin(link, ${path})`);
+    this.#pinnedPath = path;
+  }
+  unpin(): void {
+    if (this.#pinnedPath === undefined) return;
+    unlinkPin(this.#pinnedPath);
+    this.#pinnedPath = undefined;
+  }
+  detach(): void {
+    if (this.#fd < 0) return;
+    const r = getLibbpf().bpf_link_detach(this.#fd) as number;
+    // ENOLINK: already detached (e.g. its cgroup or netdev went away).
+    if (r < 0 && r !== -67) throw BpfError.fromErrno(r, 'bpf_link_detach');
+    this.unpin();
+    this.close();
+  }
+  info(): LinkInfo {
+    return queryLinkInfo(this.#live());
+  }
+  close(): void {
+    if (this.#fd < 0) return;
+    fdFinalizer.unregister(this);
+    closeFd(this.#fd);
+    this.#fd = -1;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+const BPF_TC_INGRESS = 1;
+const BPF_TC_EGRESS = 2;
+
+/** A clsact tc filter made with bpf_tc_attach (kernels without TCX). No fd, cannot be pinned. */
+class ClsactLink implements BpfLink {
+  readonly kind = 'tc-clsact' as const;
+  readonly fd = -1;
+  readonly pinnedPath = undefined;
+  #closed = false;
+
+  constructor(
+    private readonly hook: Buffer,
+    private readonly handle: number,
+    private readonly priority: number,
+    private readonly progId: number,
+    private readonly netnsPath: string | undefined,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+  pin(): void {
+    throw new NotSupportedError('pinning a clsact tc filter (use a TCX link)', '6.6');
+  }
+  unpin(): void {
+    /* never pinned */
+  }
+  detach(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const opts = Buffer.alloc(sizeOf('bpf_tc_opts'));
+    opts.writeBigUInt64LE(BigInt(opts.length), offsetOf('bpf_tc_opts', 'sz'));
+    opts.writeUInt32LE(this.handle, offsetOf('bpf_tc_opts', 'handle'));
+    opts.writeUInt32LE(this.priority, offsetOf('bpf_tc_opts', 'priority'));
+    const run = (): number => getLibbpf().bpf_tc_detach(this.hook, opts) as number;
+    const r = this.netnsPath === undefined ? run() : withNetns(this.netnsPath, run);
+    if (r < 0 && r !== -Errno.ENOENT) throw BpfError.fromErrno(r, 'bpf_tc_detach');
+  }
+  info(): LinkInfo {
+    return { id: 0, type: 0, progId: this.progId };
+  }
+  close(): void {
+    this.detach();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function attachClsact(prog: BpfProgram, ifindex: number, ingress: boolean, netnsPath: string | undefined): BpfLink {
+  const lib = getLibbpf();
+  const hook = Buffer.alloc(sizeOf('bpf_tc_hook'));
+  hook.writeBigUInt64LE(BigInt(hook.length), offsetOf('bpf_tc_hook', 'sz'));
+  hook.writeInt32LE(ifindex, offsetOf('bpf_tc_hook', 'ifindex'));
+  hook.writeInt32LE(ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS, offsetOf('bpf_tc_hook', 'attach_point'));
+  const opts = Buffer.alloc(sizeOf('bpf_tc_opts'));
+  opts.writeBigUInt64LE(BigInt(opts.length), offsetOf('bpf_tc_opts', 'sz'));
+  opts.writeInt32LE(prog.fd, offsetOf('bpf_tc_opts', 'prog_fd'));
+  const hr = lib.bpf_tc_hook_create(hook) as number;
+  if (hr < 0 && hr !== -Errno.EEXIST) throw BpfError.fromErrno(hr, `bpf_tc_hook_create(ifindex ${ifindex})`);
+  check(lib.bpf_tc_attach(hook, opts) as number, `bpf_tc_attach(ifindex ${ifindex})`);
+  return new ClsactLink(
+    hook,
+    opts.readUInt32LE(offsetOf('bpf_tc_opts', 'handle')),
+    opts.readUInt32LE(offsetOf('bpf_tc_opts', 'priority')),
+    opts.readUInt32LE(offsetOf('bpf_tc_opts', 'prog_id')),
+    netnsPath,
+  );
+}
+
+function liveFd(prog: BpfProgram): number {
+  if (prog.closed) throw new BpfError('BPF_ERR_CLOSED', `program '${prog.name}' is closed`);
+  return prog.fd;
+}
+
+/**
+ * Attaches a SCHED_CLS program to an interface's TCX ingress/egress hook with
+ * bpf_link_create(prog, ifindex, BPF_TCX_INGRESS|EGRESS). With mode 'auto' (default) a kernel
+ * without TCX (EINVAL) gets a clsact tc filter instead. The interface is resolved in
+ * `netnsPath` when given (withNetns), else in the caller thread's netns. EEXIST when the same
+ * program is already attached to that hook. Owner: the caller.
+ */
+export function attachTcx(program: BpfProgram, opts: TcxAttachOptions): BpfLink {
+  const progFd = liveFd(program);
+  const ingress = opts.direction === 'ingress';
+  if (!ingress && opts.direction !== 'egress') throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `bad direction ${String(opts.direction)}`);
+  const mode = opts.mode ?? 'auto';
+  const run = (): BpfLink => {
+    let ifindex = opts.ifindex;
+    if (ifindex === undefined) {
+      if (opts.ifname === undefined) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', 'attachTcx needs ifindex or ifname');
+      ifindex = ifindexOf(opts.ifname);
+    }
+    if (!Number.isInteger(ifindex) || ifindex <= 0) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `bad ifindex ${ifindex}`);
+    if (mode !== 'clsact') {
+      const type = ingress ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS;
+      const fd = getLibbpf().bpf_link_create(progFd, ifindex, type, null) as number;
+      if (fd >= 0) return new KernelLink(fd, undefined);
+      if (fd !== -Errno.EINVAL) throw BpfError.fromErrno(fd, `bpf_link_create(${program.name}, ifindex ${ifindex}, TCX ${opts.direction})`);
+      if (mode === 'tcx') throw new NotSupportedError('TCX links (bpf_link_create BPF_TCX_*)', '6.6', { errno: Errno.EINVAL });
+    }
+    return attachClsact(program, ifindex, ingress, opts.netnsPath);
+  };
+  return opts.netnsPath === undefined ? run() : withNetns(opts.netnsPath, run);
+}
+
+/**
+ * Attaches a cgroup program (connect4/6, sendmsg4/6, recvmsg4/6, getpeername4/6, sock_create,
+ * cgroup_skb ingress/egress, ...) to a cgroup2 directory with a bpf_link. Owner: the caller.
+ */
+export function attachCgroup(program: BpfProgram, opts: CgroupAttachOptions): BpfLink {
+  const progFd = liveFd(program);
+  const attachType = opts.attachType ?? program.expectedAttachType;
+  let cgFd: number;
+  if (typeof opts.cgroup === 'number') cgFd = opts.cgroup;
+  else {
+    try {
+      cgFd = openSync(opts.cgroup, 'r');
+    } catch (e) {
+      throw BpfError.from(e);
+    }
+  }
+  try {
+    const fd = getLibbpf().bpf_link_create(progFd, cgFd, attachType, null) as number;
+    if (fd < 0) throw BpfError.fromErrno(fd, `bpf_link_create(${program.name}, cgroup, attach type ${attachType})`);
+    return new KernelLink(fd, undefined);
+  } finally {
+    if (typeof opts.cgroup !== 'number') closeSync(cgFd);
+  }
+}
+
+/** Creates an iterator link (BPF_TRACE_ITER) for an `iter/...` program. Run it with readIterator. */
+export function attachIter(program: BpfProgram): BpfLink {
+  const fd = getLibbpf().bpf_link_create(liveFd(program), 0, AttachType.TRACE_ITER, null) as number;
+  if (fd < 0) throw BpfError.fromErrno(fd, `bpf_link_create(${program.name}, BPF_TRACE_ITER)`);
+  return new KernelLink(fd, undefined);
+}
+
+/**
+ * Runs an iterator once: bpf_iter_create, then reads the iterator fd to EOF (synchronously, on
+ * the calling thread, so it sees that thread's netns) and returns what the program wrote.
+ */
+export function readIterator(link: BpfLink, opts: { maxBytes?: number } = {}): Buffer {
+  if (link.kind !== 'bpf-link' || link.closed) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', 'readIterator needs an open iterator link');
+  const iterFd = getLibbpf().bpf_iter_create(link.fd) as number;
+  if (iterFd < 0) throw BpfError.fromErrno(iterFd, 'bpf_iter_create');
+  const max = opts.maxBytes ?? 64 * 1024 * 1024;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(64 * 1024);
+      const n = readSync(iterFd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > max) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `iterator output exceeds maxBytes ${max}`);
+    }
+  } catch (e) {
+    throw BpfError.from(e);
+  } finally {
+    closeFd(iterFd);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Opens a pinned link (bpf_obj_get). close() keeps it attached (it is pinned); detach() ends it. */
+export function openPinnedLink(path: string): BpfLink {
+  const fd = getLibbpf().bpf_obj_get(path) as number;
+  if (fd < 0) throw BpfError.fromErrno(fd, `bpf_obj_get(${path})`);
+  return new KernelLink(fd, path);
+}
+
+/** Wraps a link fd; the fd is duplicated, so the caller keeps ownership of its own fd. */
+export function linkFromFd(fd: number): BpfLink {
+  return new KernelLink(dupFd(fd), undefined);
+}

@@ -1,0 +1,148 @@
+import { unlinkSync } from 'node:fs';
+import { BpfError } from './errors';
+import { addressOf, check, closeFd, dupFd, fdFinalizer, getLibbpf } from './libbpf';
+import { queryProgramInfo } from './obj-info';
+import { offsetOf, sizeOf } from './structs';
+import type { BpfProgram, ProgramInfo, TestRunOptions, TestRunResult } from './types';
+
+export interface ProgramMeta {
+  readonly name: string;
+  readonly section: string;
+  readonly type: number;
+  readonly expectedAttachType: number;
+}
+
+class BpfProgramImpl implements BpfProgram {
+  #fd: number;
+  readonly name: string;
+  readonly section: string;
+  readonly type: number;
+  readonly expectedAttachType: number;
+  #pinnedPath: string | undefined;
+
+  constructor(fd: number, meta: ProgramMeta, pinnedPath: string | undefined) {
+    this.#fd = fd;
+    this.name = meta.name;
+    this.section = meta.section;
+    this.type = meta.type;
+    this.expectedAttachType = meta.expectedAttachType;
+    this.#pinnedPath = pinnedPath;
+    fdFinalizer.register(this, fd, this);
+  }
+
+  get fd(): number {
+    return this.#fd;
+  }
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+  get pinnedPath(): string | undefined {
+    return this.#pinnedPath;
+  }
+
+  #live(): number {
+    if (this.#fd < 0) throw new BpfError('BPF_ERR_CLOSED', `program '${this.name}' is closed`);
+    return this.#fd;
+  }
+
+  testRun(opts: TestRunOptions): TestRunResult {
+    const fd = this.#live();
+    const repeat = opts.repeat ?? 1;
+    if (!Number.isInteger(repeat) || repeat < 0 || repeat > 0x7fffffff) {
+      throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `testRun: bad repeat ${repeat}`);
+    }
+    const dataIn = Buffer.from(opts.data.buffer, opts.data.byteOffset, opts.data.byteLength);
+    const dataOut = Buffer.alloc(opts.dataOutSize ?? dataIn.length + 256);
+    const ctxIn = opts.ctx ? Buffer.from(opts.ctx.buffer, opts.ctx.byteOffset, opts.ctx.byteLength) : undefined;
+    const ctxOut = opts.ctxOutSize ? Buffer.alloc(opts.ctxOutSize) : undefined;
+    const o = Buffer.alloc(sizeOf('bpf_test_run_opts'));
+    const off = (f: string): number => offsetOf('bpf_test_run_opts', f);
+    o.writeBigUInt64LE(BigInt(o.length), off('sz'));
+    if (dataIn.length > 0) o.writeBigUInt64LE(addressOf(dataIn), off('data_in'));
+    o.writeUInt32LE(dataIn.length, off('data_size_in'));
+    if (dataOut.length > 0) o.writeBigUInt64LE(addressOf(dataOut), off('data_out'));
+    o.writeUInt32LE(dataOut.length, off('data_size_out'));
+    if (ctxIn && ctxIn.length > 0) {
+      o.writeBigUInt64LE(addressOf(ctxIn), off('ctx_in'));
+      o.writeUInt32LE(ctxIn.length, off('ctx_size_in'));
+    }
+    if (ctxOut) {
+      o.writeBigUInt64LE(addressOf(ctxOut), off('ctx_out'));
+      o.writeUInt32LE(ctxOut.length, off('ctx_size_out'));
+    }
+    o.writeInt32LE(repeat, off('repeat'));
+    const r = getLibbpf().bpf_prog_test_run_opts(fd, o) as number;
+    // Keep the buffers referenced until after the call (their addresses are in `o`).
+    void dataIn.length;
+    void ctxIn?.length;
+    if (r < 0) throw BpfError.fromErrno(r, `bpf_prog_test_run_opts(${this.name})`);
+    const outLen = o.readUInt32LE(off('data_size_out'));
+    const ctxLen = o.readUInt32LE(off('ctx_size_out'));
+    return {
+      retval: o.readUInt32LE(off('retval')),
+      durationNs: o.readUInt32LE(off('duration')),
+      data: dataOut.subarray(0, Math.min(outLen, dataOut.length)),
+      ctx: ctxOut ? ctxOut.subarray(0, Math.min(ctxLen, ctxOut.length)) : undefined,
+    };
+  }
+
+  info(): ProgramInfo {
+    return queryProgramInfo(this.#live());
+  }
+
+  pin(path: string): void {
+    check(getLibbpf().bpf_obj_pin(this.#live(), path) as number, `bpf_obj_pin(${this.name}, ${path})`);
+    this.#pinnedPath = path;
+  }
+
+  unpin(): void {
+    const p = this.#pinnedPath;
+    if (p === undefined) return;
+    try {
+      unlinkSync(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw BpfError.from(e);
+    }
+    this.#pinnedPath = undefined;
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    fdFinalizer.unregister(this);
+    closeFd(this.#fd);
+    this.#fd = -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export function adoptProgramFd(fd: number, meta: ProgramMeta, pinnedPath?: string): BpfProgram {
+  return new BpfProgramImpl(fd, meta, pinnedPath);
+}
+
+function fromOwnedFd(fd: number, pinnedPath: string | undefined): BpfProgram {
+  try {
+    const info = queryProgramInfo(fd);
+    return new BpfProgramImpl(fd, { name: info.name, section: '', type: info.type, expectedAttachType: 0 }, pinnedPath);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+}
+
+/**
+ * Opens a pinned program (bpf_obj_get). `section` is '' and `expectedAttachType` 0 (the kernel
+ * does not report them): pass attachType explicitly when attaching it. Caller owns the result.
+ */
+export function openPinnedProgram(path: string): BpfProgram {
+  const fd = getLibbpf().bpf_obj_get(path) as number;
+  if (fd < 0) throw BpfError.fromErrno(fd, `bpf_obj_get(${path})`);
+  return fromOwnedFd(fd, path);
+}
+
+/** Wraps a program fd; the fd is duplicated, so the caller keeps ownership of its own fd. */
+export function programFromFd(fd: number): BpfProgram {
+  return fromOwnedFd(dupFd(fd), undefined);
+}
