@@ -1,0 +1,24 @@
+export { createDnsFilter } from './dns-filter';
+export type {
+  ClientInfo,
+  DnsFilter,
+  DnsFilterAddress,
+  DnsFilterLogger,
+  DnsFilterOptions,
+  DnsFilterSettings,
+  DnsFilterStats,
+  DomainInput,
+  ProxyDecide,
+  ProxyDecision,
+  QueryEvent,
+  QueryReason,
+  QueryVerdict,
+  ResolvedInfo,
+} from './dns-filter';
+export { DnsFilterError, DNS_FILTER_ERROR_CODES } from './dns-filter-error';
+export type { DnsFilterErrorCode } from './dns-filter-error';
+export { parseUpstream } from './upstream-pool';
+export type { UpstreamServer, UpstreamStatus } from './upstream-pool';
+export { isPrivateAddress } from './private-address';
+export { loadDnsFilterConfig, parseDnsFilterConfig } from './config-file';
+export type { DnsFilterFileConfig } from './config-file';
