@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Netfence cgroup filter: socket-level decisions (connect4/6, sendmsg4/6),
+ * transparent DNS redirection to the attachment's DNS server (connect,
+ * sendmsg; recvmsg4/6 and getpeername4/6 restore the original address), a
+ * cgroup_skb/egress backstop deciding every packet (raw/ICMP sockets,
+ * sockets that predate the attach, existing flows), and iter/tcp + iter/udp
+ * programs that destroy sockets whose destination the current policy blocks.
+ */
+#include "netfence_common.h"
+#include <bpf/bpf_core_read.h>
+
+/* per-socket memory of a DNS redirection, 40 bytes */
+struct nf_dns_orig {
+	__u8 orig_addr[16];   /* what the workload asked for (v4 in the first 4 bytes for *4 hooks) */
+	__u8 target_addr[16]; /* what we rewrote it to */
+	__u16 orig_port;      /* network order */
+	__u16 target_port;    /* network order */
+	__u8 family;          /* 4: set by a *4 hook, 6: by a *6 hook */
+	__u8 _pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nf_dns_orig);
+} dns_orig SEC(".maps");
+
+/* severing target, 32 bytes (array, 1 entry) */
+struct nf_sever_config {
+	__u64 cgroup_id;  /* 0: any socket in the netns; else only sockets of this cgroup or its descendants */
+	__u8 family;      /* 0: any destination; 4 or 6: only destinations inside addr/prefix_len */
+	__u8 prefix_len;
+	__u8 _pad[6];
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_sever_config);
+} sever_cfg SEC(".maps");
+
+NF_ASSERT_SIZE(nf_dns_orig, 40);
+NF_ASSERT_OFF(nf_dns_orig, orig_addr, 0);
+NF_ASSERT_OFF(nf_dns_orig, target_addr, 16);
+NF_ASSERT_OFF(nf_dns_orig, orig_port, 32);
+NF_ASSERT_OFF(nf_dns_orig, target_port, 34);
+NF_ASSERT_OFF(nf_dns_orig, family, 36);
+NF_ASSERT_SIZE(nf_sever_config, 32);
+NF_ASSERT_OFF(nf_sever_config, cgroup_id, 0);
+NF_ASSERT_OFF(nf_sever_config, family, 8);
+NF_ASSERT_OFF(nf_sever_config, prefix_len, 9);
+NF_ASSERT_OFF(nf_sever_config, addr, 16);
+
+static __always_inline __u32 nf_pid(void)
+{
+	return (__u32)(bpf_get_current_pid_tgid() >> 32);
+}
+
+static __always_inline int nf_dns_target_v4(const struct nf_config *cfg)
+{
+	return cfg->dns_port != 0 && !nf_v4_is_zero(cfg->dns_v4);
+}
+
+static __always_inline int nf_dns_target_v6(const struct nf_config *cfg)
+{
+	return cfg->dns_port != 0 && !nf_v6_is_zero(cfg->dns_v6);
+}
+
+/* Should this socket address be redirected to the attachment's DNS server? */
+static __always_inline int nf_wants_redirect(const struct nf_config *cfg, const struct nf_flow *f)
+{
+	return (cfg->flags & NF_FLAG_DNS_FILTER) && !(cfg->flags & NF_FLAG_DRY_RUN) && nf_is_tcp_udp(f->proto) &&
+	       f->dport == 53 && !(nf_is_dns_addr(cfg, f) && f->dport == cfg->dns_port);
+}
+
+static __always_inline void nf_remember(struct bpf_sock_addr *ctx, const __u8 *orig, __u16 orig_port_be,
+					const __u8 *target, __u16 target_port_be, __u8 family)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return;
+	struct nf_dns_orig *o = bpf_sk_storage_get(&dns_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o)
+		return;
+	__builtin_memcpy(o->orig_addr, orig, 16);
+	__builtin_memcpy(o->target_addr, target, 16);
+	o->orig_port = orig_port_be;
+	o->target_port = target_port_be;
+	o->family = family;
+}
+
+/* ---- IPv4 socket hooks ---- */
+
+static __always_inline int nf_sock4(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct nf_config *cfg = nf_get_config();
+	if (!cfg)
+		return 0;
+	if (cfg->mode == NF_MODE_DISABLED) {
+		nf_count(NF_STAT_ALLOWED);
+		return 1;
+	}
+	struct nf_flow f = {};
+	__u32 ip = ctx->user_ip4;
+	f.family = 4;
+	__builtin_memcpy(f.daddr, &ip, 4);
+	f.proto = (__u8)ctx->protocol;
+	f.dport = bpf_ntohs((__u16)ctx->user_port);
+	f.l4 = 1;
+
+	if (cfg->mode <= NF_MODE_BLOCK_ALL && nf_wants_redirect(cfg, &f) && nf_dns_target_v4(cfg)) {
+		__u8 orig[16] = {}, target[16] = {};
+		__builtin_memcpy(orig, &ip, 4);
+		__builtin_memcpy(target, cfg->dns_v4, 4);
+		__u16 tport = bpf_htons(cfg->dns_port);
+		nf_remember(ctx, orig, (__u16)ctx->user_port, target, tport, 4);
+		__u32 nip;
+		__builtin_memcpy(&nip, cfg->dns_v4, 4);
+		ctx->user_ip4 = nip;
+		ctx->user_port = tport;
+		nf_count(NF_STAT_DNS_REDIRECTED);
+		nf_count(NF_STAT_ALLOWED);
+		nf_count(NF_STAT_IMPLICIT_ALLOWED);
+		return 1;
+	}
+	struct nf_verdict v = nf_decide(cfg, &f, 1);
+	return nf_finish(cfg, &f, &v, hook, bpf_get_current_cgroup_id(), nf_pid()) ? 0 : 1;
+}
+
+SEC("cgroup/connect4")
+int netfence_connect4(struct bpf_sock_addr *ctx)
+{
+	return nf_sock4(ctx, NF_HOOK_CONNECT);
+}
+
+SEC("cgroup/sendmsg4")
+int netfence_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return nf_sock4(ctx, NF_HOOK_SENDMSG);
+}
+
+/* recvmsg4 / getpeername4: show the workload the address it asked for */
+static __always_inline int nf_restore4(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 1;
+	struct nf_dns_orig *o = bpf_sk_storage_get(&dns_orig, sk, 0, 0);
+	if (!o || o->family != 4)
+		return 1;
+	__u32 ip = ctx->user_ip4, t;
+	__builtin_memcpy(&t, o->target_addr, 4);
+	if (ip != t || (__u16)ctx->user_port != o->target_port)
+		return 1;
+	__u32 orig;
+	__builtin_memcpy(&orig, o->orig_addr, 4);
+	ctx->user_ip4 = orig;
+	ctx->user_port = o->orig_port;
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int netfence_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return nf_restore4(ctx);
+}
+
+SEC("cgroup/getpeername4")
+int netfence_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return nf_restore4(ctx);
+}
+
+/* ---- IPv6 socket hooks ---- */
+
+static __always_inline void nf_read_ip6(struct bpf_sock_addr *ctx, __u8 *out)
+{
+	__u32 w[4];
+	w[0] = ctx->user_ip6[0];
+	w[1] = ctx->user_ip6[1];
+	w[2] = ctx->user_ip6[2];
+	w[3] = ctx->user_ip6[3];
+	__builtin_memcpy(out, w, 16);
+}
+
+static __always_inline void nf_write_ip6(struct bpf_sock_addr *ctx, const __u8 *in)
+{
+	__u32 w[4];
+	__builtin_memcpy(w, in, 16);
+	ctx->user_ip6[0] = w[0];
+	ctx->user_ip6[1] = w[1];
+	ctx->user_ip6[2] = w[2];
+	ctx->user_ip6[3] = w[3];
+}
+
+static __always_inline int nf_sock6(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct nf_config *cfg = nf_get_config();
+	if (!cfg)
+		return 0;
+	if (cfg->mode == NF_MODE_DISABLED) {
+		nf_count(NF_STAT_ALLOWED);
+		return 1;
+	}
+	__u8 orig[16];
+	nf_read_ip6(ctx, orig);
+	struct nf_flow f = {};
+	nf_flow_set_v6(&f, orig); /* ::ffff:a.b.c.d is checked as a.b.c.d */
+	f.proto = (__u8)ctx->protocol;
+	f.dport = bpf_ntohs((__u16)ctx->user_port);
+	f.l4 = 1;
+
+	if (cfg->mode <= NF_MODE_BLOCK_ALL && nf_wants_redirect(cfg, &f)) {
+		__u8 target[16] = {};
+		int ok = 0;
+		if ((f.family == 4 || !nf_dns_target_v6(cfg)) && nf_dns_target_v4(cfg)) {
+			/* ::ffff:dns_v4 (dual-stack sockets; a V6ONLY socket then fails to connect) */
+			target[10] = 0xff;
+			target[11] = 0xff;
+			__builtin_memcpy(target + 12, cfg->dns_v4, 4);
+			ok = 1;
+		} else if (nf_dns_target_v6(cfg)) {
+			__builtin_memcpy(target, cfg->dns_v6, 16);
+			ok = 1;
+		}
+		if (ok) {
+			__u16 tport = bpf_htons(cfg->dns_port);
+			nf_remember(ctx, orig, (__u16)ctx->user_port, target, tport, 6);
+			nf_write_ip6(ctx, target);
+			ctx->user_port = tport;
+			nf_count(NF_STAT_DNS_REDIRECTED);
+			nf_count(NF_STAT_ALLOWED);
+			nf_count(NF_STAT_IMPLICIT_ALLOWED);
+			return 1;
+		}
+	}
+	struct nf_verdict v = nf_decide(cfg, &f, 1);
+	return nf_finish(cfg, &f, &v, hook, bpf_get_current_cgroup_id(), nf_pid()) ? 0 : 1;
+}
+
+SEC("cgroup/connect6")
+int netfence_connect6(struct bpf_sock_addr *ctx)
+{
+	return nf_sock6(ctx, NF_HOOK_CONNECT);
+}
+
+SEC("cgroup/sendmsg6")
+int netfence_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return nf_sock6(ctx, NF_HOOK_SENDMSG);
+}
+
+static __always_inline int nf_restore6(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 1;
+	struct nf_dns_orig *o = bpf_sk_storage_get(&dns_orig, sk, 0, 0);
+	if (!o || (__u16)ctx->user_port != o->target_port)
+		return 1;
+	__u8 src[16];
+	nf_read_ip6(ctx, src);
+	__u8 orig[16];
+	if (o->family == 6) {
+		if (!nf_eq16(src, o->target_addr))
+			return 1;
+		__builtin_memcpy(orig, o->orig_addr, 16);
+	} else if (o->family == 4) {
+		/* a dual-stack socket sending to ::ffff:a.b.c.d goes through
+		 * sendmsg4 (udp_sendmsg) but receives through recvmsg6 */
+		if (!nf_is_v4_mapped(src) || !nf_eq4(src + 12, o->target_addr))
+			return 1;
+		__builtin_memset(orig, 0, 16);
+		orig[10] = 0xff;
+		orig[11] = 0xff;
+		__builtin_memcpy(orig + 12, o->orig_addr, 4);
+	} else {
+		return 1;
+	}
+	nf_write_ip6(ctx, orig);
+	ctx->user_port = o->orig_port;
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int netfence_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return nf_restore6(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int netfence_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return nf_restore6(ctx);
+}
+
+/* ---- packet backstop ---- */
+
+SEC("cgroup_skb/egress")
+int netfence_egress(struct __sk_buff *skb)
+{
+	struct nf_config *cfg = nf_get_config();
+	if (!cfg)
+		return 0;
+	if (cfg->mode == NF_MODE_DISABLED) {
+		nf_count(NF_STAT_ALLOWED);
+		return 1;
+	}
+	struct nf_flow f = {};
+	struct nf_verdict v = { .prefix_len = NF_NO_RULE };
+	__u8 first;
+	int r = NF_PARSE_FAIL;
+	/* the skb starts at the network header; the version nibble says which */
+	if (!bpf_skb_load_bytes(skb, 0, &first, 1)) {
+		if ((first >> 4) == 4)
+			r = nf_parse_ipv4(skb, 0, &f);
+		else if ((first >> 4) == 6)
+			r = nf_parse_ipv6(skb, 0, &f);
+	}
+	if (r != NF_PARSE_OK) {
+		v.drop = 1;
+		v.reason = NF_REASON_UNPARSABLE;
+	} else {
+		v = nf_decide(cfg, &f, 1);
+	}
+	return nf_finish(cfg, &f, &v, NF_HOOK_SKB, bpf_skb_cgroup_id(skb), 0) ? 0 : 1;
+}
+
+/* ---- severing: destroy sockets the current policy blocks ---- */
+
+static __always_inline int nf_prefix_match(const __u8 *a, const __u8 *p, __u32 plen, __u32 width)
+{
+	if (plen > width)
+		return 0;
+	for (int i = 0; i < 16; i++) {
+		__u32 bits = i * 8;
+		if (bits >= plen)
+			break;
+		__u8 mask = 0xff;
+		if (plen - bits < 8)
+			mask = (__u8)(0xff << (8 - (plen - bits)));
+		if ((a[i] ^ p[i]) & mask)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int nf_in_cgroup(struct cgroup *cg, __u64 want)
+{
+	for (int i = 0; i < 32; i++) {
+		if (!cg)
+			return 0;
+		if (BPF_CORE_READ(cg, kn, id) == want)
+			return 1;
+		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
+	}
+	return 0;
+}
+
+/* 1: destroy this socket */
+static __always_inline int nf_sever_wanted(struct sock *sk, struct nf_flow *f)
+{
+	__u32 zero = 0;
+	struct nf_config *cfg = nf_get_config();
+	struct nf_sever_config *sc = bpf_map_lookup_elem(&sever_cfg, &zero);
+	if (!cfg || !sc)
+		return 0;
+	if (cfg->flags & NF_FLAG_DRY_RUN)
+		return 0;
+	if (sc->cgroup_id && !nf_in_cgroup(BPF_CORE_READ(sk, sk_cgrp_data.cgroup), sc->cgroup_id))
+		return 0;
+	if (sc->family) {
+		if (sc->family != f->family)
+			return 0;
+		if (!nf_prefix_match(f->daddr, sc->addr, sc->prefix_len, f->family == 4 ? 32 : 128))
+			return 0;
+	}
+	struct nf_verdict v = nf_decide(cfg, f, 0);
+	return v.drop;
+}
+
+static __always_inline int nf_flow_from_sk(struct sock_common *skc, struct nf_flow *f, __u8 proto)
+{
+	__u16 family = skc->skc_family;
+	f->proto = proto;
+	f->l4 = 1;
+	f->dport = bpf_ntohs(skc->skc_dport);
+	if (family == NF_AF_INET) {
+		__u32 d = skc->skc_daddr;
+		f->family = 4;
+		__builtin_memcpy(f->daddr, &d, 4);
+	} else if (family == NF_AF_INET6) {
+		__u8 d[16];
+		BPF_CORE_READ_INTO(&d, skc, skc_v6_daddr);
+		nf_flow_set_v6(f, d);
+	} else {
+		return 0;
+	}
+	/* unconnected sockets have no destination */
+	__u32 w[4];
+	__builtin_memcpy(w, f->daddr, 16);
+	return (w[0] | w[1] | w[2] | w[3]) != 0 || f->dport != 0;
+}
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+static __always_inline void nf_sever(struct sock_common *skc)
+{
+	if (bpf_sock_destroy(skc))
+		nf_count(NF_STAT_SEVER_FAILED);
+	else
+		nf_count(NF_STAT_SEVERED);
+}
+
+SEC("iter/tcp")
+int netfence_sever_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	/* full sockets only: not listeners, TIME_WAIT or request sockets */
+	__u8 state = skc->skc_state;
+	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_CLOSE)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	struct nf_flow f = {};
+	if (!nf_flow_from_sk(skc, &f, NF_PROTO_TCP))
+		return 0;
+	if (nf_sever_wanted((struct sock *)tp, &f))
+		nf_sever(skc);
+	return 0;
+}
+
+SEC("iter/udp")
+int netfence_sever_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *us = ctx->udp_sk;
+	if (!us)
+		return 0;
+	struct sock_common *skc = (struct sock_common *)us;
+	struct nf_flow f = {};
+	if (!nf_flow_from_sk(skc, &f, NF_PROTO_UDP))
+		return 0;
+	if (nf_sever_wanted((struct sock *)us, &f))
+		nf_sever(skc);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,56 @@
+// @netfence/bpf-programs: the netfence eBPF objects (bpf/*.bpf.o, built from
+// src/*.bpf.c) and their typed manifest. The daemon uses only these names and
+// layouts, never strings typed at call sites.
+
+export { BpfProgramsError, BPF_PROGRAMS_ERROR_CODES } from './bpf-programs-error';
+export type { BpfProgramsErrorCode } from './bpf-programs-error';
+
+export {
+  OBJECTS,
+  POLICY_MAPS,
+  CGROUP_ONLY_MAPS,
+  CGROUP_ATTACHED_PROGRAMS,
+  SEVER_PROGRAMS,
+  BPF_MAP_TYPE,
+  BPF_ATTACH_TYPE,
+  BPF_F_NO_PREALLOC,
+  MODE,
+  CONFIG_FLAG,
+  REASON,
+  HOOK,
+  STATS,
+  TC_RETURN,
+  LAST_SEEN_REFRESH_NS,
+  NO_RULE,
+  isTcDrop,
+  objectPath,
+  objectDir,
+  packageDir,
+  mapSizes,
+} from './manifest';
+export type { ObjectName, PolicyMapKey, ProgramManifest, MapManifest, AttachPoint, ModeName, ModeValue, ReasonName, HookName } from './manifest';
+
+export {
+  LAYOUT,
+  CODECS,
+  encodeConfig,
+  decodeConfig,
+  encodeLpmKeyV4,
+  encodeLpmKeyV6,
+  decodeLpmKey,
+  encodeAllowValue,
+  decodeAllowValue,
+  encodeDenyValue,
+  decodeDenyValue,
+  policyEntry,
+  lastSeenAgeMs,
+  decodeEvent,
+  decodeStats,
+  sumPerCpuU64,
+  encodeSeverConfig,
+  decodeSeverConfig,
+} from './layouts';
+export type { AttachmentConfig, AllowValue, PolicyEntry, NetfenceEvent, NetfenceStats, SeverTarget, LayoutCodec } from './layouts';
+
+export { parseIp, parsePrefix, formatIp, formatPrefix, isV4Mapped } from './ip-address';
+export type { IpBytes, IpPrefix } from './ip-address';

@@ -1,0 +1,404 @@
+// Binary layouts of keys, values, config, events and the sever target, with
+// encoders/decoders. Little-endian host integers (x86_64), addresses in network
+// order. Byte offsets are in LAYOUT and mirror src/netfence_common.h.
+
+import { BpfProgramsError } from './bpf-programs-error';
+import { formatIp, parseIp, parsePrefix, type IpPrefix } from './ip-address';
+import { CONFIG_FLAG, HOOK, MODE, NO_RULE, POLICY_MAPS, REASON, STATS, type HookName, type ModeName, type ReasonName } from './manifest';
+
+/** Sizes and offsets of every structure the programs share with user space. */
+export const LAYOUT = {
+  config: { size: 48, mode: 0, flags: 4, attachmentId: 8, dnsPort: 12, dnsV4: 16, dnsV6: 20 },
+  lpmKeyV4: { size: 8, prefixLen: 0, addr: 4 },
+  lpmKeyV6: { size: 20, prefixLen: 0, addr: 4 },
+  allowValue: { size: 16, lastSeenNs: 0, prefixLen: 8 },
+  denyValue: { size: 8, prefixLen: 0 },
+  event: {
+    size: 56,
+    tsNs: 0,
+    cgroupId: 8,
+    attachmentId: 16,
+    pid: 20,
+    dstAddr: 24,
+    dstPort: 40,
+    family: 42,
+    protocol: 43,
+    reason: 44,
+    hook: 45,
+    flags: 46,
+    mode: 47,
+    rulePrefixLen: 48,
+  },
+  severConfig: { size: 32, cgroupId: 0, family: 8, prefixLen: 9, addr: 16 },
+  dnsOrig: { size: 40, origAddr: 0, targetAddr: 16, origPort: 32, targetPort: 34, family: 36 },
+  statValue: { size: 8 },
+} as const;
+
+function need(buf: Uint8Array, size: number, what: string): Buffer {
+  if (buf.length < size) throw new BpfProgramsError('NETFENCE_ERR_LAYOUT', `${what} needs ${size} bytes, got ${buf.length}`);
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+function u32(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `${name} must be a u32, got ${v}`);
+  return v;
+}
+
+// ---------------------------------------------------------------- config
+
+/** The attachment's settings, as the daemon thinks of them. */
+export interface AttachmentConfig {
+  readonly mode: ModeName;
+  /** Never drop; count and report every would-be drop. */
+  readonly dryRun?: boolean;
+  /** Drop DNS/DoT/DoQ to anything but the own server (cgroup: redirect port 53 to it). */
+  readonly dnsFilter?: boolean;
+  /** TC on a device without an Ethernet header (tun). */
+  readonly l3Device?: boolean;
+  /** Numeric id reported in events (u32). */
+  readonly attachmentId: number;
+  /** The attachment's own DNS server: always allowed, the redirect target. */
+  readonly dnsServer?: { readonly v4?: string; readonly v6?: string; readonly port: number };
+}
+
+/** Encodes the config map value (48 bytes). */
+export function encodeConfig(c: AttachmentConfig): Buffer {
+  const L = LAYOUT.config;
+  const b = Buffer.alloc(L.size);
+  const mode = MODE[c.mode];
+  if (mode === undefined) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `unknown mode ${JSON.stringify(c.mode)}`);
+  b.writeUInt32LE(mode, L.mode);
+  const flags = (c.dryRun ? CONFIG_FLAG.DRY_RUN : 0) | (c.dnsFilter ? CONFIG_FLAG.DNS_FILTER : 0) | (c.l3Device ? CONFIG_FLAG.L3_DEVICE : 0);
+  b.writeUInt32LE(flags, L.flags);
+  b.writeUInt32LE(u32('attachmentId', c.attachmentId), L.attachmentId);
+  const d = c.dnsServer;
+  if (d) {
+    if (!Number.isInteger(d.port) || d.port < 1 || d.port > 65535) {
+      throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `dnsServer.port must be in [1, 65535], got ${d.port}`);
+    }
+    if (d.v4 === undefined && d.v6 === undefined) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', 'dnsServer needs v4 or v6');
+    b.writeUInt16LE(d.port, L.dnsPort);
+    if (d.v4 !== undefined) {
+      const ip = parseIp(d.v4);
+      if (ip.family !== 4) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ADDRESS', `dnsServer.v4 is not IPv4: ${d.v4}`);
+      b.set(ip.bytes, L.dnsV4);
+    }
+    if (d.v6 !== undefined) {
+      const ip = parseIp(d.v6);
+      if (ip.family !== 6) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ADDRESS', `dnsServer.v6 is not IPv6: ${d.v6}`);
+      b.set(ip.bytes, L.dnsV6);
+    }
+  }
+  return b;
+}
+
+/** Decodes the config map value. */
+export function decodeConfig(buf: Uint8Array): AttachmentConfig & { readonly modeValue: number } {
+  const L = LAYOUT.config;
+  const b = need(buf, L.size, 'config');
+  const modeValue = b.readUInt32LE(L.mode);
+  const mode = (Object.keys(MODE) as ModeName[]).find((k) => MODE[k] === modeValue) ?? 'BLOCK_ALL';
+  const flags = b.readUInt32LE(L.flags);
+  const port = b.readUInt16LE(L.dnsPort);
+  const v4 = b.subarray(L.dnsV4, L.dnsV4 + 4);
+  const v6 = b.subarray(L.dnsV6, L.dnsV6 + 16);
+  const dnsServer =
+    port === 0
+      ? undefined
+      : {
+          port,
+          ...(v4.some((x) => x !== 0) ? { v4: formatIp(v4) } : {}),
+          ...(v6.some((x) => x !== 0) ? { v6: formatIp(v6) } : {}),
+        };
+  return {
+    mode,
+    modeValue,
+    dryRun: (flags & CONFIG_FLAG.DRY_RUN) !== 0,
+    dnsFilter: (flags & CONFIG_FLAG.DNS_FILTER) !== 0,
+    l3Device: (flags & CONFIG_FLAG.L3_DEVICE) !== 0,
+    attachmentId: b.readUInt32LE(L.attachmentId),
+    ...(dnsServer ? { dnsServer } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- LPM keys and values
+
+/** Encodes an IPv4 LPM key (8 bytes). `addr` is text or 4 bytes; host bits are zeroed. */
+export function encodeLpmKeyV4(addr: string | Uint8Array, prefixLen: number): Buffer {
+  const bytes = typeof addr === 'string' ? parseIp(addr).bytes : addr;
+  if (bytes.length !== 4) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ADDRESS', `IPv4 LPM key needs 4 address bytes, got ${bytes.length}`);
+  if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > 32) throw new BpfProgramsError('NETFENCE_ERR_INVALID_CIDR', `IPv4 prefix length ${prefixLen}`);
+  const p = parsePrefix(`${formatIp(bytes)}/${prefixLen}`);
+  const b = Buffer.alloc(LAYOUT.lpmKeyV4.size);
+  b.writeUInt32LE(prefixLen, 0);
+  b.set(p.bytes, 4);
+  return b;
+}
+
+/** Encodes an IPv6 LPM key (20 bytes). `addr` is text or 16 bytes; host bits are zeroed. */
+export function encodeLpmKeyV6(addr: string | Uint8Array, prefixLen: number): Buffer {
+  const bytes = typeof addr === 'string' ? parseIp(addr).bytes : addr;
+  if (bytes.length !== 16) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ADDRESS', `IPv6 LPM key needs 16 address bytes, got ${bytes.length}`);
+  if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > 128) throw new BpfProgramsError('NETFENCE_ERR_INVALID_CIDR', `IPv6 prefix length ${prefixLen}`);
+  const copy = Uint8Array.from(bytes);
+  for (let bit = prefixLen; bit < 128; bit++) copy[bit >> 3] = (copy[bit >> 3] ?? 0) & ~(0x80 >> (bit & 7));
+  const b = Buffer.alloc(LAYOUT.lpmKeyV6.size);
+  b.writeUInt32LE(prefixLen, 0);
+  b.set(copy, 4);
+  return b;
+}
+
+/** Decodes an LPM key (8 or 20 bytes) into a prefix. */
+export function decodeLpmKey(buf: Uint8Array): IpPrefix {
+  const b = need(buf, LAYOUT.lpmKeyV4.size, 'LPM key');
+  const prefixLen = b.readUInt32LE(0);
+  if (b.length === LAYOUT.lpmKeyV4.size) return { family: 4, prefixLen, bytes: Uint8Array.from(b.subarray(4, 8)) };
+  need(buf, LAYOUT.lpmKeyV6.size, 'IPv6 LPM key');
+  return { family: 6, prefixLen, bytes: Uint8Array.from(b.subarray(4, 20)) };
+}
+
+export interface AllowValue {
+  /** CLOCK_MONOTONIC ns (coarse) of the last traffic the kernel let through by this entry; 0n = never. */
+  readonly lastSeenNs: bigint;
+  readonly prefixLen: number;
+}
+
+/** Encodes an allow map value (16 bytes). prefixLen MUST equal the key's prefix length. */
+export function encodeAllowValue(prefixLen: number, lastSeenNs = 0n): Buffer {
+  const b = Buffer.alloc(LAYOUT.allowValue.size);
+  b.writeBigUInt64LE(lastSeenNs, LAYOUT.allowValue.lastSeenNs);
+  b.writeUInt32LE(checkLen(prefixLen), LAYOUT.allowValue.prefixLen);
+  return b;
+}
+
+export function decodeAllowValue(buf: Uint8Array): AllowValue {
+  const b = need(buf, LAYOUT.allowValue.size, 'allow value');
+  return { lastSeenNs: b.readBigUInt64LE(LAYOUT.allowValue.lastSeenNs), prefixLen: b.readUInt32LE(LAYOUT.allowValue.prefixLen) };
+}
+
+/** Encodes a deny map value (8 bytes). prefixLen MUST equal the key's prefix length. */
+export function encodeDenyValue(prefixLen: number): Buffer {
+  const b = Buffer.alloc(LAYOUT.denyValue.size);
+  b.writeUInt32LE(checkLen(prefixLen), LAYOUT.denyValue.prefixLen);
+  return b;
+}
+
+export function decodeDenyValue(buf: Uint8Array): { readonly prefixLen: number } {
+  const b = need(buf, LAYOUT.denyValue.size, 'deny value');
+  return { prefixLen: b.readUInt32LE(LAYOUT.denyValue.prefixLen) };
+}
+
+function checkLen(n: number): number {
+  if (!Number.isInteger(n) || n < 0 || n > 128) throw new BpfProgramsError('NETFENCE_ERR_INVALID_CIDR', `prefix length ${n}`);
+  return n;
+}
+
+/** Which map an entry goes to, with its key and value bytes. */
+export interface PolicyEntry {
+  /** Map name (POLICY_MAPS.allowV4.name, ...). */
+  readonly map: 'allow_v4' | 'allow_v6' | 'deny_v4' | 'deny_v6';
+  readonly key: Buffer;
+  readonly value: Buffer;
+  /** The canonical prefix (host bits zeroed; IPv4-mapped IPv6 as IPv4). */
+  readonly prefix: IpPrefix;
+  /** The same as bpf-loader's LpmKey: { prefixLen, data }. */
+  readonly lpmKey: { readonly prefixLen: number; readonly data: Uint8Array };
+}
+
+/**
+ * The one way to turn a CIDR into a map entry: picks the map by list and family
+ * (IPv4-mapped IPv6 goes to the v4 map), zeroes host bits, and writes the prefix
+ * length into both key and value.
+ */
+export function policyEntry(list: 'allow' | 'deny', cidr: string, lastSeenNs = 0n): PolicyEntry {
+  const prefix = parsePrefix(cidr);
+  const key = prefix.family === 4 ? encodeLpmKeyV4(prefix.bytes, prefix.prefixLen) : encodeLpmKeyV6(prefix.bytes, prefix.prefixLen);
+  const value = list === 'allow' ? encodeAllowValue(prefix.prefixLen, lastSeenNs) : encodeDenyValue(prefix.prefixLen);
+  const map =
+    list === 'allow'
+      ? prefix.family === 4
+        ? POLICY_MAPS.allowV4.name
+        : POLICY_MAPS.allowV6.name
+      : prefix.family === 4
+        ? POLICY_MAPS.denyV4.name
+        : POLICY_MAPS.denyV6.name;
+  return { map, key, value, prefix, lpmKey: { prefixLen: prefix.prefixLen, data: prefix.bytes } };
+}
+
+/** How long ago (ms) an allow entry saw traffic; undefined if never. `nowNs` defaults to process.hrtime (CLOCK_MONOTONIC). */
+export function lastSeenAgeMs(lastSeenNs: bigint, nowNs: bigint = process.hrtime.bigint()): number | undefined {
+  if (lastSeenNs === 0n) return undefined;
+  const d = nowNs - lastSeenNs;
+  return d <= 0n ? 0 : Number(d / 1_000_000n);
+}
+
+// ---------------------------------------------------------------- events
+
+export interface NetfenceEvent {
+  /** bpf_ktime_get_ns (CLOCK_MONOTONIC). */
+  readonly tsNs: bigint;
+  /** cgroup id of the sender (0 for TC). */
+  readonly cgroupId: bigint;
+  readonly attachmentId: number;
+  /** tgid for connect/sendmsg hooks, 0 otherwise. */
+  readonly pid: number;
+  /** 4 or 6 (IPv4-mapped IPv6 is reported as 4); 0 when the packet was unparsable before L3. */
+  readonly family: 0 | 4 | 6;
+  /** Destination as text ('' when family is 0). */
+  readonly dstAddr: string;
+  /** Host order, 0 when unknown (ICMP, non-first fragment). */
+  readonly dstPort: number;
+  readonly protocol: number;
+  readonly reason: ReasonName;
+  readonly reasonCode: number;
+  readonly hook: HookName;
+  readonly dryRun: boolean;
+  /** The mode the program ran in ('UNKNOWN' for a value outside MODE: it then drops, BAD_CONFIG). */
+  readonly mode: ModeName | 'UNKNOWN';
+  /** Prefix length of the entry that decided, undefined when a mode or implicit rule decided. */
+  readonly rulePrefixLen: number | undefined;
+}
+
+const reasonNames = new Map<number, ReasonName>(Object.entries(REASON).map(([k, v]) => [v, k as ReasonName]));
+const hookNames = new Map<number, HookName>(Object.entries(HOOK).map(([k, v]) => [v, k as HookName]));
+const modeNames = new Map<number, ModeName>(Object.entries(MODE).map(([k, v]) => [v, k as ModeName]));
+
+/** Decodes one ring buffer record (56 bytes). */
+export function decodeEvent(buf: Uint8Array): NetfenceEvent {
+  const L = LAYOUT.event;
+  const b = need(buf, L.size, 'event');
+  const famByte = b.readUInt8(L.family);
+  const family: 0 | 4 | 6 = famByte === 4 ? 4 : famByte === 6 ? 6 : 0;
+  const addr = b.subarray(L.dstAddr, L.dstAddr + 16);
+  const reasonCode = b.readUInt8(L.reason);
+  const rule = b.readUInt8(L.rulePrefixLen);
+  return {
+    tsNs: b.readBigUInt64LE(L.tsNs),
+    cgroupId: b.readBigUInt64LE(L.cgroupId),
+    attachmentId: b.readUInt32LE(L.attachmentId),
+    pid: b.readUInt32LE(L.pid),
+    family,
+    dstAddr: family === 4 ? formatIp(addr.subarray(0, 4)) : family === 6 ? formatIp(addr) : '',
+    dstPort: b.readUInt16LE(L.dstPort),
+    protocol: b.readUInt8(L.protocol),
+    reason: reasonNames.get(reasonCode) ?? 'BAD_CONFIG',
+    reasonCode,
+    hook: hookNames.get(b.readUInt8(L.hook)) ?? 'TC',
+    dryRun: (b.readUInt8(L.flags) & 1) !== 0,
+    mode: modeNames.get(b.readUInt8(L.mode)) ?? 'UNKNOWN',
+    rulePrefixLen: rule === NO_RULE ? undefined : rule,
+  };
+}
+
+// ---------------------------------------------------------------- stats
+
+export interface NetfenceStats {
+  readonly allowed: bigint;
+  readonly blocked: bigint;
+  readonly dryRunWouldBlock: bigint;
+  readonly eventsLost: bigint;
+  readonly implicitAllowed: bigint;
+  readonly dnsRedirected: bigint;
+  readonly severed: bigint;
+  readonly severFailed: bigint;
+  /** Drops and dry-run would-drops by reason. */
+  readonly byReason: Readonly<Record<Exclude<ReasonName, 'NONE'>, bigint>>;
+}
+
+/** Builds named stats from the 16 counters (each already summed over CPUs). */
+export function decodeStats(counters: readonly bigint[]): NetfenceStats {
+  if (counters.length < STATS.COUNT) throw new BpfProgramsError('NETFENCE_ERR_LAYOUT', `stats need ${STATS.COUNT} counters, got ${counters.length}`);
+  const at = (i: number): bigint => counters[i] ?? 0n;
+  const byReason = {} as Record<Exclude<ReasonName, 'NONE'>, bigint>;
+  for (const [name, code] of Object.entries(REASON)) {
+    if (name !== 'NONE') byReason[name as Exclude<ReasonName, 'NONE'>] = at(STATS.REASON_BASE + code);
+  }
+  return {
+    allowed: at(STATS.ALLOWED),
+    blocked: at(STATS.BLOCKED),
+    dryRunWouldBlock: at(STATS.DRY_RUN_WOULD_BLOCK),
+    eventsLost: at(STATS.EVENTS_LOST),
+    implicitAllowed: at(STATS.IMPLICIT_ALLOWED),
+    dnsRedirected: at(STATS.DNS_REDIRECTED),
+    severed: at(STATS.SEVERED),
+    severFailed: at(STATS.SEVER_FAILED),
+    byReason,
+  };
+}
+
+/** Sums a per-CPU value buffer of one u64 counter (8 bytes per possible CPU). */
+export function sumPerCpuU64(buf: Uint8Array): bigint {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  let s = 0n;
+  for (let o = 0; o + 8 <= b.length; o += 8) s += b.readBigUInt64LE(o);
+  return s;
+}
+
+// ---------------------------------------------------------------- sever target
+
+export interface SeverTarget {
+  /** Only sockets of this cgroup (cgroup2 inode number, e.g. fs.statSync(path, {bigint:true}).ino) or its descendants; 0n/undefined = any. */
+  readonly cgroupId?: bigint;
+  /** Only sockets whose remote address is inside this prefix; undefined = any address. */
+  readonly prefix?: string;
+}
+
+/** Encodes the sever_cfg value (32 bytes). A socket is destroyed only if, in addition, the current policy blocks it. */
+export function encodeSeverConfig(t: SeverTarget): Buffer {
+  const L = LAYOUT.severConfig;
+  const b = Buffer.alloc(L.size);
+  b.writeBigUInt64LE(t.cgroupId ?? 0n, L.cgroupId);
+  if (t.prefix !== undefined) {
+    const p = parsePrefix(t.prefix);
+    b.writeUInt8(p.family, L.family);
+    b.writeUInt8(p.prefixLen, L.prefixLen);
+    b.set(p.bytes, L.addr);
+  }
+  return b;
+}
+
+/** Decodes the sever_cfg value. */
+export function decodeSeverConfig(buf: Uint8Array): SeverTarget {
+  const L = LAYOUT.severConfig;
+  const b = need(buf, L.size, 'sever config');
+  const cgroupId = b.readBigUInt64LE(L.cgroupId);
+  const family = b.readUInt8(L.family);
+  const prefixLen = b.readUInt8(L.prefixLen);
+  const addr = b.subarray(L.addr, L.addr + (family === 4 ? 4 : 16));
+  return {
+    ...(cgroupId !== 0n ? { cgroupId } : {}),
+    ...(family === 4 || family === 6 ? { prefix: `${formatIp(addr)}/${prefixLen}` } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- codecs
+
+/** Structurally a bpf-loader Codec<T>: size, encode into a buffer at an offset, decode, optional add. */
+export interface LayoutCodec<T> {
+  readonly size: number;
+  encode(value: T, target: Buffer, offset: number): void;
+  decode(source: Buffer, offset: number): T;
+  add?(a: T, b: T): T;
+}
+
+function codec<T>(size: number, enc: (v: T) => Buffer, dec: (b: Buffer) => T): LayoutCodec<T> {
+  return {
+    size,
+    encode: (v, target, offset) => void enc(v).copy(target, offset),
+    decode: (source, offset) => dec(source.subarray(offset, offset + size)),
+  };
+}
+
+/** Codecs for typed map views (createArrayMap, createLpmTrieMap, createPerCpuArrayMap). */
+export const CODECS = {
+  config: codec<AttachmentConfig>(LAYOUT.config.size, encodeConfig, decodeConfig),
+  allowValue: codec<AllowValue>(LAYOUT.allowValue.size, (v) => encodeAllowValue(v.prefixLen, v.lastSeenNs), decodeAllowValue),
+  denyValue: codec<{ readonly prefixLen: number }>(LAYOUT.denyValue.size, (v) => encodeDenyValue(v.prefixLen), decodeDenyValue),
+  severConfig: codec<SeverTarget>(LAYOUT.severConfig.size, encodeSeverConfig, decodeSeverConfig),
+  stat: {
+    size: 8,
+    encode: (v: bigint, t: Buffer, o: number) => void t.writeBigUInt64LE(v, o),
+    decode: (s: Buffer, o: number) => s.readBigUInt64LE(o),
+    add: (a: bigint, b: bigint) => a + b,
+  } satisfies LayoutCodec<bigint>,
+} as const;

@@ -1,0 +1,224 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BPF_PROGRAMS_ERROR_CODES,
+  BpfProgramsError,
+  CONFIG_FLAG,
+  decodeConfig,
+  decodeEvent,
+  decodeLpmKey,
+  decodeSeverConfig,
+  decodeStats,
+  encodeAllowValue,
+  encodeConfig,
+  encodeLpmKeyV4,
+  encodeLpmKeyV6,
+  encodeSeverConfig,
+  formatIp,
+  HOOK,
+  isTcDrop,
+  LAYOUT,
+  mapSizes,
+  MODE,
+  parsePrefix,
+  policyEntry,
+  REASON,
+  STATS,
+  CODECS,
+  decodeAllowValue,
+  lastSeenAgeMs,
+} from './index';
+
+const SRC = __dirname;
+const header = readFileSync(join(SRC, 'netfence_common.h'), 'utf8');
+const cgroupSrc = readFileSync(join(SRC, 'cgroup_filter.bpf.c'), 'utf8');
+
+const STRUCT_TO_LAYOUT: Record<string, keyof typeof LAYOUT> = {
+  nf_config: 'config',
+  nf_lpm_v4: 'lpmKeyV4',
+  nf_lpm_v6: 'lpmKeyV6',
+  nf_allow_value: 'allowValue',
+  nf_deny_value: 'denyValue',
+  nf_event: 'event',
+  nf_sever_config: 'severConfig',
+  nf_dns_orig: 'dnsOrig',
+};
+const camel = (s: string): string => (s === 'prefixlen' ? 'prefixLen' : s.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+
+function defines(prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of header.matchAll(new RegExp(`^#define ${prefix}([A-Z0-9_]+)\\s+\\(?([0-9]+u?)(?:\\s*<<\\s*([0-9]+))?\\)?`, 'gm'))) {
+    const v = parseInt(m[2] as string, 10);
+    out[m[1] as string] = m[3] ? v << parseInt(m[3], 10) : v;
+  }
+  return out;
+}
+
+describe('manifest mirrors the C sources', () => {
+  it('every layout size and offset asserted in C matches LAYOUT', () => {
+    const text = header + cgroupSrc;
+    let checked = 0;
+    for (const m of text.matchAll(/^NF_ASSERT_SIZE\((\w+), (\d+)\);/gm)) {
+      const layout = LAYOUT[STRUCT_TO_LAYOUT[m[1] as string] as keyof typeof LAYOUT] as Record<string, number>;
+      expect([m[1], layout.size]).toEqual([m[1], Number(m[2])]);
+      checked++;
+    }
+    for (const m of text.matchAll(/^NF_ASSERT_OFF\((\w+), (\w+), (\d+)\);/gm)) {
+      const layout = LAYOUT[STRUCT_TO_LAYOUT[m[1] as string] as keyof typeof LAYOUT] as Record<string, number>;
+      expect([m[1], m[2], layout[camel(m[2] as string)]]).toEqual([m[1], m[2], Number(m[3])]);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(40);
+  });
+
+  it('modes, flags, reasons, hooks and stats indices match the #defines', () => {
+    expect(defines('NF_MODE_')).toEqual(MODE);
+    expect(defines('NF_FLAG_')).toEqual(CONFIG_FLAG);
+    const reasons = defines('NF_REASON_');
+    delete reasons.MAX;
+    expect(reasons).toEqual(REASON);
+    expect(defines('NF_HOOK_')).toEqual(HOOK);
+    const stats = defines('NF_STAT_');
+    expect(stats).toEqual({
+      ALLOWED: STATS.ALLOWED,
+      BLOCKED: STATS.BLOCKED,
+      DRY_RUN: STATS.DRY_RUN_WOULD_BLOCK,
+      EVENTS_LOST: STATS.EVENTS_LOST,
+      IMPLICIT_ALLOWED: STATS.IMPLICIT_ALLOWED,
+      DNS_REDIRECTED: STATS.DNS_REDIRECTED,
+      SEVERED: STATS.SEVERED,
+      SEVER_FAILED: STATS.SEVER_FAILED,
+      REASON_BASE: STATS.REASON_BASE,
+      COUNT: STATS.COUNT,
+    });
+    expect(STATS.REASON_BASE + Math.max(...Object.values(REASON))).toBeLessThan(STATS.COUNT);
+  });
+});
+
+describe('layouts', () => {
+  it('policyEntry picks the map, zeroes host bits and writes the prefix length into key and value', () => {
+    const a = policyEntry('allow', '10.1.2.3/16');
+    expect(a.map).toBe('allow_v4');
+    expect([...a.key]).toEqual([16, 0, 0, 0, 10, 1, 0, 0]);
+    expect(decodeAllowValue(a.value)).toEqual({ lastSeenNs: 0n, prefixLen: 16 });
+    const d = policyEntry('deny', '2001:db8::1/32');
+    expect(d.map).toBe('deny_v6');
+    expect(d.key.length).toBe(LAYOUT.lpmKeyV6.size);
+    expect(d.key.readUInt32LE(0)).toBe(32);
+    expect(formatIp(d.key.subarray(4))).toBe('2001:db8::');
+    expect(d.value.readUInt32LE(0)).toBe(32);
+    // IPv4-mapped IPv6 goes to the IPv4 map, as the datapath checks it
+    const m = policyEntry('allow', '::ffff:10.200.0.0/112');
+    expect(m.map).toBe('allow_v4');
+    expect(m.prefix.prefixLen).toBe(16);
+    expect(formatIp(m.prefix.bytes)).toBe('10.200.0.0');
+    // a bare address is a host prefix
+    expect(policyEntry('deny', '203.0.113.9').prefix.prefixLen).toBe(32);
+    expect(policyEntry('allow', '203.0.113.9').lpmKey).toEqual({ prefixLen: 32, data: Uint8Array.from([203, 0, 113, 9]) });
+  });
+
+  it('refuses bad prefixes and addresses with a stable code', () => {
+    for (const bad of ['10.0.0.0/33', '10.0.0/8', 'fe80::1%eth0', '::/129', 'example.com', '10.0.0.0/-1', '10.0.0.0/']) {
+      expect(() => parsePrefix(bad)).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_CIDR' }));
+    }
+    expect(() => encodeLpmKeyV4(new Uint8Array(16), 8)).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ADDRESS' }));
+    expect(() => encodeLpmKeyV6('2001:db8::', 129)).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_CIDR' }));
+    expect(() => encodeAllowValue(200)).toThrow(BpfProgramsError);
+  });
+
+  it('LPM keys round-trip', () => {
+    expect(decodeLpmKey(encodeLpmKeyV4('198.51.100.77', 24))).toEqual({ family: 4, prefixLen: 24, bytes: Uint8Array.from([198, 51, 100, 0]) });
+    const k = decodeLpmKey(encodeLpmKeyV6('2001:db8:1:2:3:4:5:6', 64));
+    expect([k.family, k.prefixLen, formatIp(k.bytes)]).toEqual([6, 64, '2001:db8:1:2::']);
+  });
+
+  it('config round-trips', () => {
+    const c = { mode: 'ALLOWLIST', dryRun: true, dnsFilter: true, l3Device: false, attachmentId: 77, dnsServer: { v4: '10.200.1.1', v6: '2001:db8::53', port: 5353 } } as const;
+    const b = encodeConfig(c);
+    expect(b.length).toBe(48);
+    expect(b.readUInt32LE(LAYOUT.config.flags)).toBe(CONFIG_FLAG.DRY_RUN | CONFIG_FLAG.DNS_FILTER);
+    expect(decodeConfig(b)).toEqual({ ...c, modeValue: MODE.ALLOWLIST });
+    expect(decodeConfig(encodeConfig({ mode: 'DISABLED', attachmentId: 1 }))).toEqual({ mode: 'DISABLED', modeValue: 0, dryRun: false, dnsFilter: false, l3Device: false, attachmentId: 1 });
+    expect(() => encodeConfig({ mode: 'ALLOWLIST', attachmentId: 1, dnsServer: { v4: '2001:db8::1', port: 53 } })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ADDRESS' }));
+    expect(() => encodeConfig({ mode: 'ALLOWLIST', attachmentId: 1, dnsServer: { v4: '10.0.0.1', port: 0 } })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
+    expect(() => encodeConfig({ mode: 'NOPE' as 'DISABLED', attachmentId: 1 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
+    const cc = CODECS.config;
+    const buf = Buffer.alloc(cc.size + 4);
+    cc.encode(c, buf, 4);
+    expect(cc.decode(buf, 4)).toMatchObject(c);
+  });
+
+  it('events decode', () => {
+    const L = LAYOUT.event;
+    const b = Buffer.alloc(L.size);
+    b.writeBigUInt64LE(123n, L.tsNs);
+    b.writeBigUInt64LE(99n, L.cgroupId);
+    b.writeUInt32LE(5, L.attachmentId);
+    b.writeUInt32LE(4321, L.pid);
+    Buffer.from([203, 0, 113, 5]).copy(b, L.dstAddr);
+    b.writeUInt16LE(443, L.dstPort);
+    b.writeUInt8(4, L.family);
+    b.writeUInt8(6, L.protocol);
+    b.writeUInt8(REASON.DENY_CIDR, L.reason);
+    b.writeUInt8(HOOK.CONNECT, L.hook);
+    b.writeUInt8(1, L.flags);
+    b.writeUInt8(MODE.ALLOWLIST, L.mode);
+    b.writeUInt8(24, L.rulePrefixLen);
+    expect(decodeEvent(b)).toEqual({
+      tsNs: 123n,
+      cgroupId: 99n,
+      attachmentId: 5,
+      pid: 4321,
+      family: 4,
+      dstAddr: '203.0.113.5',
+      dstPort: 443,
+      protocol: 6,
+      reason: 'DENY_CIDR',
+      reasonCode: 1,
+      hook: 'CONNECT',
+      dryRun: true,
+      mode: 'ALLOWLIST',
+      rulePrefixLen: 24,
+    });
+    b.writeUInt8(0xff, L.rulePrefixLen);
+    b.writeUInt8(6, L.family);
+    Buffer.from([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).copy(b, L.dstAddr);
+    expect(decodeEvent(b)).toMatchObject({ family: 6, dstAddr: '2001:db8::1', rulePrefixLen: undefined });
+    expect(() => decodeEvent(Buffer.alloc(10))).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_LAYOUT' }));
+  });
+
+  it('stats decode by name', () => {
+    const c = Array.from({ length: STATS.COUNT }, (_v, i) => BigInt(i * 10));
+    const s = decodeStats(c);
+    expect([s.allowed, s.blocked, s.dryRunWouldBlock, s.eventsLost, s.severed]).toEqual([0n, 10n, 20n, 30n, 60n]);
+    expect(s.byReason.DNS_BYPASS).toBe(BigInt((STATS.REASON_BASE + REASON.DNS_BYPASS) * 10));
+    expect(() => decodeStats([1n])).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_LAYOUT' }));
+  });
+
+  it('sever config round-trips', () => {
+    expect(decodeSeverConfig(encodeSeverConfig({ cgroupId: 1234n, prefix: '10.200.0.0/16' }))).toEqual({ cgroupId: 1234n, prefix: '10.200.0.0/16' });
+    expect(decodeSeverConfig(encodeSeverConfig({}))).toEqual({});
+    expect(decodeSeverConfig(encodeSeverConfig({ prefix: '2001:db8::/32' }))).toEqual({ prefix: '2001:db8::/32' });
+  });
+
+  it('map size overrides are validated', () => {
+    expect(mapSizes({ lpmMaxEntries: 100_000, ringBytes: 1 << 20 })).toEqual({ allow_v4: 100_000, allow_v6: 100_000, deny_v4: 100_000, deny_v6: 100_000, events: 1 << 20 });
+    expect(() => mapSizes({ ringBytes: 5000 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
+    expect(() => mapSizes({ lpmMaxEntries: 0 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
+  });
+
+  it('TC return values and last-seen ages', () => {
+    expect(isTcDrop(2)).toBe(true);
+    expect(isTcDrop(0xffffffff)).toBe(false);
+    expect(isTcDrop(-1)).toBe(false);
+    expect(lastSeenAgeMs(0n)).toBeUndefined();
+    expect(lastSeenAgeMs(1_000_000_000n, 3_500_000_000n)).toBe(2500);
+  });
+});
+
+describe('README', () => {
+  it('lists every error code', () => {
+    const readme = readFileSync(join(SRC, '..', 'README.md'), 'utf8');
+    for (const code of BPF_PROGRAMS_ERROR_CODES) expect(readme).toContain(code);
+  });
+});

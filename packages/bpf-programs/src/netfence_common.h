@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Netfence datapath: shared layouts, maps and the decision function.
+ *
+ * Every layout here is mirrored byte for byte by src/manifest.ts (a unit test
+ * checks the sizes and offsets against this file's comments and the BTF of the
+ * built objects). Change one, change both.
+ *
+ * Security model (see README.md): "longest prefix across both lists wins, deny
+ * wins a tie"; anything that cannot be parsed is dropped in an enforcing mode;
+ * dry-run never drops but reports every would-be drop.
+ */
+#ifndef NETFENCE_COMMON_H
+#define NETFENCE_COMMON_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* ---- constants that vmlinux.h (types only) does not carry ---- */
+#define NF_ETH_P_IP 0x0800
+#define NF_ETH_P_IPV6 0x86DD
+#define NF_ETH_P_ARP 0x0806
+#define NF_ETH_P_8021Q 0x8100
+#define NF_ETH_P_8021AD 0x88A8
+#define NF_AF_INET 2
+#define NF_AF_INET6 10
+#define NF_TC_ACT_UNSPEC (-1) /* TCX_NEXT: pass on to the next program / default pass */
+#define NF_TC_ACT_SHOT 2      /* TCX_DROP */
+
+#define NF_PROTO_ICMP 1
+#define NF_PROTO_TCP 6
+#define NF_PROTO_UDP 17
+#define NF_PROTO_ICMPV6 58
+#define NF_NEXTHDR_HOP 0
+#define NF_NEXTHDR_ROUTING 43
+#define NF_NEXTHDR_FRAGMENT 44
+#define NF_NEXTHDR_AUTH 51
+#define NF_NEXTHDR_DEST 60
+
+/* ---- modes (config.mode) ---- */
+#define NF_MODE_DISABLED 0
+#define NF_MODE_ALLOWLIST 1
+#define NF_MODE_DENYLIST 2
+#define NF_MODE_BLOCK_ALL 3
+
+/* ---- config.flags ---- */
+#define NF_FLAG_DRY_RUN (1u << 0)
+#define NF_FLAG_DNS_FILTER (1u << 1)
+#define NF_FLAG_L3_DEVICE (1u << 2)
+
+/* ---- reasons (event.reason, stats REASON_BASE + reason) ---- */
+#define NF_REASON_NONE 0
+#define NF_REASON_DENY_CIDR 1   /* a deny entry matched and won */
+#define NF_REASON_NOT_ALLOWED 2 /* allowlist: no allow entry won */
+#define NF_REASON_BLOCK_ALL 3
+#define NF_REASON_DNS_BYPASS 4 /* DNS / DoT / DoQ to anything but the attachment's server */
+#define NF_REASON_UNPARSABLE 5 /* truncated, malformed, unknown ethertype, too many headers */
+#define NF_REASON_LINK_LOCAL 6 /* allowlist: 169.254.0.0/16 or fe80::/10 not allowed */
+#define NF_REASON_BAD_CONFIG 7 /* unknown mode value */
+#define NF_REASON_MAX 8
+
+/* ---- hooks (event.hook) ---- */
+#define NF_HOOK_TC 1
+#define NF_HOOK_CONNECT 2
+#define NF_HOOK_SENDMSG 3
+#define NF_HOOK_SKB 4
+
+/* ---- stats indices (per-CPU u64 counters) ---- */
+#define NF_STAT_ALLOWED 0
+#define NF_STAT_BLOCKED 1
+#define NF_STAT_DRY_RUN 2 /* would have been blocked (dry-run) */
+#define NF_STAT_EVENTS_LOST 3
+#define NF_STAT_IMPLICIT_ALLOWED 4 /* subset of ALLOWED: loopback, own DNS, ARP, NDP, DHCP */
+#define NF_STAT_DNS_REDIRECTED 5
+#define NF_STAT_SEVERED 6
+#define NF_STAT_SEVER_FAILED 7
+#define NF_STAT_REASON_BASE 8 /* + reason: blocked or would-block by reason */
+#define NF_STAT_COUNT 16
+
+#define NF_LAST_SEEN_REFRESH_NS 1000000000ULL
+#define NF_NO_RULE 0xff
+
+/* ---- layouts ---- */
+
+/* config map value, 48 bytes */
+struct nf_config {
+	__u32 mode;          /* 0 */
+	__u32 flags;         /* 4 */
+	__u32 attachment_id; /* 8 */
+	__u16 dns_port;      /* 12: host byte order; 0 = no own DNS server */
+	__u16 _pad0;         /* 14 */
+	__u8 dns_v4[4];      /* 16: all zero = none */
+	__u8 dns_v6[16];     /* 20: all zero = none */
+	__u8 _pad1[12];      /* 36 */
+};
+
+/* LPM keys: prefix length in bits, then the address in network order */
+struct nf_lpm_v4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+}; /* 8 bytes */
+
+struct nf_lpm_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+}; /* 20 bytes */
+
+/* allow map value, 16 bytes */
+struct nf_allow_value {
+	__u64 last_seen_ns; /* 0: CLOCK_MONOTONIC (coarse) of the last packet/connect seen, 0 = never */
+	__u32 prefix_len;   /* 8: must equal the key's prefix length */
+	__u32 _pad;         /* 12 */
+};
+
+/* deny map value, 8 bytes */
+struct nf_deny_value {
+	__u32 prefix_len; /* 0: must equal the key's prefix length */
+	__u32 _pad;       /* 4 */
+};
+
+/* ring buffer record, 56 bytes */
+struct nf_event {
+	__u64 ts_ns;          /* 0: bpf_ktime_get_ns */
+	__u64 cgroup_id;      /* 8: 0 for TC */
+	__u32 attachment_id;  /* 16 */
+	__u32 pid;            /* 20: tgid for connect/sendmsg hooks, else 0 */
+	__u8 dst_addr[16];    /* 24: IPv4 in the first 4 bytes */
+	__u16 dst_port;       /* 40: host order, 0 when unknown */
+	__u8 family;          /* 42: 4 or 6 (IPv4-mapped IPv6 reported as 4) */
+	__u8 protocol;        /* 43 */
+	__u8 reason;          /* 44 */
+	__u8 hook;            /* 45 */
+	__u8 flags;           /* 46: bit0 dry-run */
+	__u8 mode;            /* 47 */
+	__u8 rule_prefix_len; /* 48: prefix length of the deciding entry, 0xff none */
+	__u8 _pad[7];         /* 49 */
+};
+
+/* what a hook extracted from the packet or socket address */
+struct nf_flow {
+	__u8 daddr[16];
+	__u16 dport;     /* host order */
+	__u8 family;     /* 4 or 6 */
+	__u8 proto;
+	__u8 l4;         /* 1: L4 header seen (ports/ICMP type valid); 0: non-first fragment */
+	__u8 icmp_type;
+	__u8 hop_limit;
+	__u8 _pad;
+};
+
+struct nf_verdict {
+	__u8 drop;
+	__u8 reason;
+	__u8 prefix_len;
+	__u8 implicit;
+};
+
+/* Layout checks: src/manifest.test.ts reads these lines and compares them with LAYOUT. */
+#define NF_ASSERT_SIZE(T, sz) _Static_assert(sizeof(struct T) == (sz), "size of " #T)
+#define NF_ASSERT_OFF(T, f, off) _Static_assert(__builtin_offsetof(struct T, f) == (off), "offset of " #T "." #f)
+NF_ASSERT_SIZE(nf_config, 48);
+NF_ASSERT_OFF(nf_config, mode, 0);
+NF_ASSERT_OFF(nf_config, flags, 4);
+NF_ASSERT_OFF(nf_config, attachment_id, 8);
+NF_ASSERT_OFF(nf_config, dns_port, 12);
+NF_ASSERT_OFF(nf_config, dns_v4, 16);
+NF_ASSERT_OFF(nf_config, dns_v6, 20);
+NF_ASSERT_SIZE(nf_lpm_v4, 8);
+NF_ASSERT_OFF(nf_lpm_v4, prefixlen, 0);
+NF_ASSERT_OFF(nf_lpm_v4, addr, 4);
+NF_ASSERT_SIZE(nf_lpm_v6, 20);
+NF_ASSERT_OFF(nf_lpm_v6, prefixlen, 0);
+NF_ASSERT_OFF(nf_lpm_v6, addr, 4);
+NF_ASSERT_SIZE(nf_allow_value, 16);
+NF_ASSERT_OFF(nf_allow_value, last_seen_ns, 0);
+NF_ASSERT_OFF(nf_allow_value, prefix_len, 8);
+NF_ASSERT_SIZE(nf_deny_value, 8);
+NF_ASSERT_OFF(nf_deny_value, prefix_len, 0);
+NF_ASSERT_SIZE(nf_event, 56);
+NF_ASSERT_OFF(nf_event, ts_ns, 0);
+NF_ASSERT_OFF(nf_event, cgroup_id, 8);
+NF_ASSERT_OFF(nf_event, attachment_id, 16);
+NF_ASSERT_OFF(nf_event, pid, 20);
+NF_ASSERT_OFF(nf_event, dst_addr, 24);
+NF_ASSERT_OFF(nf_event, dst_port, 40);
+NF_ASSERT_OFF(nf_event, family, 42);
+NF_ASSERT_OFF(nf_event, protocol, 43);
+NF_ASSERT_OFF(nf_event, reason, 44);
+NF_ASSERT_OFF(nf_event, hook, 45);
+NF_ASSERT_OFF(nf_event, flags, 46);
+NF_ASSERT_OFF(nf_event, mode, 47);
+NF_ASSERT_OFF(nf_event, rule_prefix_len, 48);
+
+/* ---- maps shared by every policy object ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_config);
+} nf_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct nf_lpm_v4);
+	__type(value, struct nf_allow_value);
+} allow_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct nf_lpm_v6);
+	__type(value, struct nf_allow_value);
+} allow_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct nf_lpm_v4);
+	__type(value, struct nf_deny_value);
+} deny_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct nf_lpm_v6);
+	__type(value, struct nf_deny_value);
+} deny_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NF_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* ---- helpers ---- */
+
+static __always_inline void nf_count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&stats, &idx);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline struct nf_config *nf_get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&nf_config, &zero);
+}
+
+static __always_inline int nf_v4_is_zero(const __u8 *a)
+{
+	return (a[0] | a[1] | a[2] | a[3]) == 0;
+}
+
+static __always_inline int nf_v6_is_zero(const __u8 *a)
+{
+	__u32 w[4];
+	__builtin_memcpy(w, a, 16);
+	return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
+
+static __always_inline int nf_eq4(const __u8 *a, const __u8 *b)
+{
+	__u32 x, y;
+	__builtin_memcpy(&x, a, 4);
+	__builtin_memcpy(&y, b, 4);
+	return x == y;
+}
+
+static __always_inline int nf_eq16(const __u8 *a, const __u8 *b)
+{
+	__u32 x[4], y[4];
+	__builtin_memcpy(x, a, 16);
+	__builtin_memcpy(y, b, 16);
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+/* ::ffff:a.b.c.d */
+static __always_inline int nf_is_v4_mapped(const __u8 *a)
+{
+	__u32 w[3];
+	__builtin_memcpy(w, a, 12);
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+}
+
+/* IPv4-mapped IPv6 destinations are checked as IPv4. */
+static __always_inline void nf_flow_set_v6(struct nf_flow *f, const __u8 *addr16)
+{
+	if (nf_is_v4_mapped(addr16)) {
+		f->family = 4;
+		__builtin_memset(f->daddr, 0, 16);
+		__builtin_memcpy(f->daddr, addr16 + 12, 4);
+	} else {
+		f->family = 6;
+		__builtin_memcpy(f->daddr, addr16, 16);
+	}
+}
+
+/* Is the destination the attachment's own DNS server address (any port)? */
+static __always_inline int nf_is_dns_addr(const struct nf_config *cfg, const struct nf_flow *f)
+{
+	if (cfg->dns_port == 0)
+		return 0;
+	if (f->family == 4)
+		return !nf_v4_is_zero(cfg->dns_v4) && nf_eq4(f->daddr, cfg->dns_v4);
+	return !nf_v6_is_zero(cfg->dns_v6) && nf_eq16(f->daddr, cfg->dns_v6);
+}
+
+static __always_inline int nf_is_tcp_udp(__u8 proto)
+{
+	return proto == NF_PROTO_TCP || proto == NF_PROTO_UDP;
+}
+
+/* Traffic that is always allowed in every mode (the attachment must keep working). */
+static __always_inline int nf_implicit_allow(const struct nf_config *cfg, const struct nf_flow *f)
+{
+	const __u8 *d = f->daddr;
+
+	if (f->family == 4) {
+		if (d[0] == 127) /* loopback 127.0.0.0/8 */
+			return 1;
+		/* DHCPv4 client broadcast */
+		if (f->l4 && f->proto == NF_PROTO_UDP && f->dport == 67 && (d[0] & d[1] & d[2] & d[3]) == 0xff)
+			return 1;
+	} else {
+		__u32 w[4];
+		__builtin_memcpy(w, d, 16);
+		if (w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1)) /* ::1 */
+			return 1;
+		/* DHCPv6 to All_DHCP_Relay_Agents_and_Servers ff02::1:2 */
+		if (f->l4 && f->proto == NF_PROTO_UDP && f->dport == 547 && w[0] == bpf_htonl(0xff020000) && w[1] == 0 &&
+		    w[2] == 0 && w[3] == bpf_htonl(0x00010002))
+			return 1;
+		if (f->l4 && f->proto == NF_PROTO_ICMPV6) {
+			/* NDP (RS, RA, NS, NA, redirect) only with hop limit 255 and to a
+			 * link-scoped destination (fe80::/10, ff02::/16): never routed. */
+			if (f->icmp_type >= 133 && f->icmp_type <= 137 && f->hop_limit == 255 &&
+			    ((d[0] == 0xfe && (d[1] & 0xc0) == 0x80) || (d[0] == 0xff && d[1] == 0x02)))
+				return 1;
+			/* MLDv2 report to ff02::16 */
+			if (f->icmp_type == 143 && w[0] == bpf_htonl(0xff020000) && w[1] == 0 && w[2] == 0 &&
+			    w[3] == bpf_htonl(0x16))
+				return 1;
+		}
+	}
+	if (nf_is_dns_addr(cfg, f)) {
+		/* the attachment's own DNS server: its port over UDP and TCP; a
+		 * non-first fragment (no ports) to its address is let through too,
+		 * it cannot be reassembled without the first fragment the port rule judged */
+		if (!f->l4)
+			return 1;
+		if (nf_is_tcp_udp(f->proto) && f->dport == cfg->dns_port)
+			return 1;
+	}
+	return 0;
+}
+
+/* DNS (53), DNS-over-TLS (tcp 853) and DNS-over-QUIC (udp 853) */
+static __always_inline int nf_is_dns_port(const struct nf_flow *f)
+{
+	return f->l4 && nf_is_tcp_udp(f->proto) && (f->dport == 53 || f->dport == 853);
+}
+
+static __always_inline int nf_is_link_local(const struct nf_flow *f)
+{
+	if (f->family == 4)
+		return f->daddr[0] == 169 && f->daddr[1] == 254;
+	return f->daddr[0] == 0xfe && (f->daddr[1] & 0xc0) == 0x80;
+}
+
+/*
+ * The decision. Pure apart from refreshing the allow entry's last-seen time
+ * when `touch` is set and the allow entry let the traffic through.
+ */
+static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, const struct nf_flow *f, int touch)
+{
+	struct nf_verdict v = { .drop = 0, .reason = NF_REASON_NONE, .prefix_len = NF_NO_RULE, .implicit = 0 };
+	struct nf_allow_value *a;
+	struct nf_deny_value *dn;
+	__u32 mode = cfg->mode;
+
+	if (mode == NF_MODE_DISABLED)
+		return v;
+	if (mode > NF_MODE_BLOCK_ALL) {
+		v.drop = 1;
+		v.reason = NF_REASON_BAD_CONFIG;
+		return v;
+	}
+	if (nf_implicit_allow(cfg, f)) {
+		v.implicit = 1;
+		return v;
+	}
+	if ((cfg->flags & NF_FLAG_DNS_FILTER) && nf_is_dns_port(f)) {
+		v.drop = 1;
+		v.reason = NF_REASON_DNS_BYPASS;
+		return v;
+	}
+	if (mode == NF_MODE_BLOCK_ALL) {
+		v.drop = 1;
+		v.reason = NF_REASON_BLOCK_ALL;
+		return v;
+	}
+
+	if (f->family == 4) {
+		struct nf_lpm_v4 k = { .prefixlen = 32 };
+		__builtin_memcpy(k.addr, f->daddr, 4);
+		a = bpf_map_lookup_elem(&allow_v4, &k);
+		dn = bpf_map_lookup_elem(&deny_v4, &k);
+	} else {
+		struct nf_lpm_v6 k = { .prefixlen = 128 };
+		__builtin_memcpy(k.addr, f->daddr, 16);
+		a = bpf_map_lookup_elem(&allow_v6, &k);
+		dn = bpf_map_lookup_elem(&deny_v6, &k);
+	}
+
+	__u32 alen = a ? a->prefix_len : 0;
+	__u32 dlen = dn ? dn->prefix_len : 0;
+	/* longest prefix across both lists wins, deny wins a tie */
+	int deny_wins = dn && (!a || dlen >= alen);
+	int allow_wins = a && !deny_wins;
+
+	if (mode == NF_MODE_ALLOWLIST) {
+		if (!allow_wins) {
+			v.drop = 1;
+			if (deny_wins) {
+				v.reason = NF_REASON_DENY_CIDR;
+				v.prefix_len = dlen;
+			} else {
+				v.reason = nf_is_link_local(f) ? NF_REASON_LINK_LOCAL : NF_REASON_NOT_ALLOWED;
+			}
+			return v;
+		}
+	} else { /* NF_MODE_DENYLIST */
+		if (deny_wins) {
+			v.drop = 1;
+			v.reason = NF_REASON_DENY_CIDR;
+			v.prefix_len = dlen;
+			return v;
+		}
+	}
+	if (allow_wins) {
+		v.prefix_len = alen;
+		if (touch) {
+			__u64 now = bpf_ktime_get_coarse_ns();
+			if (now - a->last_seen_ns > NF_LAST_SEEN_REFRESH_NS)
+				a->last_seen_ns = now;
+		}
+	}
+	return v;
+}
+
+static __always_inline void nf_emit(const struct nf_config *cfg, const struct nf_flow *f, const struct nf_verdict *v,
+				    __u8 hook, __u8 dry, __u64 cgroup_id, __u32 pid)
+{
+	struct nf_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		nf_count(NF_STAT_EVENTS_LOST);
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = cgroup_id;
+	e->attachment_id = cfg->attachment_id;
+	e->pid = pid;
+	__builtin_memcpy(e->dst_addr, f->daddr, 16);
+	e->dst_port = f->l4 ? f->dport : 0;
+	e->family = f->family;
+	e->protocol = f->proto;
+	e->reason = v->reason;
+	e->hook = hook;
+	e->flags = dry ? 1 : 0;
+	e->mode = (__u8)cfg->mode;
+	e->rule_prefix_len = v->prefix_len;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * Counts the verdict, reports drops, applies dry-run. Returns 1 when the
+ * traffic must be dropped, 0 when it passes.
+ */
+static __always_inline int nf_finish(const struct nf_config *cfg, const struct nf_flow *f, const struct nf_verdict *v,
+				     __u8 hook, __u64 cgroup_id, __u32 pid)
+{
+	if (!v->drop) {
+		nf_count(NF_STAT_ALLOWED);
+		if (v->implicit)
+			nf_count(NF_STAT_IMPLICIT_ALLOWED);
+		return 0;
+	}
+	__u8 dry = (cfg->flags & NF_FLAG_DRY_RUN) ? 1 : 0;
+	nf_count(dry ? NF_STAT_DRY_RUN : NF_STAT_BLOCKED);
+	if (v->reason < NF_REASON_MAX)
+		nf_count(NF_STAT_REASON_BASE + v->reason);
+	nf_emit(cfg, f, v, hook, dry, cgroup_id, pid);
+	return dry ? 0 : 1;
+}
+
+/* ---- packet parsing (skb at an IP header at `off`) ---- */
+
+#define NF_PARSE_OK 0
+#define NF_PARSE_FAIL 1
+
+static __always_inline int nf_parse_l4(struct __sk_buff *skb, __u32 off, struct nf_flow *f)
+{
+	f->l4 = 1;
+	if (f->proto == NF_PROTO_TCP || f->proto == NF_PROTO_UDP) {
+		__be16 ports[2];
+		if (bpf_skb_load_bytes(skb, off, ports, 4))
+			return NF_PARSE_FAIL;
+		f->dport = bpf_ntohs(ports[1]);
+	} else if (f->proto == NF_PROTO_ICMP || f->proto == NF_PROTO_ICMPV6) {
+		__u8 type;
+		if (bpf_skb_load_bytes(skb, off, &type, 1))
+			return NF_PARSE_FAIL;
+		f->icmp_type = type;
+	}
+	return NF_PARSE_OK;
+}
+
+static __always_inline int nf_parse_ipv4(struct __sk_buff *skb, __u32 off, struct nf_flow *f)
+{
+	struct iphdr ip;
+	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+		return NF_PARSE_FAIL;
+	if (ip.version != 4 || ip.ihl < 5)
+		return NF_PARSE_FAIL;
+	__u32 hlen = ip.ihl * 4;
+	if (bpf_ntohs(ip.tot_len) < hlen)
+		return NF_PARSE_FAIL;
+	f->family = 4;
+	__builtin_memset(f->daddr, 0, 16);
+	__builtin_memcpy(f->daddr, &ip.daddr, 4);
+	f->proto = ip.protocol;
+	f->hop_limit = ip.ttl;
+	if (bpf_ntohs(ip.frag_off) & 0x1fff) {
+		/* non-first fragment: no L4 header, decide by address only */
+		f->l4 = 0;
+		return NF_PARSE_OK;
+	}
+	return nf_parse_l4(skb, off + hlen, f);
+}
+
+#define NF_MAX_EXT_HEADERS 8
+
+static __always_inline int nf_parse_ipv6(struct __sk_buff *skb, __u32 off, struct nf_flow *f)
+{
+	struct ipv6hdr ip6;
+	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+		return NF_PARSE_FAIL;
+	if (ip6.version != 6)
+		return NF_PARSE_FAIL;
+	nf_flow_set_v6(f, (const __u8 *)&ip6.daddr);
+	f->hop_limit = ip6.hop_limit;
+	__u8 nh = ip6.nexthdr;
+	off += sizeof(ip6);
+
+	for (int i = 0; i < NF_MAX_EXT_HEADERS; i++) {
+		__u8 h[8];
+		switch (nh) {
+		case NF_NEXTHDR_HOP:
+		case NF_NEXTHDR_DEST:
+			if (bpf_skb_load_bytes(skb, off, h, 2))
+				return NF_PARSE_FAIL;
+			nh = h[0];
+			off += ((__u32)h[1] + 1) * 8;
+			break;
+		case NF_NEXTHDR_ROUTING:
+			if (bpf_skb_load_bytes(skb, off, h, 4))
+				return NF_PARSE_FAIL;
+			/* segments left: the header's destination is not the final one */
+			if (h[3] != 0)
+				return NF_PARSE_FAIL;
+			nh = h[0];
+			off += ((__u32)h[1] + 1) * 8;
+			break;
+		case NF_NEXTHDR_FRAGMENT:
+			if (bpf_skb_load_bytes(skb, off, h, 8))
+				return NF_PARSE_FAIL;
+			nh = h[0];
+			if (((((__u16)h[2]) << 8) | h[3]) & 0xfff8) {
+				/* non-first fragment: no L4 header */
+				f->proto = nh;
+				f->l4 = 0;
+				return NF_PARSE_OK;
+			}
+			off += 8;
+			break;
+		case NF_NEXTHDR_AUTH:
+			if (bpf_skb_load_bytes(skb, off, h, 2))
+				return NF_PARSE_FAIL;
+			nh = h[0];
+			off += ((__u32)h[1] + 2) * 4;
+			break;
+		default:
+			f->proto = nh;
+			return nf_parse_l4(skb, off, f);
+		}
+	}
+	return NF_PARSE_FAIL; /* too many extension headers */
+}
+
+#endif /* NETFENCE_COMMON_H */

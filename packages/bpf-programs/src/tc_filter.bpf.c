@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Netfence TC filter: one program for TCX (or clsact) ingress or egress,
+ * attached in the workload's outbound direction. Parses Ethernet with up to
+ * two VLAN tags (802.1Q / 802.1ad) or, with NF_FLAG_L3_DEVICE, a bare IP
+ * packet (tun), then IPv4 / IPv6 (extension headers) and the L4 ports.
+ * Pass returns TC_ACT_UNSPEC (TCX_NEXT: later programs still run), drop
+ * returns TC_ACT_SHOT. In an enforcing mode anything unparsable is dropped.
+ */
+#include "netfence_common.h"
+
+#define NF_PARSE_ARP 2
+
+static __always_inline int nf_parse_frame(struct __sk_buff *skb, const struct nf_config *cfg, struct nf_flow *f)
+{
+	__u32 off = 0;
+	__u16 proto;
+
+	if (cfg->flags & NF_FLAG_L3_DEVICE) {
+		/* no link-layer header: the version nibble must agree with skb->protocol */
+		__u8 first;
+		if (bpf_skb_load_bytes(skb, 0, &first, 1))
+			return NF_PARSE_FAIL;
+		proto = bpf_ntohs((__u16)skb->protocol);
+		if (proto == NF_ETH_P_IP && (first >> 4) == 4)
+			return nf_parse_ipv4(skb, 0, f);
+		if (proto == NF_ETH_P_IPV6 && (first >> 4) == 6)
+			return nf_parse_ipv6(skb, 0, f);
+		return NF_PARSE_FAIL;
+	}
+
+	struct ethhdr eth;
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
+		return NF_PARSE_FAIL;
+	proto = bpf_ntohs(eth.h_proto);
+	off = sizeof(eth);
+
+	/* up to two VLAN tags (QinQ); a third is refused */
+	for (int i = 0; i < 2; i++) {
+		if (proto != NF_ETH_P_8021Q && proto != NF_ETH_P_8021AD)
+			break;
+		__be16 tag[2]; /* TCI, encapsulated protocol */
+		if (bpf_skb_load_bytes(skb, off, tag, 4))
+			return NF_PARSE_FAIL;
+		proto = bpf_ntohs(tag[1]);
+		off += 4;
+	}
+
+	if (proto == NF_ETH_P_IP)
+		return nf_parse_ipv4(skb, off, f);
+	if (proto == NF_ETH_P_IPV6)
+		return nf_parse_ipv6(skb, off, f);
+	if (proto == NF_ETH_P_ARP)
+		return NF_PARSE_ARP;
+	return NF_PARSE_FAIL; /* unknown ethertype, or a third VLAN tag */
+}
+
+SEC("tc")
+int netfence_tc(struct __sk_buff *skb)
+{
+	struct nf_config *cfg = nf_get_config();
+	if (!cfg)
+		return NF_TC_ACT_SHOT;
+	if (cfg->mode == NF_MODE_DISABLED) {
+		nf_count(NF_STAT_ALLOWED);
+		return NF_TC_ACT_UNSPEC;
+	}
+
+	struct nf_flow f = {};
+	struct nf_verdict v = { .prefix_len = NF_NO_RULE };
+	int r = nf_parse_frame(skb, cfg, &f);
+	if (r == NF_PARSE_ARP) {
+		v.implicit = 1;
+	} else if (r != NF_PARSE_OK) {
+		v.drop = 1;
+		v.reason = NF_REASON_UNPARSABLE; /* event family 0 when not even L3 was read */
+	} else {
+		v = nf_decide(cfg, &f, 1);
+	}
+	return nf_finish(cfg, &f, &v, NF_HOOK_TC, 0, 0) ? NF_TC_ACT_SHOT : NF_TC_ACT_UNSPEC;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

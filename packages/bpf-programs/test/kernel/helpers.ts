@@ -1,0 +1,217 @@
+// Shared helpers of the kernel tests: a thin policy handle over a loaded
+// collection (config, allow/deny entries, stats, events), pin dirs, probes.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  createRingBufferConsumer,
+  loadCollection,
+  type BpfMap,
+  type Collection,
+  type LoadOptions,
+  type RingBufferConsumer,
+} from '@netfence/bpf-loader';
+import { ensureBpffs, type Lab, type LabCgroup, type LabNetns } from '@netfence/lab';
+import {
+  decodeAllowValue,
+  decodeEvent,
+  decodeStats,
+  encodeConfig,
+  objectPath,
+  policyEntry,
+  POLICY_MAPS,
+  STATS,
+  sumPerCpuU64,
+  type AttachmentConfig,
+  type NetfenceEvent,
+  type NetfenceStats,
+  type ObjectName,
+} from '@netfence/bpf-programs';
+
+export const PROBE = join(__dirname, 'probe.py');
+export const SERVERS = join(__dirname, 'servers.py');
+export const SWC_REGISTER = join(__dirname, '..', '..', 'scripts', 'swc-register.cjs');
+
+/** Kernel tests need root; they fail (never skip) without it. */
+export function assertKernelTestable(): void {
+  if (process.getuid?.() !== 0) throw new Error('kernel tests need root (netns, cgroups, BPF)');
+  ensureBpffs();
+}
+
+/** A test-unique directory under /sys/fs/bpf. */
+export function makePinDir(label: string): string {
+  const dir = join('/sys/fs/bpf', `nfbp-${label}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
+  mkdirSync(dir);
+  return dir;
+}
+
+export function removePinDir(dir: string): void {
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+}
+
+/** A loaded policy object with typed helpers (what the daemon's datapath does, minus attach). */
+export class Policy {
+  readonly events: NetfenceEvent[] = [];
+  #rb: RingBufferConsumer | undefined;
+
+  constructor(readonly coll: Collection) {}
+
+  static load(name: ObjectName, opts: LoadOptions = {}): Policy {
+    return new Policy(loadCollection(objectPath(name), opts));
+  }
+
+  map(name: string): BpfMap {
+    return this.coll.map(name);
+  }
+
+  setConfig(c: AttachmentConfig): void {
+    this.map(POLICY_MAPS.config.name).update(Buffer.alloc(4), encodeConfig(c));
+  }
+
+  allow(...cidrs: string[]): void {
+    for (const c of cidrs) {
+      const e = policyEntry('allow', c);
+      this.map(e.map).update(e.key, e.value);
+    }
+  }
+
+  deny(...cidrs: string[]): void {
+    for (const c of cidrs) {
+      const e = policyEntry('deny', c);
+      this.map(e.map).update(e.key, e.value);
+    }
+  }
+
+  remove(list: 'allow' | 'deny', cidr: string): boolean {
+    const e = policyEntry(list, cidr);
+    return this.map(e.map).delete(e.key);
+  }
+
+  lastSeen(cidr: string): bigint | undefined {
+    const e = policyEntry('allow', cidr);
+    const v = this.map(e.map).lookup(e.key);
+    return v === undefined ? undefined : decodeAllowValue(v).lastSeenNs;
+  }
+
+  stats(): NetfenceStats {
+    const m = this.map(POLICY_MAPS.stats.name);
+    const counters: bigint[] = [];
+    const key = Buffer.alloc(4);
+    for (let i = 0; i < STATS.COUNT; i++) {
+      key.writeUInt32LE(i);
+      counters.push(sumPerCpuU64(m.lookup(key) ?? Buffer.alloc(8)));
+    }
+    return decodeStats(counters);
+  }
+
+  /** Starts collecting ring buffer events into `events`. */
+  watch(): void {
+    if (this.#rb) return;
+    this.#rb = createRingBufferConsumer(this.map(POLICY_MAPS.events.name), (rec) => this.events.push(decodeEvent(rec)), { intervalMs: 10 });
+  }
+
+  /** Consumes what is pending now and returns (and clears) the collected events. */
+  drain(): NetfenceEvent[] {
+    this.#rb?.consume();
+    return this.events.splice(0);
+  }
+
+  close(): void {
+    this.#rb?.close();
+    this.#rb = undefined;
+    this.coll.close();
+  }
+}
+
+export type Probe =
+  | { readonly kind: 'tcp'; readonly addr: string; readonly port: number; readonly timeout?: number }
+  | { readonly kind: 'udp'; readonly addr: string; readonly port: number; readonly timeout?: number; readonly connect?: boolean }
+  | { readonly kind: 'ping'; readonly addr: string; readonly timeout?: number }
+  | { readonly kind: 'tcp-hold'; readonly addr: string; readonly port: number };
+
+export interface ProbeResult {
+  readonly ok: boolean;
+  /** errno name (EPERM, ETIMEDOUT, ECONNREFUSED, ...) or 'timeout'. */
+  readonly err?: string;
+  /** Reply payload (servers answer with their tag). */
+  readonly data?: string;
+  /** [address, port] the reply came from (UDP). */
+  readonly from?: [string, number];
+}
+
+/**
+ * Starts a process in the namespace and (optionally) the cgroup. The lab's own
+ * ns.spawn(…, {cgroup}) passes the netns path to the command as its first
+ * argument (its `sh -c` lacks a `shift`), so cgroup spawns go through here;
+ * the process is killed on lab close.
+ */
+export function spawnIn(lab: Lab, ns: LabNetns, cmd: string, args: readonly string[], cgroup?: LabCgroup): ChildProcess {
+  if (!cgroup) return ns.spawn(cmd, args);
+  const child = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && ns="$1" && shift && exec nsenter --net="$ns" -- "$@"', cgroup.path, ns.path, cmd, ...args], {
+    stdio: 'pipe',
+  });
+  lab.defer(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return child;
+}
+
+/** Runs probes concurrently from a namespace (optionally inside a cgroup) and returns their results. */
+export function probe(lab: Lab, ns: LabNetns, probes: readonly Probe[], cgroup?: LabCgroup): Promise<ProbeResult[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawnIn(lab, ns, 'python3', [PROBE, JSON.stringify(probes)], cgroup);
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`probe exited ${code}: ${err}`));
+      try {
+        resolve(JSON.parse(out) as ProbeResult[]);
+      } catch (e) {
+        reject(new Error(`bad probe output ${JSON.stringify(out)} ${err}`, { cause: e }));
+      }
+    });
+  });
+}
+
+export interface ServerSpec {
+  readonly proto: 'tcp' | 'udp';
+  readonly addr: string;
+  readonly port: number;
+  readonly tag: string;
+}
+
+/** Starts tagged echo servers (TCP and UDP) in a namespace; resolves once they listen. */
+export function startServers(ns: LabNetns, specs: readonly ServerSpec[]): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = ns.spawn('python3', ['-u', SERVERS, JSON.stringify(specs)]);
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`servers did not start: ${out} ${err}`)), 5000);
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('READY')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`servers exited ${code}: ${err}`));
+    });
+  });
+}
+
+/** Runs a TypeScript file in a fresh node process (swc on the fly), optionally in a netns. */
+export function runTsChild(file: string, args: readonly string[], opts: { netnsPath?: string; timeoutMs?: number } = {}): { status: number | null; stdout: string; stderr: string } {
+  const argv = [process.execPath, '-r', SWC_REGISTER, file, ...args];
+  const r = opts.netnsPath
+    ? spawnSync('nsenter', [`--net=${opts.netnsPath}`, '--', ...argv], { encoding: 'utf8', timeout: opts.timeoutMs ?? 20_000 })
+    : spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', timeout: opts.timeoutMs ?? 20_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

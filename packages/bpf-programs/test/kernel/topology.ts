@@ -1,0 +1,84 @@
+// The kernel-test lab: workload (w) -- host (h, forwards) -- server (s).
+// TC filters go on h's end of the w-h veth at ingress (the workload's
+// outbound direction); cgroup tests run their clients in w inside a cgroup.
+import type { ChildProcess } from 'node:child_process';
+import { createLab, type Lab, type LabNetns, type LabVeth } from '@netfence/lab';
+import { sleep, startServers, type ServerSpec } from './helpers';
+
+export const ADDR = {
+  w4: '10.200.1.2',
+  w6: '2001:db8:1::2',
+  h4: '10.200.1.1',
+  h6: '2001:db8:1::1',
+  /** allowed in most tests */
+  s4: '10.200.2.2',
+  s6: '2001:db8:2::2',
+  /** not allowed in most tests */
+  t4: '10.200.2.3',
+  t6: '2001:db8:2::3',
+  /** a rogue resolver */
+  r4: '10.200.2.53',
+  r6: '2001:db8:2::53',
+} as const;
+
+export const PORT = { tcp: 8080, udp: 9000, ownDns: 5353 } as const;
+export const OWN_DNS = { v4: ADDR.h4, v6: ADDR.h6, port: PORT.ownDns } as const;
+
+export interface Topology {
+  readonly lab: Lab;
+  readonly w: LabNetns;
+  readonly h: LabNetns;
+  readonly s: LabNetns;
+  /** a in w, b in h */
+  readonly wh: LabVeth;
+  readonly servers: ChildProcess;
+}
+
+export async function createTopology(): Promise<Topology> {
+  const lab = createLab();
+  try {
+    const w = lab.netns('w');
+    const h = lab.netns('h');
+    const s = lab.netns('s');
+    const wh = lab.veth(w, h, { addrA: [`${ADDR.w4}/24`, `${ADDR.w6}/64`], addrB: [`${ADDR.h4}/24`, `${ADDR.h6}/64`] });
+    lab.veth(h, s, {
+      addrA: ['10.200.2.1/24', '2001:db8:2::1/64'],
+      addrB: [`${ADDR.s4}/24`, `${ADDR.t4}/24`, `${ADDR.r4}/24`, `${ADDR.s6}/64`, `${ADDR.t6}/64`, `${ADDR.r6}/64`],
+    });
+    h.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+    w.exec('ip', ['route', 'add', '10.200.0.0/16', 'via', ADDR.h4]);
+    w.exec('ip', ['-6', 'route', 'add', '2001:db8::/32', 'via', ADDR.h6]);
+    s.exec('ip', ['route', 'add', '10.200.1.0/24', 'via', '10.200.2.1']);
+    s.exec('ip', ['-6', 'route', 'add', '2001:db8:1::/64', 'via', '2001:db8:2::1']);
+    const specs: ServerSpec[] = [];
+    for (const [a, tag] of [
+      [ADDR.s4, 'S'],
+      [ADDR.t4, 'T'],
+      [ADDR.s6, 'S6'],
+      [ADDR.t6, 'T6'],
+    ] as const) {
+      specs.push({ proto: 'tcp', addr: a, port: PORT.tcp, tag }, { proto: 'udp', addr: a, port: PORT.udp, tag });
+    }
+    specs.push(
+      { proto: 'udp', addr: ADDR.r4, port: 53, tag: 'ROGUE' },
+      { proto: 'tcp', addr: ADDR.r4, port: 53, tag: 'ROGUE' },
+      { proto: 'tcp', addr: ADDR.r4, port: 853, tag: 'ROGUE' },
+      { proto: 'udp', addr: ADDR.r6, port: 53, tag: 'ROGUE6' },
+    );
+    const servers = await startServers(s, specs);
+    // the attachment's own DNS server lives on the host side
+    await startServers(h, [
+      { proto: 'udp', addr: ADDR.h4, port: PORT.ownDns, tag: 'OWN' },
+      { proto: 'tcp', addr: ADDR.h4, port: PORT.ownDns, tag: 'OWN' },
+      { proto: 'udp', addr: ADDR.h6, port: PORT.ownDns, tag: 'OWN6' },
+    ]);
+    // warm up neighbour tables (IPv6 routers need a moment after forwarding is switched on)
+    for (const a of [ADDR.s4, ADDR.t4, ADDR.r4, ADDR.s6, ADDR.t6, ADDR.r6]) {
+      for (let i = 0; i < 30 && w.tryExec('ping', ['-c1', '-W1', '-q', a]).status !== 0; i++) await sleep(100);
+    }
+    return { lab, w, h, s, wh, servers };
+  } catch (e) {
+    await lab.close();
+    throw e;
+  }
+}
