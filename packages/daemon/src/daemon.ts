@@ -15,7 +15,7 @@ import type { AttachmentDatapath, Datapath, DatapathEvent } from './datapath';
 import type { DnsServer, StartDnsServer } from './dns-servers';
 import { createPortPool } from './ports';
 import { createStateStore, type AttachmentRecord, type TcDirection } from './state-store';
-import { cgroupAlive, defaultTcDirection, interfaceAlive, resolveCgroup, resolveInterface } from './targets';
+import { cgroupAlive, defaultTcDirection, interfaceAlive, interfaceSnapshot, resolveCgroup, resolveInterface } from './targets';
 import { createMetricsServer, type MetricsServer } from './metrics';
 import { startEmbeddedControlPlane, type EmbeddedControlPlane } from './embedded-controlplane';
 import { createBpfDatapath } from './bpf-datapath';
@@ -248,10 +248,11 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     const { records, problems } = store.loadAll();
     for (const p of problems) logger.error({ file: p.file, problem: p.error }, 'unreadable attachment record left in place');
     const removed: string[] = [];
+    const links = interfaceSnapshot();
     for (const rec of records) {
       nextNumericId = Math.max(nextNumericId, rec.numericId + 1);
       const log = logger.child({ attachment: rec.id });
-      const alive = rec.kind === 'tc' ? interfaceAlive(rec.target, rec.identity.ifindex ?? -1) : cgroupAlive(rec.target, rec.identity.cgroupId ?? '');
+      const alive = rec.kind === 'tc' ? interfaceAlive(rec.identity.ifindex ?? -1, links) : cgroupAlive(rec.target, rec.identity.cgroupId ?? '');
       if (rec.pending || !alive) {
         log.info({ pending: !!rec.pending, alive }, rec.pending ? 'rolling back an attach that never completed' : 'target vanished while the daemon was down');
         try {
@@ -316,9 +317,17 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   }
 
   function watchTargets(): void {
+    if (runtimes.size === 0) return;
+    let links: Map<number, string>;
+    try {
+      links = interfaceSnapshot();
+    } catch (e) {
+      logger.warn({ err: e }, 'cannot list interfaces; target watch skipped');
+      return;
+    }
     for (const rt of [...runtimes.values()]) {
       const r = rt.record;
-      const alive = r.kind === 'tc' ? interfaceAlive(r.target, r.identity.ifindex ?? -1) : cgroupAlive(r.target, r.identity.cgroupId ?? '');
+      const alive = r.kind === 'tc' ? interfaceAlive(r.identity.ifindex ?? -1, links) : cgroupAlive(r.target, r.identity.cgroupId ?? '');
       if (!alive) {
         logger.info({ attachment: r.id, target: r.target }, 'target removed: unsubscribing');
         teardown(rt, UnsubscribeReason.REMOVED, `${r.kind === 'tc' ? 'interface' : 'cgroup'} ${r.target} was removed`).catch((e: unknown) =>

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { sep } from 'node:path';
 import { DaemonError } from './daemon-error';
@@ -22,43 +23,38 @@ export interface InterfaceTarget {
 
 const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  link_type?: string;
+  linkinfo?: { info_kind?: string };
+}
+
+/**
+ * Interfaces of the daemon's network namespace, asked over netlink (`ip -j -d link`):
+ * /sys/class/net reflects the namespace /sys was mounted in, which need not be ours.
+ */
+function ipLinks(name?: string): IpLink[] {
+  try {
+    const out = execFileSync('ip', ['-j', '-d', 'link', 'show', ...(name ? ['dev', name] : [])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return JSON.parse(out || '[]') as IpLink[];
+  } catch (e) {
+    if (name) return [];
+    throw new DaemonError('NETFENCE_ERR_DATAPATH', `cannot list network interfaces: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /** Resolves an interface in the daemon's network namespace; errors name the input. */
 export function resolveInterface(name: string): InterfaceTarget {
   if (!IFNAME_RE.test(name) || name === '.' || name === '..')
     throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface name ${JSON.stringify(name)} is not a valid interface name`);
-  let ifindex: number;
-  let type: number;
-  try {
-    ifindex = Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim());
-    type = Number(readFileSync(`/sys/class/net/${name}/type`, 'utf8').trim());
-  } catch {
-    throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `interface ${JSON.stringify(name)} does not exist`);
-  }
-  let linkKind = 'device';
-  try {
-    const uevent = readFileSync(`/sys/class/net/${name}/uevent`, 'utf8');
-    const m = /DEVTYPE=(\S+)/.exec(uevent);
-    if (m) linkKind = m[1]!;
-  } catch {
-    /* keep 'device' */
-  }
-  try {
-    // tun/tap devices expose tun_flags; veth has a peer ifindex in iflink != ifindex.
-    readFileSync(`/sys/class/net/${name}/tun_flags`, 'utf8');
-    linkKind = type === 1 ? 'tap' : 'tun';
-  } catch {
-    /* not a tun */
-  }
-  if (linkKind === 'device') {
-    try {
-      const iflink = Number(readFileSync(`/sys/class/net/${name}/iflink`, 'utf8').trim());
-      if (iflink !== ifindex) linkKind = 'veth';
-    } catch {
-      /* keep */
-    }
-  }
-  // ARPHRD_ETHER = 1; ARPHRD_NONE = 0xfffe (tun), ARPHRD_IPGRE etc. have no Ethernet header.
-  return { ifname: name, ifindex, linkKind, l3: type !== 1 && type !== 772 };
+  const link = ipLinks(name).find((l) => l.ifname === name);
+  if (!link) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `interface ${JSON.stringify(name)} does not exist`);
+  const kind = link.linkinfo?.info_kind ?? 'device';
+  const linkKind = kind === 'tun' ? (link.link_type === 'ether' ? 'tap' : 'tun') : kind;
+  // No Ethernet header: tun in L3 mode, ipip, gre, wireguard, ... (link_type none/ipip/gre/...).
+  const l3 = link.link_type !== 'ether' && link.link_type !== 'loopback';
+  return { ifname: name, ifindex: link.ifindex, linkKind, l3 };
 }
 
 /**
@@ -69,14 +65,17 @@ export function defaultTcDirection(t: InterfaceTarget): 'ingress' | 'egress' {
   return ['veth', 'tap', 'tun'].includes(t.linkKind) ? 'ingress' : 'egress';
 }
 
-/** Checks an interface still exists with the same ifindex (identity, not name). */
-export function interfaceAlive(ifname: string, ifindex: number): boolean {
-  try {
-    return Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim()) === ifindex;
-  } catch {
-    // Renamed? Look the index up among all interfaces.
-    return false;
-  }
+/** ifindex -> name of every interface now (one netlink dump, for the target watcher). */
+export function interfaceSnapshot(): Map<number, string> {
+  return new Map(ipLinks().map((l) => [l.ifindex, l.ifname]));
+}
+
+/**
+ * The interface still exists: by ifindex, its identity (a rename keeps it; the kernel does
+ * not hand a deleted interface's index to a new one while indexes remain).
+ */
+export function interfaceAlive(ifindex: number, snapshot: Map<number, string> = interfaceSnapshot()): boolean {
+  return snapshot.has(ifindex);
 }
 
 export interface CgroupTarget {

@@ -1,0 +1,398 @@
+// The datapath over @netfence/bpf-loader and the @netfence/bpf-programs manifest.
+//
+// Pins, per attachment, under <root>/<attachment-id>/: the policy maps (by their
+// manifest names) and one link per attached program (link_<program>). The pins
+// are what keeps a filter enforcing while the daemon is down.
+
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  attachCgroup,
+  attachIter,
+  attachTcx,
+  createPerCpuArrayMap,
+  createRingBufferConsumer,
+  codecs,
+  loadCollection,
+  openPinnedLink,
+  openPinnedMap,
+  readIterator,
+  type BpfLink,
+  type BpfMap,
+  type Collection,
+  type PerCpuArrayMapView,
+  type RingBufferConsumer,
+} from '@netfence/bpf-loader';
+import {
+  CGROUP_ATTACHED_PROGRAMS,
+  CGROUP_ONLY_MAPS,
+  OBJECTS,
+  POLICY_MAPS,
+  STATS,
+  SEVER_PROGRAMS,
+  decodeAllowValue,
+  decodeConfig,
+  decodeEvent,
+  decodeLpmKey,
+  encodeConfig,
+  encodeSeverConfig,
+  formatPrefix,
+  objectPath,
+  policyEntry,
+  type AttachmentConfig,
+  type ModeName,
+} from '@netfence/bpf-programs';
+import { parseCidr, type KernelOp, type KernelView, type PolicyMode } from '@netfence/policy-engine';
+import type { Logger } from 'pino';
+import { DaemonError } from './daemon-error';
+import type { AttachmentDatapath, CgroupAttachParams, Datapath, DatapathEvent, TcAttachParams } from './datapath';
+
+export interface BpfDatapathOptions {
+  /** bpffs directory holding one sub-directory of pins per attachment. */
+  readonly root: string;
+  readonly mapSizes: { readonly allow: number; readonly deny: number; readonly ringbufBytes: number };
+  readonly onEvent: (ev: DatapathEvent) => void;
+  readonly logger: Logger;
+}
+
+const MODE_TO_KERNEL: Record<PolicyMode, ModeName> = { disabled: 'DISABLED', allowlist: 'ALLOWLIST', denylist: 'DENYLIST', block_all: 'BLOCK_ALL' };
+const MODE_FROM_KERNEL: Record<ModeName, PolicyMode> = { DISABLED: 'disabled', ALLOWLIST: 'allowlist', DENYLIST: 'denylist', BLOCK_ALL: 'block_all' };
+
+const LPM_MAPS = [POLICY_MAPS.allowV4, POLICY_MAPS.allowV6, POLICY_MAPS.denyV4, POLICY_MAPS.denyV6] as const;
+
+function mapFull(e: unknown): boolean {
+  return (e as { code?: string }).code === 'BPF_ERR_MAP_FULL';
+}
+
+function datapathError(e: unknown, what: string): DaemonError {
+  if (e instanceof DaemonError) return e;
+  if (mapFull(e)) return new DaemonError('NETFENCE_ERR_MAP_FULL', `${what}: the eBPF map is full (raise maps.allow_entries / maps.deny_entries)`, { cause: e });
+  return new DaemonError('NETFENCE_ERR_DATAPATH', `${what}: ${(e as Error).message}`, { cause: e });
+}
+
+/** The maps every attachment uses, opened (from a fresh load or from pins). */
+interface PolicyMaps {
+  readonly config: BpfMap;
+  readonly lpm: Record<'allow_v4' | 'allow_v6' | 'deny_v4' | 'deny_v6', BpfMap>;
+  readonly stats: PerCpuArrayMapView<bigint>;
+  readonly statsMap: BpfMap;
+  readonly events: BpfMap;
+  readonly severCfg?: BpfMap;
+}
+
+class BpfAttachment implements AttachmentDatapath {
+  private closed = false;
+  private cfg: AttachmentConfig;
+  private readonly consumer: RingBufferConsumer;
+
+  constructor(
+    private readonly dir: string,
+    private readonly numericId: number,
+    readonly tcDirection: 'ingress' | 'egress' | undefined,
+    private readonly maps: PolicyMaps,
+    private readonly links: BpfLink[],
+    /** Cgroup attachments: the loaded collection holding the sever iterators, and the cgroup id. */
+    private readonly severCtx: { collection: Collection; cgroupId: bigint } | undefined,
+    onEvent: (ev: DatapathEvent) => void,
+    private readonly logger: Logger,
+  ) {
+    this.cfg = decodeConfig(maps.config.lookup(Buffer.alloc(4))!);
+    this.consumer = createRingBufferConsumer(
+      maps.events,
+      (rec) => {
+        const ev = decodeEvent(rec);
+        onEvent({
+          numericId: ev.attachmentId,
+          destination: ev.dstAddr,
+          port: ev.dstPort,
+          protocol: ev.protocol,
+          reason: ev.reason.toLowerCase(),
+          dryRun: ev.dryRun,
+          hook: ev.hook.toLowerCase(),
+        });
+      },
+      { intervalMs: 50, onError: (err) => logger.warn({ err }, 'event ring buffer') },
+    );
+  }
+
+  private writeConfig(cfg: AttachmentConfig): void {
+    this.maps.config.update(Buffer.alloc(4), encodeConfig(cfg));
+    this.cfg = cfg;
+  }
+
+  private lpmOp(op: 'add' | 'delete', list: 'allow' | 'deny', cidr: string): void {
+    const entry = policyEntry(list, cidr);
+    const map = this.maps.lpm[entry.map];
+    if (op === 'add') map.update(entry.key, entry.value);
+    else map.delete(entry.key);
+  }
+
+  apply(ops: readonly KernelOp[]): void {
+    const done: { op: KernelOp; prev?: AttachmentConfig }[] = [];
+    try {
+      for (const op of ops) {
+        if (op.op === 'setMode') {
+          const prev = this.cfg;
+          this.writeConfig({ ...this.cfg, mode: MODE_TO_KERNEL[op.mode], dryRun: op.dryRun });
+          done.push({ op, prev });
+        } else {
+          this.lpmOp(op.op, op.map, op.cidr);
+          done.push({ op });
+        }
+      }
+    } catch (e) {
+      // Undo in reverse so the kernel is back where it started.
+      for (const d of done.reverse()) {
+        try {
+          if (d.op.op === 'setMode') this.writeConfig(d.prev!);
+          else this.lpmOp(d.op.op === 'add' ? 'delete' : 'add', d.op.map, d.op.cidr);
+        } catch (undoErr) {
+          this.logger.error({ err: undoErr, op: d.op }, 'could not undo a kernel op');
+        }
+      }
+      throw datapathError(e, `applying ${ops.length} kernel op(s)`);
+    }
+  }
+
+  readView(): KernelView {
+    const allow = new Set<string>();
+    const deny = new Set<string>();
+    for (const [name, map] of Object.entries(this.maps.lpm)) {
+      for (const key of map.keys()) {
+        const text = parseCidr(formatPrefix(decodeLpmKey(key))).text;
+        (name.startsWith('allow') ? allow : deny).add(text);
+      }
+    }
+    return { mode: MODE_FROM_KERNEL[this.cfg.mode], dryRun: !!this.cfg.dryRun, allow, deny };
+  }
+
+  configureDns(server: { address: string; port: number }, filtering: boolean): void {
+    const v6 = server.address.includes(':');
+    this.writeConfig({ ...this.cfg, dnsFilter: filtering, dnsServer: v6 ? { v6: server.address, port: server.port } : { v4: server.address, port: server.port } });
+  }
+
+  counters() {
+    const at = (i: number) => this.maps.stats.getSummed(i);
+    return { allowed: at(STATS.ALLOWED), blocked: at(STATS.BLOCKED), dryRunWouldBlock: at(STATS.DRY_RUN_WOULD_BLOCK) };
+  }
+
+  lastSeenMs(cidr: string): number | undefined {
+    const entry = policyEntry('allow', cidr);
+    const v = this.maps.lpm[entry.map].lookup(entry.key);
+    if (!v) return undefined;
+    const { lastSeenNs } = decodeAllowValue(v);
+    if (lastSeenNs === 0n) return undefined;
+    const ageMs = Number((process.hrtime.bigint() - lastSeenNs) / 1_000_000n);
+    return Date.now() - Math.max(0, ageMs);
+  }
+
+  sever(cidr: string): void {
+    if (!this.severCtx || !this.maps.severCfg) return; // TC: the next packet is dropped by the filter itself
+    this.maps.severCfg.update(Buffer.alloc(4), encodeSeverConfig({ cgroupId: this.severCtx.cgroupId, prefix: cidr }));
+    for (const p of SEVER_PROGRAMS) {
+      const prog = this.severCtx.collection.program(OBJECTS.cgroup.programs[p].name);
+      const link = attachIter(prog);
+      try {
+        readIterator(link);
+      } finally {
+        link.close();
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.consumer.close();
+    for (const l of this.links) l.close(); // pinned: stays attached
+    for (const m of [this.maps.config, this.maps.statsMap, this.maps.events, ...Object.values(this.maps.lpm), ...(this.maps.severCfg ? [this.maps.severCfg] : [])]) m.close();
+    this.severCtx?.collection.close();
+  }
+
+  destroy(): void {
+    if (!this.closed) {
+      for (const l of this.links) {
+        try {
+          l.detach();
+        } catch (e) {
+          this.logger.warn({ err: e }, 'detach');
+        }
+      }
+      this.close();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  get id(): number {
+    return this.numericId;
+  }
+}
+
+export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
+  const root = opts.root;
+  const sizes: Record<string, number> = {
+    [POLICY_MAPS.allowV4.name]: opts.mapSizes.allow,
+    [POLICY_MAPS.allowV6.name]: opts.mapSizes.allow,
+    [POLICY_MAPS.denyV4.name]: opts.mapSizes.deny,
+    [POLICY_MAPS.denyV6.name]: opts.mapSizes.deny,
+    [POLICY_MAPS.events.name]: opts.mapSizes.ringbufBytes,
+  };
+  const live = new Set<BpfAttachment>();
+
+  function ensureDir(id: string): string {
+    if (!/^[A-Za-z0-9_.-]+$/.test(id)) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `attachment id ${JSON.stringify(id)} cannot name a pin directory`);
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    const dir = join(root, id);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  }
+
+  function takePolicyMaps(c: Collection, withSever: boolean): PolicyMaps {
+    const statsMap = c.takeMap(POLICY_MAPS.stats.name);
+    return {
+      config: c.takeMap(POLICY_MAPS.config.name),
+      lpm: {
+        allow_v4: c.takeMap(POLICY_MAPS.allowV4.name),
+        allow_v6: c.takeMap(POLICY_MAPS.allowV6.name),
+        deny_v4: c.takeMap(POLICY_MAPS.denyV4.name),
+        deny_v6: c.takeMap(POLICY_MAPS.denyV6.name),
+      },
+      statsMap,
+      stats: createPerCpuArrayMap(statsMap, codecs.u64),
+      events: c.takeMap(POLICY_MAPS.events.name),
+      severCfg: withSever ? c.takeMap(CGROUP_ONLY_MAPS.severConfig.name) : undefined,
+    };
+  }
+
+  function openPinnedPolicyMaps(dir: string, withSever: boolean): PolicyMaps {
+    const opened: BpfMap[] = [];
+    const open = (m: { name: string; type: number; keySize: number; valueSize: number }) => {
+      const map = openPinnedMap(join(dir, m.name), { type: m.type, keySize: m.keySize, valueSize: m.valueSize });
+      opened.push(map);
+      return map;
+    };
+    try {
+      const statsMap = open(POLICY_MAPS.stats);
+      return {
+        config: open(POLICY_MAPS.config),
+        lpm: { allow_v4: open(POLICY_MAPS.allowV4), allow_v6: open(POLICY_MAPS.allowV6), deny_v4: open(POLICY_MAPS.denyV4), deny_v6: open(POLICY_MAPS.denyV6) },
+        statsMap,
+        stats: createPerCpuArrayMap(statsMap, codecs.u64),
+        events: open(POLICY_MAPS.events),
+        severCfg: withSever ? open(CGROUP_ONLY_MAPS.severConfig) : undefined,
+      };
+    } catch (e) {
+      for (const m of opened) m.close();
+      throw e;
+    }
+  }
+
+  function initialConfig(numericId: number, l3: boolean): AttachmentConfig {
+    return { mode: 'DISABLED', dryRun: false, dnsFilter: false, l3Device: l3, attachmentId: numericId };
+  }
+
+  function track(a: BpfAttachment): BpfAttachment {
+    live.add(a);
+    return a;
+  }
+
+  return {
+    attachTc(p: TcAttachParams) {
+      const dir = ensureDir(p.id);
+      let coll: Collection | undefined;
+      const links: BpfLink[] = [];
+      let maps: PolicyMaps | undefined;
+      try {
+        coll = loadCollection(objectPath('tc'), { mapSizes: sizes, pinMaps: { dir, maps: Object.values(POLICY_MAPS).map((m) => m.name) } });
+        maps = takePolicyMaps(coll, false);
+        maps.config.update(Buffer.alloc(4), encodeConfig(initialConfig(p.numericId, p.l3)));
+        const link = attachTcx(coll.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction });
+        links.push(link);
+        link.pin(join(dir, 'link_filter'));
+        coll.close(); // the link holds the program
+        return track(new BpfAttachment(dir, p.numericId, p.direction, maps, links, undefined, opts.onEvent, opts.logger));
+      } catch (e) {
+        for (const l of links) l.detach();
+        if (maps) for (const m of [maps.config, maps.statsMap, maps.events, ...Object.values(maps.lpm)]) m.close();
+        coll?.close();
+        rmSync(dir, { recursive: true, force: true });
+        throw datapathError(e, `attaching the TC filter to ifindex ${p.ifindex} (${p.direction})`);
+      }
+    },
+
+    attachCgroup(p: CgroupAttachParams) {
+      const dir = ensureDir(p.id);
+      let coll: Collection | undefined;
+      const links: BpfLink[] = [];
+      let maps: PolicyMaps | undefined;
+      try {
+        const pinned = [...Object.values(POLICY_MAPS).map((m) => m.name), CGROUP_ONLY_MAPS.severConfig.name];
+        coll = loadCollection(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: pinned } });
+        maps = takePolicyMaps(coll, true);
+        maps.config.update(Buffer.alloc(4), encodeConfig(initialConfig(p.numericId, false)));
+        for (const name of CGROUP_ATTACHED_PROGRAMS) {
+          const link = attachCgroup(coll.program(OBJECTS.cgroup.programs[name].name), { cgroup: p.cgroupPath });
+          links.push(link);
+          link.pin(join(dir, `link_${name}`));
+        }
+        const cgroupId = statSync(p.cgroupPath, { bigint: true }).ino;
+        return track(new BpfAttachment(dir, p.numericId, undefined, maps, links, { collection: coll, cgroupId }, opts.onEvent, opts.logger));
+      } catch (e) {
+        for (const l of links) {
+          try {
+            l.detach();
+          } catch {
+            /* keep rolling back */
+          }
+        }
+        if (maps) for (const m of [maps.config, maps.statsMap, maps.events, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
+        coll?.close();
+        rmSync(dir, { recursive: true, force: true });
+        throw datapathError(e, `attaching the cgroup programs to ${p.cgroupPath}`);
+      }
+    },
+
+    reopen(p) {
+      const dir = join(root, p.id);
+      if (!existsSync(dir)) throw new DaemonError('NETFENCE_ERR_DATAPATH', `no pins at ${dir}`);
+      const cgroup = p.kind === 'cgroup';
+      const linkNames = cgroup ? CGROUP_ATTACHED_PROGRAMS.map((n) => `link_${n}`) : ['link_filter'];
+      const links: BpfLink[] = [];
+      let maps: PolicyMaps | undefined;
+      let coll: Collection | undefined;
+      try {
+        for (const n of linkNames) links.push(openPinnedLink(join(dir, n)));
+        maps = openPinnedPolicyMaps(dir, cgroup);
+        if (cgroup) {
+          // The sever iterators: load them again, sharing the pinned maps.
+          const pinned = [...Object.values(POLICY_MAPS).map((m) => m.name), CGROUP_ONLY_MAPS.severConfig.name];
+          coll = loadCollection(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: pinned }, programs: SEVER_PROGRAMS.map((s) => OBJECTS.cgroup.programs[s].name) });
+        }
+        const sever = cgroup && coll ? { collection: coll, cgroupId: statSync(p.cgroupPath, { bigint: true }).ino } : undefined;
+        return track(new BpfAttachment(dir, p.numericId, p.kind === 'tc' ? p.direction : undefined, maps, links, sever, opts.onEvent, opts.logger));
+      } catch (e) {
+        for (const l of links) l.close();
+        if (maps) for (const m of [maps.config, maps.statsMap, maps.events, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
+        coll?.close();
+        throw datapathError(e, `re-opening the pins of ${p.id}`);
+      }
+    },
+
+    removePins(id: string) {
+      const dir = join(root, id);
+      if (!existsSync(dir)) return;
+      // Unlinking a link pin detaches it (nothing else holds it: the daemon has no fd open).
+      rmSync(dir, { recursive: true, force: true });
+    },
+
+    pinnedIds() {
+      if (!existsSync(root)) return [];
+      return readdirSync(root);
+    },
+
+    close() {
+      for (const a of live) a.close();
+      live.clear();
+    },
+  };
+}
