@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// netfence-controlplane: run the reference control plane from a policy file.
+
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import pino from 'pino';
+import { createControlPlane } from './control-plane';
+import type { ControlPlane, ListeningAddress, Logger } from './control-plane';
+import { ControlPlaneError } from './errors';
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+export interface CliStarted {
+  readonly cp: ControlPlane;
+  readonly grpc: ListeningAddress;
+  readonly admin?: ListeningAddress;
+  readonly log: Logger;
+}
+
+/** Parses argv (process.argv shape), starts the control plane and its listeners. */
+export async function startFromArgv(argv: string[], env: NodeJS.ProcessEnv = process.env, logger?: Logger): Promise<CliStarted> {
+  const program = new Command()
+    .name('netfence-controlplane')
+    .description('Reference netfence.v1 control plane driven by a YAML policy file')
+    .requiredOption('--listen <addr>', 'gRPC listen address: host:port, [v6]:port, :port or unix:/path')
+    .requiredOption('--policy <file>', 'YAML policy file (watched; edited by the admin API)')
+    .option('--admin-listen <addr>', 'admin JSON API + /metrics listen address')
+    .option('--tls-cert <file>', 'PEM certificate (enables TLS on both listeners)')
+    .option('--tls-key <file>', 'PEM private key')
+    .option('--tls-ca <file>', 'PEM CA bundle: require client certificates signed by it (mTLS)')
+    .option('--token <token>', 'accepted bearer token (repeatable; also NETFENCE_CP_TOKENS, comma-separated)', collect, [] as string[])
+    .option('--token-file <file>', 'file with one accepted bearer token per line')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .exitOverride()
+    .parse(argv);
+  const o = program.opts<{
+    listen: string;
+    policy: string;
+    adminListen?: string;
+    tlsCert?: string;
+    tlsKey?: string;
+    tlsCa?: string;
+    token: string[];
+    tokenFile?: string;
+    logLevel: string;
+  }>();
+  const log = logger ?? (pino({ level: o.logLevel, base: { service: 'netfence-controlplane' } }) as unknown as Logger);
+  const tokens = [...o.token, ...(env.NETFENCE_CP_TOKENS ?? '').split(',').map((t) => t.trim())].filter(Boolean);
+  if (o.tokenFile) tokens.push(...readFileSync(o.tokenFile, 'utf8').split('\n').map((t) => t.trim()).filter(Boolean));
+  if (!!o.tlsCert !== !!o.tlsKey) throw new ControlPlaneError('NETFENCE_ERR_TLS', '--tls-cert and --tls-key go together');
+  if (o.tlsCa && !o.tlsCert) throw new ControlPlaneError('NETFENCE_ERR_TLS', '--tls-ca needs --tls-cert and --tls-key');
+  let tls;
+  try {
+    tls = o.tlsCert && o.tlsKey
+      ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey), ...(o.tlsCa ? { ca: readFileSync(o.tlsCa) } : {}) }
+      : undefined;
+  } catch (e) {
+    throw new ControlPlaneError('NETFENCE_ERR_TLS', `cannot read TLS files: ${(e as Error).message}`, { cause: e });
+  }
+  const cp = createControlPlane({
+    policy: o.policy,
+    logger: log,
+    ...(tokens.length > 0 ? { auth: { tokens } } : {}),
+    ...(tls ? { tls } : {}),
+  });
+  try {
+    const grpc = await cp.listen(o.listen);
+    const admin = o.adminListen ? await cp.listenAdmin(o.adminListen) : undefined;
+    log.info({ grpc: grpc.url, admin: admin?.url, policies: cp.policySet().policies.length }, 'netfence-controlplane ready');
+    return admin ? { cp, grpc, admin, log } : { cp, grpc, log };
+  } catch (e) {
+    await cp.close();
+    throw e;
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { cp, log: logger } = await startFromArgv(argv);
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal: sig }, 'shutting down');
+    cp.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => void cp.reload());
+}
+
+if (require.main === module) {
+  main(process.argv).catch((e: unknown) => {
+    if (e instanceof CommanderError) process.exit(e.exitCode);
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`netfence-controlplane: ${msg}\n`);
+    process.exit(e instanceof ControlPlaneError && e.code === 'NETFENCE_ERR_POLICY_INVALID' ? 2 : 1);
+  });
+}
