@@ -64,9 +64,18 @@ function infoToJson(a: AttachmentInfo) {
   };
 }
 
+/** The socket-level cause of a failed call (ENOENT, ECONNREFUSED, ...), looking through `cause`. */
+function socketErrno(e: unknown): string | undefined {
+  for (let c: unknown = e, depth = 0; c && depth < 8; c = (c as { cause?: unknown }).cause, depth++) {
+    const code = (c as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
 function exitCodeOf(e: unknown): number {
   const ce = ConnectError.from(e);
-  if (ce.code === Code.Unavailable && /ECONNREFUSED|ENOENT|EACCES|connect/i.test(ce.message)) return EXIT.UNREACHABLE;
+  if (['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTSOCK', 'ECONNRESET'].includes(socketErrno(e) ?? '')) return EXIT.UNREACHABLE;
   if ([Code.InvalidArgument, Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.ResourceExhausted].includes(ce.code)) return EXIT.REJECTED;
   return EXIT.FAILED;
 }
@@ -87,8 +96,9 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
   const client = () => createDaemonClient(program.opts<{ socket: string }>().socket);
   const fail = (e: unknown) => {
     const ce = ConnectError.from(e);
-    io.stderr(`error: ${ce.rawMessage} (${Code[ce.code]})\n`);
     code = exitCodeOf(e);
+    if (code === EXIT.UNREACHABLE) io.stderr(`error: cannot reach netfenced on ${program.opts<{ socket: string }>().socket}: ${socketErrno(e) ?? ce.rawMessage}\n`);
+    else io.stderr(`error: ${ce.rawMessage} (${Code[ce.code]})\n`);
   };
 
   program

@@ -9,6 +9,8 @@ export function createDaemonClient(socketPath: string, opts: { timeoutMs?: numbe
     baseUrl: 'http://localhost',
     nodeOptions: { createConnection: () => netConnect(socketPath) },
     defaultTimeoutMs: opts.timeoutMs ?? 30_000,
+    // One-shot commands: let the process end soon after the last call.
+    idleConnectionTimeoutMs: 200,
   });
   return createClient(DaemonService, transport);
 }

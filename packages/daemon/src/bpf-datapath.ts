@@ -4,7 +4,7 @@
 // manifest names) and one link per attached program (link_<program>). The pins
 // are what keeps a filter enforcing while the daemon is down.
 
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   attachCgroup,
@@ -17,6 +17,7 @@ import {
   openPinnedLink,
   openPinnedMap,
   readIterator,
+  withNetns,
   type BpfLink,
   type BpfMap,
   type Collection,
@@ -92,7 +93,7 @@ class BpfAttachment implements AttachmentDatapath {
     private readonly maps: PolicyMaps,
     private readonly links: BpfLink[],
     /** Cgroup attachments: the loaded collection holding the sever iterators, and the cgroup id. */
-    private readonly severCtx: { collection: Collection; cgroupId: bigint } | undefined,
+    private readonly severCtx: { collection: Collection; cgroupId: bigint; cgroupPath: string } | undefined,
     onEvent: (ev: DatapathEvent) => void,
     private readonly logger: Logger,
   ) {
@@ -189,11 +190,19 @@ class BpfAttachment implements AttachmentDatapath {
   sever(cidr: string): void {
     if (!this.severCtx || !this.maps.severCfg) return; // TC: the next packet is dropped by the filter itself
     this.maps.severCfg.update(Buffer.alloc(4), encodeSeverConfig({ cgroupId: this.severCtx.cgroupId, prefix: cidr }));
+    // A socket iterator sees the sockets of the network namespace it is created in: run it in
+    // every namespace that a process of the cgroup (or a descendant) lives in.
+    const namespaces = cgroupNetnsPaths(this.severCtx.cgroupPath);
     for (const p of SEVER_PROGRAMS) {
-      const prog = this.severCtx.collection.program(OBJECTS.cgroup.programs[p].name);
-      const link = attachIter(prog);
+      const link = attachIter(this.severCtx.collection.program(OBJECTS.cgroup.programs[p].name));
       try {
-        readIterator(link);
+        for (const ns of namespaces) {
+          try {
+            withNetns(ns, () => readIterator(link));
+          } catch (e) {
+            this.logger.warn({ err: e, netns: ns }, 'sever pass failed in a namespace');
+          }
+        }
       } finally {
         link.close();
       }
@@ -226,6 +235,31 @@ class BpfAttachment implements AttachmentDatapath {
   get id(): number {
     return this.numericId;
   }
+}
+
+/** One /proc/<pid>/ns/net path per distinct network namespace of the cgroup's processes (descendants included). */
+function cgroupNetnsPaths(cgroupPath: string): string[] {
+  const byInode = new Map<string, string>();
+  const walk = (dir: string, depth: number) => {
+    let procs: string[] = [];
+    try {
+      procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+    } catch {
+      return;
+    }
+    for (const pid of procs) {
+      try {
+        const ns = readlinkSync(`/proc/${pid}/ns/net`);
+        if (!byInode.has(ns)) byInode.set(ns, `/proc/${pid}/ns/net`);
+      } catch {
+        /* exited */
+      }
+    }
+    if (depth > 32) return;
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name), depth + 1);
+  };
+  walk(cgroupPath, 0);
+  return [...byInode.values()];
 }
 
 export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
@@ -336,7 +370,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
           link.pin(join(dir, `link_${name}`));
         }
         const cgroupId = statSync(p.cgroupPath, { bigint: true }).ino;
-        return track(new BpfAttachment(dir, p.numericId, undefined, maps, links, { collection: coll, cgroupId }, opts.onEvent, opts.logger));
+        return track(new BpfAttachment(dir, p.numericId, undefined, maps, links, { collection: coll, cgroupId, cgroupPath: p.cgroupPath }, opts.onEvent, opts.logger));
       } catch (e) {
         for (const l of links) {
           try {
@@ -368,7 +402,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
           const pinned = [...Object.values(POLICY_MAPS).map((m) => m.name), CGROUP_ONLY_MAPS.severConfig.name];
           coll = loadCollection(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: pinned }, programs: SEVER_PROGRAMS.map((s) => OBJECTS.cgroup.programs[s].name) });
         }
-        const sever = cgroup && coll ? { collection: coll, cgroupId: statSync(p.cgroupPath, { bigint: true }).ino } : undefined;
+        const sever = p.kind === 'cgroup' && coll ? { collection: coll, cgroupId: statSync(p.cgroupPath, { bigint: true }).ino, cgroupPath: p.cgroupPath } : undefined;
         return track(new BpfAttachment(dir, p.numericId, p.kind === 'tc' ? p.direction : undefined, maps, links, sever, opts.onEvent, opts.logger));
       } catch (e) {
         for (const l of links) l.close();
