@@ -123,6 +123,8 @@ export class AttachmentRuntime {
   /** A DNS answer: its addresses are in the allow map before this resolves. */
   learn(answer: ResolvedAnswer): Promise<void> {
     return this.serial(() => {
+      // With DNS filtering off, answers teach the IP filter nothing (the policy holds no names).
+      if (this.state.dns.mode === 'disabled' || answer.addresses.length === 0) return;
       const next = learnAddresses(this.state, answer, this.deps.now(), { minTtlSec: this.deps.minTtlSec, maxTtlSec: this.deps.maxTtlSec });
       this.commit(next, { persist: 'soon' });
     });

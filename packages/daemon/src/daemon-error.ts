@@ -49,14 +49,16 @@ export class DaemonError extends Error {
     if (e instanceof DaemonError) return e;
     const code = (e as { code?: unknown } | null)?.code;
     const msg = e instanceof Error ? e.message : String(e);
+    // The message of another package's error already starts with its code: do not repeat it.
+    const make = (c: DaemonErrorCode) => new DaemonError(c, msg.startsWith(`${c}: `) ? msg.slice(c.length + 2) : msg, { cause: e });
     if (typeof code === 'string') {
-      if (/MAP_FULL/.test(code)) return new DaemonError('NETFENCE_ERR_MAP_FULL', msg, { cause: e });
-      if (/ACK_TIMEOUT/.test(code)) return new DaemonError('NETFENCE_ERR_ACK_TIMEOUT', msg, { cause: e });
-      if (/^NETFENCE_ERR_INVALID/.test(code)) return new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', msg, { cause: e });
-      if (/UNAVAILABLE|CLOSED/.test(code)) return new DaemonError('NETFENCE_ERR_CONTROL_PLANE_UNAVAILABLE', msg, { cause: e });
-      if (/^BPF_ERR/.test(code)) return new DaemonError('NETFENCE_ERR_DATAPATH', msg, { cause: e });
+      if (/MAP_FULL/.test(code)) return make('NETFENCE_ERR_MAP_FULL');
+      if (/ACK_TIMEOUT/.test(code)) return make('NETFENCE_ERR_ACK_TIMEOUT');
+      if (/^NETFENCE_ERR_INVALID/.test(code)) return make('NETFENCE_ERR_INVALID_ARGUMENT');
+      if (/UNAVAILABLE|CLOSED/.test(code)) return make('NETFENCE_ERR_CONTROL_PLANE_UNAVAILABLE');
+      if (/^BPF_ERR/.test(code)) return make('NETFENCE_ERR_DATAPATH');
     }
-    return new DaemonError('NETFENCE_ERR_INTERNAL', msg, { cause: e });
+    return make('NETFENCE_ERR_INTERNAL');
   }
 
   /** The gRPC form of this error, with the right status code (never Unknown). */

@@ -21,11 +21,13 @@ export interface InterfaceTarget {
   readonly l3: boolean;
 }
 
-const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
+/** An interface name (at most 15 bytes) or an alternative name (at most 127 bytes, `ip link property add altname`). */
+const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,127}$/;
 
 interface IpLink {
   ifindex: number;
   ifname: string;
+  altnames?: string[];
   link_type?: string;
   linkinfo?: { info_kind?: string };
 }
@@ -48,13 +50,14 @@ function ipLinks(name?: string): IpLink[] {
 export function resolveInterface(name: string): InterfaceTarget {
   if (!IFNAME_RE.test(name) || name === '.' || name === '..')
     throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface name ${JSON.stringify(name)} is not a valid interface name`);
-  const link = ipLinks(name).find((l) => l.ifname === name);
+  // An alternative name resolves to the interface it names: the target is its primary name.
+  const link = ipLinks(name).find((l) => l.ifname === name || (l.altnames ?? []).includes(name));
   if (!link) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `interface ${JSON.stringify(name)} does not exist`);
   const kind = link.linkinfo?.info_kind ?? 'device';
   const linkKind = kind === 'tun' ? (link.link_type === 'ether' ? 'tap' : 'tun') : kind;
   // No Ethernet header: tun in L3 mode, ipip, gre, wireguard, ... (link_type none/ipip/gre/...).
   const l3 = link.link_type !== 'ether' && link.link_type !== 'loopback';
-  return { ifname: name, ifindex: link.ifindex, linkKind, l3 };
+  return { ifname: link.ifname, ifindex: link.ifindex, linkKind, l3 };
 }
 
 /**

@@ -1,0 +1,165 @@
+// Restart semantics: filters keep enforcing while netfenced is down (kill -9), and a restart
+// with the same config, data_dir and bpffs_root picks every attachment up again from its pins
+// (no duplicate kernel attachment, same DNS address), rolls back an attach that never got its
+// ack, and unsubscribes targets that vanished meanwhile.
+
+import { rmdirSync } from 'node:fs';
+import type { LabCgroup } from '@netfence/lab';
+import {
+  cgroupProgs,
+  createDaemonLab,
+  eventually,
+  NAMES,
+  pinnedAllowV4,
+  pinnedIds,
+  savedIds,
+  startDaemon,
+  startForwardedControlPlane,
+  tcxProgIds,
+  writeDaemonConfig,
+  type DaemonLab,
+  type DaemonProcess,
+} from './support/daemon-lab';
+import { grpc, type GrpcError, type PolicyMsg, type TestControlPlane } from './support/grpc';
+
+jest.setTimeout(90_000);
+
+const ACK: PolicyMsg = {
+  mode: 'POLICY_MODE_ALLOWLIST',
+  allow_cidrs: [{ cidr: '203.0.113.30/32' }],
+  dns: { mode: 'DNS_MODE_ALLOWLIST', allow_domains: [{ domain: 'allowed.test' }] },
+};
+
+let dl: DaemonLab;
+let cp: TestControlPlane;
+let configPath: string;
+let d: DaemonProcess;
+let cg: LabCgroup;
+let tcId: string;
+let tcDns: string;
+let cgId: string;
+
+beforeAll(async () => {
+  dl = await createDaemonLab();
+  const f = await startForwardedControlPlane(dl, 'restart', { ackPolicy: () => ACK });
+  cp = f.cp;
+  configPath = writeDaemonConfig(dl, 'restart', { control_plane: { url: f.url, subscribe_ack_timeout: '10s' } });
+  d = await startDaemon(dl, configPath);
+  cg = dl.cgroup('rs');
+  ({ id: tcId, dns_address: tcDns } = await d.api.attach({ interface_name: dl.wlVeth.a, metadata: { k: 'tc' } }));
+  ({ id: cgId } = await d.api.attach({ cgroup_path: cg.path, metadata: { k: 'cg' } }));
+  expect((await dl.dig(tcDns, 'allowed.test')).answers).toEqual([NAMES['allowed.test']]);
+});
+
+afterAll(async () => {
+  await d?.stop().catch(() => undefined);
+  await dl?.close();
+});
+
+/** Restarts the daemon and returns the SyncRequest of its new stream. */
+async function restart() {
+  const from = cp.events.length;
+  d = await startDaemon(dl, configPath);
+  const sync = await cp.waitFor((e) => e.msg.event === 'sync', 15_000, 'SyncRequest after the restart', from);
+  return sync.msg.sync!;
+}
+
+async function expectEnforcing() {
+  // TC: the static CIDR and the address learned through DNS pass, anything else is dropped.
+  expect(await dl.canConnect('203.0.113.30')).toBe(true);
+  expect(await dl.canConnect(NAMES['allowed.test'])).toBe(true);
+  expect(await dl.canConnect('203.0.113.20')).toBe(false);
+  // cgroup
+  expect(await dl.canConnect('203.0.113.30', { cgroup: cg })).toBe(true);
+  expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
+}
+
+test('kill -9: filters enforce during the gap; the restart restores both attachments without duplicates', async () => {
+  const tcxBefore = tcxProgIds(dl.host, dl.wlVeth.a);
+  const cgBefore = cgroupProgs(cg.path);
+  expect(tcxBefore).toHaveLength(1);
+  expect(cgBefore.length).toBeGreaterThanOrEqual(5);
+  const listBefore = await d.api.listAll();
+
+  await d.kill9();
+  await expectEnforcing(); // nobody home: the pinned filters alone decide
+  expect(tcxProgIds(dl.host, dl.wlVeth.a)).toEqual(tcxBefore);
+
+  const sync = await restart();
+  expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
+  expect(sync.attachments.find((a) => a.id === tcId)).toMatchObject({ target: dl.wlVeth.a, type: 'ATTACHMENT_TYPE_TC', mode: 'POLICY_MODE_ALLOWLIST', dns_mode: 'DNS_MODE_ALLOWLIST', metadata: { k: 'tc' } });
+
+  const listAfter = await d.api.listAll();
+  const pick = (l: typeof listAfter) => l.map((a) => ({ id: a.id, target: a.target, mode: a.mode, dns_mode: a.dns_mode, dns_address: a.dns_address, metadata: a.metadata })).sort((a, b) => a.id.localeCompare(b.id));
+  expect(pick(listAfter)).toEqual(pick(listBefore));
+  // Same kernel attachments (the pinned links), not new ones next to them.
+  expect(tcxProgIds(dl.host, dl.wlVeth.a)).toEqual(tcxBefore);
+  expect(cgroupProgs(cg.path)).toEqual(cgBefore);
+  expect(pinnedIds(dl).sort()).toEqual([tcId, cgId].sort());
+  // The same DNS address answers again, and what it learns reaches the same maps.
+  expect(await dl.dig(tcDns, 'allowed.test')).toEqual({ status: 'NOERROR', answers: [NAMES['allowed.test']] });
+  expect((await dl.dig(tcDns, 'evil.test')).status).toBe('REFUSED');
+  expect(pinnedAllowV4(dl, tcId).sort()).toEqual([`${NAMES['allowed.test']}/32`, '203.0.113.30/32']);
+  await expectEnforcing();
+  // And the restored attachments take commands.
+  cp.send({ id: cgId, allow_cidr: { cidr: '203.0.113.20/32' } });
+  await eventually(() => pinnedAllowV4(dl, cgId).includes('203.0.113.20/32'), 'AllowCIDR after the restart');
+  expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(true);
+  cp.send({ id: cgId, remove_cidr: '203.0.113.20/32' });
+});
+
+test('SIGTERM (detach_on_exit off): the filters stay pinned and enforcing; a restart picks them up', async () => {
+  await d.stop();
+  expect(pinnedIds(dl).sort()).toEqual([tcId, cgId].sort());
+  await expectEnforcing();
+  const sync = await restart();
+  expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
+  expect(tcxProgIds(dl.host, dl.wlVeth.a)).toHaveLength(1);
+});
+
+test('kill -9 in the middle of an attach (before the ack): the restart rolls the pending attachment back', async () => {
+  const cg2 = dl.cgroup('pend');
+  cp.ackMode = 'never';
+  const from = cp.events.length;
+  const attaching = d.api.attach({ cgroup_path: cg2.path }).then(
+    () => undefined,
+    (e: GrpcError) => e,
+  );
+  const sub = await cp.waitFor((e) => e.msg.event === 'subscribed', 5000, 'Subscribed', from);
+  const id = sub.msg.subscribed!.id;
+  // Half made: saved as pending, programs attached, pins in place.
+  expect(savedIds(d)).toContain(id);
+  expect(pinnedIds(dl)).toContain(id);
+  expect(cgroupProgs(cg2.path).length).toBeGreaterThan(0);
+  await d.kill9();
+  const err = await attaching;
+  expect(err).toBeDefined();
+  expect(err!.code).not.toBe(grpc.status.OK);
+  expect(err!.code).not.toBe(grpc.status.UNKNOWN);
+
+  cp.ackMode = 'auto';
+  const sync = await restart();
+  expect(sync.attachments.map((a) => a.id)).not.toContain(id);
+  expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
+  expect((await d.api.listAll()).map((a) => a.id)).not.toContain(id);
+  expect(pinnedIds(dl)).not.toContain(id);
+  expect(savedIds(d)).not.toContain(id);
+  expect(cgroupProgs(cg2.path)).toEqual([]);
+  expect(await dl.canConnect('203.0.113.20', { cgroup: cg2 })).toBe(true);
+  // The target is free again.
+  const again = await d.api.attach({ cgroup_path: cg2.path });
+  await d.api.detach(again.id);
+});
+
+test('a target that vanished while the daemon was down is unsubscribed with REMOVED on restart', async () => {
+  await d.kill9();
+  rmdirSync(cg.path);
+  const from = cp.events.length;
+  const sync = await restart();
+  expect(sync.attachments.map((a) => a.id)).toEqual([tcId]);
+  const un = await cp.waitFor((e) => e.msg.event === 'unsubscribed' && e.msg.unsubscribed!.id === cgId, 5000, 'Unsubscribed', from);
+  expect(un.msg.unsubscribed!.reason).toBe('UNSUBSCRIBE_REASON_REMOVED');
+  expect((await d.api.listAll()).map((a) => a.id)).toEqual([tcId]);
+  expect(pinnedIds(dl)).toEqual([tcId]);
+  expect(savedIds(d)).toEqual([tcId]);
+});
