@@ -51,7 +51,9 @@ export class AttachmentRuntime {
   private kernel: KernelView;
   private chain: Promise<unknown> = Promise.resolve();
   private expiryTimer: NodeJS.Timeout | undefined;
-  private persistTimer: NodeJS.Timeout | undefined;
+  /** A background save in progress, and whether the record changed since it started. */
+  private writing: Promise<void> | undefined;
+  private dirty = false;
   private closed = false;
   /** What the kernel config says about DNS filtering (undefined: not written by this process yet). */
   private dnsFiltering: boolean | undefined;
@@ -86,22 +88,37 @@ export class AttachmentRuntime {
     return run;
   }
 
-  /** Brings the kernel to what `state` needs (safe order), then adopts `state`. Rejects whole on failure. */
-  private commit(state: AttachmentPolicyState, opts: { persist: 'now' | 'soon' }): void {
+  /**
+   * Brings the kernel to what `state` needs (safe order), then adopts `state`. Rejects whole on
+   * failure. Persistence follows one rule: a crash must never give back access that was taken
+   * away. A plan that narrows access (removes allow entries, adds deny entries, changes the
+   * mode) is written to disk before the kernel sees it; a plan that only widens access goes to
+   * the kernel first and to disk soon after (a crash then loses a widening, which fails closed).
+   * While the attach is pending nothing is written: a restart rolls a pending attach back.
+   */
+  private commit(state: AttachmentPolicyState): void {
     const target = kernelView(state);
     const ops = planKernelOps(this.kernel, target);
-    if (ops.length) this.datapath.apply(ops); // undoes itself on failure
+    const narrows = ops.some((o) => o.op === 'setMode' || (o.op === 'delete' && o.map === 'allow') || (o.op === 'add' && o.map === 'deny'));
+    const previous = this.record;
+    const next = { ...this.record, policy: state };
+    if (narrows && !this.record.pending) this.deps.store.save(next);
+    try {
+      if (ops.length) this.datapath.apply(ops); // undoes itself on failure
+    } catch (e) {
+      if (narrows && !previous.pending) this.deps.store.save(previous);
+      throw e;
+    }
     this.kernel = target;
+    this.record = next;
     const filtering = state.dns.mode !== 'disabled';
     if (filtering !== this.dnsFiltering) {
       const [host, port] = splitHostPort(this.record.dnsAddress);
       this.datapath.configureDns({ address: host, port }, filtering);
       this.dnsFiltering = filtering;
     }
-    this.record = { ...this.record, policy: state };
     this.dns?.update(state.dns);
-    if (opts.persist === 'now') this.persistNow();
-    else this.persistSoon();
+    if (!narrows && !this.record.pending) this.persistSoon();
     for (const cidr of severedPrefixes(ops, target)) {
       try {
         this.datapath.sever(cidr);
@@ -116,7 +133,7 @@ export class AttachmentRuntime {
   applyCommand(cmd: PolicyCommand): Promise<void> {
     return this.serial(() => {
       const next = applyCommand(this.state, cmd, this.deps.now());
-      this.commit(next, { persist: 'now' });
+      this.commit(next);
     });
   }
 
@@ -126,7 +143,7 @@ export class AttachmentRuntime {
       // With DNS filtering off, answers teach the IP filter nothing (the policy holds no names).
       if (this.state.dns.mode === 'disabled' || answer.addresses.length === 0) return;
       const next = learnAddresses(this.state, answer, this.deps.now(), { minTtlSec: this.deps.minTtlSec, maxTtlSec: this.deps.maxTtlSec });
-      this.commit(next, { persist: 'soon' });
+      this.commit(next);
     });
   }
 
@@ -136,7 +153,7 @@ export class AttachmentRuntime {
       this.kernel = this.datapath.readView();
       const now = this.deps.now();
       const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
-      this.commit(next, { persist: 'now' });
+      this.commit(next);
     });
   }
 
@@ -156,7 +173,7 @@ export class AttachmentRuntime {
           this.scheduleRetry();
           return;
         }
-        this.commit(next, { persist: 'now' });
+        this.commit(next);
       }).catch((e: unknown) => this.deps.logger.error({ err: e, attachment: this.id }, 'expiry failed'));
     }, delay);
     this.expiryTimer.unref();
@@ -172,18 +189,27 @@ export class AttachmentRuntime {
     this.expiryTimer.unref();
   }
 
+  /** Writes the record now (synchronously durable). */
   persistNow(): void {
-    if (this.persistTimer) clearTimeout(this.persistTimer);
-    this.persistTimer = undefined;
+    this.dirty = false;
     this.deps.store.save(this.record);
   }
 
+  /** Writes the record off the event loop, coalescing bursts (DNS answers, widening commands). */
   private persistSoon(): void {
-    if (this.persistTimer) return;
-    this.persistTimer = setTimeout(() => {
-      this.persistTimer = undefined;
-      if (!this.closed) this.deps.store.save(this.record);
-    }, 100);
+    this.dirty = true;
+    if (this.writing) return;
+    this.writing = (async () => {
+      while (this.dirty && !this.closed) {
+        this.dirty = false;
+        try {
+          await this.deps.store.saveAsync(this.record);
+        } catch (e) {
+          this.deps.logger.error({ err: e, attachment: this.id }, 'cannot save attachment state');
+        }
+      }
+      this.writing = undefined;
+    })();
   }
 
   setRecord(record: AttachmentRecord): void {
@@ -194,7 +220,8 @@ export class AttachmentRuntime {
   async shutdown(): Promise<void> {
     if (this.closed) return;
     await this.chain;
-    if (this.persistTimer) this.persistNow();
+    await this.writing;
+    if (this.dirty) this.persistNow();
     this.closed = true;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     await this.dns?.close();
@@ -205,8 +232,8 @@ export class AttachmentRuntime {
   async destroy(): Promise<void> {
     await this.chain;
     this.closed = true;
+    await this.writing;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    if (this.persistTimer) clearTimeout(this.persistTimer);
     await this.dns?.close().catch(() => undefined);
     this.datapath.destroy();
     this.deps.store.remove(this.id);

@@ -4,7 +4,7 @@
 // manifest names) and one link per attached program (link_<program>). The pins
 // are what keeps a filter enforcing while the daemon is down.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   attachCgroup,
@@ -77,43 +77,31 @@ interface PolicyMaps {
   readonly lpm: Record<'allow_v4' | 'allow_v6' | 'deny_v4' | 'deny_v6', BpfMap>;
   readonly stats: PerCpuArrayMapView<bigint>;
   readonly statsMap: BpfMap;
-  readonly events: BpfMap;
   readonly severCfg?: BpfMap;
+}
+
+/** How a cgroup attachment loads its sever iterators when it first needs them. */
+interface SeverContext {
+  readonly cgroupId: bigint;
+  readonly cgroupPath: string;
+  readonly load: () => Collection;
+  collection?: Collection;
 }
 
 class BpfAttachment implements AttachmentDatapath {
   private closed = false;
   private cfg: AttachmentConfig;
-  private readonly consumer: RingBufferConsumer;
 
   constructor(
     private readonly dir: string,
-    private readonly numericId: number,
     readonly tcDirection: 'ingress' | 'egress' | undefined,
     private readonly maps: PolicyMaps,
     private readonly links: BpfLink[],
-    /** Cgroup attachments: the loaded collection holding the sever iterators, and the cgroup id. */
-    private readonly severCtx: { collection: Collection; cgroupId: bigint; cgroupPath: string } | undefined,
-    onEvent: (ev: DatapathEvent) => void,
+    /** Cgroup attachments: what the sever iterators need (loaded on first use). */
+    private readonly severCtx: SeverContext | undefined,
     private readonly logger: Logger,
   ) {
     this.cfg = decodeConfig(maps.config.lookup(Buffer.alloc(4))!);
-    this.consumer = createRingBufferConsumer(
-      maps.events,
-      (rec) => {
-        const ev = decodeEvent(rec);
-        onEvent({
-          numericId: ev.attachmentId,
-          destination: ev.dstAddr,
-          port: ev.dstPort,
-          protocol: ev.protocol,
-          reason: ev.reason.toLowerCase(),
-          dryRun: ev.dryRun,
-          hook: ev.hook.toLowerCase(),
-        });
-      },
-      { intervalMs: 50, onError: (err) => logger.warn({ err }, 'event ring buffer') },
-    );
   }
 
   private writeConfig(cfg: AttachmentConfig): void {
@@ -193,6 +181,7 @@ class BpfAttachment implements AttachmentDatapath {
     // A socket iterator sees the sockets of the network namespace it is created in: run it in
     // every namespace that a process of the cgroup (or a descendant) lives in.
     const namespaces = cgroupNetnsPaths(this.severCtx.cgroupPath);
+    this.severCtx.collection ??= this.severCtx.load();
     for (const p of SEVER_PROGRAMS) {
       const link = attachIter(this.severCtx.collection.program(OBJECTS.cgroup.programs[p].name));
       try {
@@ -212,10 +201,9 @@ class BpfAttachment implements AttachmentDatapath {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.consumer.close();
     for (const l of this.links) l.close(); // pinned: stays attached
-    for (const m of [this.maps.config, this.maps.statsMap, this.maps.events, ...Object.values(this.maps.lpm), ...(this.maps.severCfg ? [this.maps.severCfg] : [])]) m.close();
-    this.severCtx?.collection.close();
+    closePolicyMaps(this.maps);
+    this.severCtx?.collection?.close();
   }
 
   destroy(): void {
@@ -232,9 +220,10 @@ class BpfAttachment implements AttachmentDatapath {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  get id(): number {
-    return this.numericId;
-  }
+}
+
+function closePolicyMaps(maps: PolicyMaps): void {
+  for (const m of [maps.config, maps.statsMap, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
 }
 
 /** One /proc/<pid>/ns/net path per distinct network namespace of the cgroup's processes (descendants included). */
@@ -264,20 +253,68 @@ function cgroupNetnsPaths(cgroupPath: string): string[] {
 
 export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
   const root = opts.root;
+  const EVENTS = POLICY_MAPS.events.name;
   const sizes: Record<string, number> = {
     [POLICY_MAPS.allowV4.name]: opts.mapSizes.allow,
     [POLICY_MAPS.allowV6.name]: opts.mapSizes.allow,
     [POLICY_MAPS.denyV4.name]: opts.mapSizes.deny,
     [POLICY_MAPS.denyV6.name]: opts.mapSizes.deny,
-    [POLICY_MAPS.events.name]: opts.mapSizes.ringbufBytes,
+    [EVENTS]: opts.mapSizes.ringbufBytes,
   };
+  /** Maps pinned per attachment; `events` is a symlink to the one ring buffer every attachment shares. */
+  const TC_PINNED = Object.values(POLICY_MAPS).map((m) => m.name);
+  const CGROUP_PINNED = [...TC_PINNED, CGROUP_ONLY_MAPS.severConfig.name];
   const live = new Set<BpfAttachment>();
+  let ring: { map: BpfMap; consumer: RingBufferConsumer } | undefined;
+
+  /**
+   * One drop-event ring buffer for all attachments (events carry the attachment's id), pinned at
+   * <root>/events: one consumer and one mapping instead of one per attachment.
+   */
+  function sharedRing(): void {
+    if (ring) return;
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    const path = join(root, EVENTS);
+    let map: BpfMap;
+    if (existsSync(path)) {
+      map = openPinnedMap(path, { type: POLICY_MAPS.events.type });
+      if (map.maxEntries !== sizes[EVENTS]) {
+        opts.logger.warn({ pinned: map.maxEntries, configured: sizes[EVENTS] }, 'the pinned event ring keeps its size until every attachment is gone');
+        sizes[EVENTS] = map.maxEntries;
+      }
+    } else {
+      const c = loadCollection(objectPath('tc'), { mapSizes: { [EVENTS]: sizes[EVENTS]! }, pinMaps: { dir: root, maps: [EVENTS] }, programs: [] });
+      try {
+        map = c.takeMap(EVENTS);
+      } finally {
+        c.close();
+      }
+    }
+    const consumer = createRingBufferConsumer(
+      map,
+      (rec) => {
+        const ev = decodeEvent(rec);
+        opts.onEvent({
+          numericId: ev.attachmentId,
+          destination: ev.dstAddr,
+          port: ev.dstPort,
+          protocol: ev.protocol,
+          reason: ev.reason.toLowerCase(),
+          dryRun: ev.dryRun,
+          hook: ev.hook.toLowerCase(),
+        });
+      },
+      { intervalMs: 50, onError: (err) => opts.logger.warn({ err }, 'event ring buffer') },
+    );
+    ring = { map, consumer };
+  }
 
   function ensureDir(id: string): string {
-    if (!/^[A-Za-z0-9_.-]+$/.test(id)) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `attachment id ${JSON.stringify(id)} cannot name a pin directory`);
-    mkdirSync(root, { recursive: true, mode: 0o700 });
+    if (!/^[A-Za-z0-9_.-]+$/.test(id) || id === EVENTS) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `attachment id ${JSON.stringify(id)} cannot name a pin directory`);
+    sharedRing();
     const dir = join(root, id);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!existsSync(join(dir, EVENTS))) symlinkSync(join('..', EVENTS), join(dir, EVENTS));
     return dir;
   }
 
@@ -293,7 +330,6 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       },
       statsMap,
       stats: createPerCpuArrayMap(statsMap, codecs.u64),
-      events: c.takeMap(POLICY_MAPS.events.name),
       severCfg: withSever ? c.takeMap(CGROUP_ONLY_MAPS.severConfig.name) : undefined,
     };
   }
@@ -312,13 +348,21 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
         lpm: { allow_v4: open(POLICY_MAPS.allowV4), allow_v6: open(POLICY_MAPS.allowV6), deny_v4: open(POLICY_MAPS.denyV4), deny_v6: open(POLICY_MAPS.denyV6) },
         statsMap,
         stats: createPerCpuArrayMap(statsMap, codecs.u64),
-        events: open(POLICY_MAPS.events),
         severCfg: withSever ? open(CGROUP_ONLY_MAPS.severConfig) : undefined,
       };
     } catch (e) {
       for (const m of opened) m.close();
       throw e;
     }
+  }
+
+  /** The sever iterators of a cgroup attachment, loaded against its pinned maps. */
+  function severContext(dir: string, cgroupPath: string): SeverContext {
+    return {
+      cgroupId: statSync(cgroupPath, { bigint: true }).ino,
+      cgroupPath,
+      load: () => loadCollection(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: CGROUP_PINNED }, programs: SEVER_PROGRAMS.map((n) => OBJECTS.cgroup.programs[n].name) }),
+    };
   }
 
   function initialConfig(numericId: number, l3: boolean): AttachmentConfig {
@@ -330,89 +374,92 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     return a;
   }
 
+  /** Loads an object with its maps pinned in `dir`, attaches its programs, pins the links. Undoes everything on failure. */
+  function attachObject(
+    dir: string,
+    object: 'tc' | 'cgroup',
+    programs: readonly string[],
+    config: AttachmentConfig,
+    attach: (c: Collection, program: string) => BpfLink,
+  ): { maps: PolicyMaps; links: BpfLink[] } {
+    let coll: Collection | undefined;
+    const links: BpfLink[] = [];
+    let maps: PolicyMaps | undefined;
+    try {
+      const progNames = programs.map((k) => (OBJECTS[object].programs as Record<string, { name: string }>)[k]!.name);
+      coll = loadCollection(objectPath(object), { mapSizes: sizes, pinMaps: { dir, maps: object === 'tc' ? TC_PINNED : CGROUP_PINNED }, programs: progNames });
+      maps = takePolicyMaps(coll, object === 'cgroup');
+      // The config goes in before any program can see a packet.
+      maps.config.update(Buffer.alloc(4), encodeConfig(config));
+      for (const k of programs) {
+        const link = attach(coll, k);
+        links.push(link);
+        link.pin(join(dir, `link_${k}`));
+      }
+      return { maps, links };
+    } catch (e) {
+      for (const l of links) {
+        try {
+          l.detach();
+        } catch {
+          /* keep rolling back */
+        }
+      }
+      if (maps) closePolicyMaps(maps);
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    } finally {
+      coll?.close(); // the links hold the programs, the pins and our fds hold the maps
+    }
+  }
+
   return {
     attachTc(p: TcAttachParams) {
       const dir = ensureDir(p.id);
-      let coll: Collection | undefined;
-      const links: BpfLink[] = [];
-      let maps: PolicyMaps | undefined;
       try {
-        coll = loadCollection(objectPath('tc'), { mapSizes: sizes, pinMaps: { dir, maps: Object.values(POLICY_MAPS).map((m) => m.name) } });
-        maps = takePolicyMaps(coll, false);
-        maps.config.update(Buffer.alloc(4), encodeConfig(initialConfig(p.numericId, p.l3)));
-        const link = attachTcx(coll.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction });
-        links.push(link);
-        link.pin(join(dir, 'link_filter'));
-        coll.close(); // the link holds the program
-        return track(new BpfAttachment(dir, p.numericId, p.direction, maps, links, undefined, opts.onEvent, opts.logger));
+        const { maps, links } = attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
+          attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction }),
+        );
+        return track(new BpfAttachment(dir, p.direction, maps, links, undefined, opts.logger));
       } catch (e) {
-        for (const l of links) l.detach();
-        if (maps) for (const m of [maps.config, maps.statsMap, maps.events, ...Object.values(maps.lpm)]) m.close();
-        coll?.close();
-        rmSync(dir, { recursive: true, force: true });
         throw datapathError(e, `attaching the TC filter to ifindex ${p.ifindex} (${p.direction})`);
       }
     },
 
     attachCgroup(p: CgroupAttachParams) {
       const dir = ensureDir(p.id);
-      let coll: Collection | undefined;
-      const links: BpfLink[] = [];
-      let maps: PolicyMaps | undefined;
       try {
-        const pinned = [...Object.values(POLICY_MAPS).map((m) => m.name), CGROUP_ONLY_MAPS.severConfig.name];
-        coll = loadCollection(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: pinned } });
-        maps = takePolicyMaps(coll, true);
-        maps.config.update(Buffer.alloc(4), encodeConfig(initialConfig(p.numericId, false)));
-        for (const name of CGROUP_ATTACHED_PROGRAMS) {
-          const link = attachCgroup(coll.program(OBJECTS.cgroup.programs[name].name), { cgroup: p.cgroupPath });
-          links.push(link);
-          link.pin(join(dir, `link_${name}`));
-        }
-        const cgroupId = statSync(p.cgroupPath, { bigint: true }).ino;
-        return track(new BpfAttachment(dir, p.numericId, undefined, maps, links, { collection: coll, cgroupId, cgroupPath: p.cgroupPath }, opts.onEvent, opts.logger));
+        const { maps, links } = attachObject(dir, 'cgroup', CGROUP_ATTACHED_PROGRAMS, initialConfig(p.numericId, false), (c, k) =>
+          attachCgroup(c.program(OBJECTS.cgroup.programs[k as (typeof CGROUP_ATTACHED_PROGRAMS)[number]].name), { cgroup: p.cgroupPath }),
+        );
+        return track(new BpfAttachment(dir, undefined, maps, links, severContext(dir, p.cgroupPath), opts.logger));
       } catch (e) {
-        for (const l of links) {
-          try {
-            l.detach();
-          } catch {
-            /* keep rolling back */
-          }
-        }
-        if (maps) for (const m of [maps.config, maps.statsMap, maps.events, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
-        coll?.close();
-        rmSync(dir, { recursive: true, force: true });
         throw datapathError(e, `attaching the cgroup programs to ${p.cgroupPath}`);
       }
     },
 
     reopen(p) {
+      sharedRing();
       const dir = join(root, p.id);
       if (!existsSync(dir)) throw new DaemonError('NETFENCE_ERR_DATAPATH', `no pins at ${dir}`);
       const cgroup = p.kind === 'cgroup';
       const linkNames = cgroup ? CGROUP_ATTACHED_PROGRAMS.map((n) => `link_${n}`) : ['link_filter'];
       const links: BpfLink[] = [];
       let maps: PolicyMaps | undefined;
-      let coll: Collection | undefined;
       try {
         for (const n of linkNames) links.push(openPinnedLink(join(dir, n)));
         maps = openPinnedPolicyMaps(dir, cgroup);
-        if (cgroup) {
-          // The sever iterators: load them again, sharing the pinned maps.
-          const pinned = [...Object.values(POLICY_MAPS).map((m) => m.name), CGROUP_ONLY_MAPS.severConfig.name];
-          coll = loadCollection(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: pinned }, programs: SEVER_PROGRAMS.map((s) => OBJECTS.cgroup.programs[s].name) });
-        }
-        const sever = p.kind === 'cgroup' && coll ? { collection: coll, cgroupId: statSync(p.cgroupPath, { bigint: true }).ino, cgroupPath: p.cgroupPath } : undefined;
-        return track(new BpfAttachment(dir, p.numericId, p.kind === 'tc' ? p.direction : undefined, maps, links, sever, opts.onEvent, opts.logger));
+        const sever = p.kind === 'cgroup' ? severContext(dir, p.cgroupPath) : undefined;
+        return track(new BpfAttachment(dir, p.kind === 'tc' ? p.direction : undefined, maps, links, sever, opts.logger));
       } catch (e) {
         for (const l of links) l.close();
-        if (maps) for (const m of [maps.config, maps.statsMap, maps.events, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
-        coll?.close();
+        if (maps) closePolicyMaps(maps);
         throw datapathError(e, `re-opening the pins of ${p.id}`);
       }
     },
 
     removePins(id: string) {
+      if (id === EVENTS) return;
       const dir = join(root, id);
       if (!existsSync(dir)) return;
       // Unlinking a link pin detaches it (nothing else holds it: the daemon has no fd open).
@@ -421,12 +468,15 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
 
     pinnedIds() {
       if (!existsSync(root)) return [];
-      return readdirSync(root);
+      return readdirSync(root).filter((n) => n !== EVENTS);
     },
 
     close() {
       for (const a of live) a.close();
       live.clear();
+      ring?.consumer.close();
+      ring?.map.close();
+      ring = undefined;
     },
   };
 }

@@ -1,4 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { open as openAsync, rename as renameAsync } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseState, type AttachmentPolicyState } from '@netfence/policy-engine';
@@ -48,6 +49,25 @@ function writeFileAtomic(path: string, data: string): void {
   }
 }
 
+/** writeFileAtomic without blocking the event loop (same guarantees once it resolves). */
+async function writeFileAtomicAsync(path: string, data: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+  const fh = await openAsync(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await renameAsync(tmp, path);
+  const dir = await openAsync(join(path, '..'), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
 /**
  * Crash-safe persistence under data_dir: one JSON file per attachment, each
  * replaced atomically (write temp, fsync, rename, fsync dir), so a kill -9 at
@@ -58,6 +78,8 @@ export interface StateStore {
   daemonId(): string;
   loadAll(): { records: AttachmentRecord[]; problems: { file: string; error: string }[] };
   save(record: AttachmentRecord): void;
+  /** Same as save, off the event loop. */
+  saveAsync(record: AttachmentRecord): Promise<void>;
   remove(id: string): void;
 }
 
@@ -111,6 +133,9 @@ export function createStateStore(dataDir: string, explicitDaemonId?: string): St
     },
     save(record) {
       writeFileAtomic(fileOf(record.id), JSON.stringify(record));
+    },
+    saveAsync(record) {
+      return writeFileAtomicAsync(fileOf(record.id), JSON.stringify(record));
     },
     remove(id) {
       try {

@@ -291,8 +291,9 @@ export async function launchDaemon(configPath: string, spawnIn: (cmd: string, ar
 }
 
 /** Attachment ids with a pin directory under bpffs_root. */
+/** Attachment pin directories under the bpffs root (the shared `events` ring is not one). */
 export function pinnedIds(dl: DaemonLab): string[] {
-  return existsSync(dl.bpffsRoot) ? readdirSync(dl.bpffsRoot) : [];
+  return existsSync(dl.bpffsRoot) ? readdirSync(dl.bpffsRoot).filter((n) => n !== 'events') : [];
 }
 
 /** Attachment ids with a saved record under data_dir. */
