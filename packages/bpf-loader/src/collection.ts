@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { BpfError, errnoName } from './errors';
 import { adoptMapFd } from './bpf-map';
 import { adoptProgramFd } from './bpf-program';
-import { captureLibbpfLog, dupFd, getLibbpf } from './libbpf';
+import { captureLibbpfLog, dupFd, getLibbpf, openLogSink } from './libbpf';
 import { mapSpecOf, objectMaps, objectPrograms, openObject, programSpecOf, readObjectSpec } from './object-spec';
 import type { BpfMap, BpfProgram, Collection, LoadOptions, ObjectSpec } from './types';
 
@@ -79,18 +79,18 @@ class CollectionImpl implements Collection {
   }
 }
 
-/**
- * Loads an object into the kernel (bpf_object__open_file, the options, bpf_object__load),
- * then duplicates every map and program fd into objects the returned Collection owns and
- * closes the bpf_object. A rejected program throws BPF_ERR_VERIFIER with `verifierLog`;
- * any failure closes everything opened so far.
- */
-export function loadCollection(specOrPath: ObjectSpec | string, opts: LoadOptions = {}): Collection {
+/** An opened object with the load options applied, ready for bpf_object__load. */
+interface Prepared {
+  readonly lib: ReturnType<typeof getLibbpf>;
+  readonly spec: ObjectSpec;
+  readonly obj: unknown;
+}
+
+/** bpf_object__open_file plus every option (sizes, initial values, pins, autoload). Closes the object on failure. */
+function prepare(specOrPath: ObjectSpec | string, opts: LoadOptions): Prepared {
   const lib = getLibbpf();
   const spec = typeof specOrPath === 'string' ? readObjectSpec(specOrPath) : specOrPath;
   const { ptr: obj } = openObject(spec.path);
-  const maps = new Map<string, BpfMap>();
-  const progs = new Map<string, BpfProgram>();
   try {
     const knownMaps = new Set<string>();
     for (const m of objectMaps(lib, obj)) {
@@ -127,7 +127,19 @@ export function loadCollection(specOrPath: ObjectSpec | string, opts: LoadOption
         if (!seen.has(name)) throw new BpfError('BPF_ERR_NOT_FOUND', `no program '${name}' in ${spec.path}`);
       }
     }
-    const { result: ret, log } = captureLibbpfLog(() => lib.bpf_object__load(obj) as number);
+    return { lib, spec, obj };
+  } catch (e) {
+    lib.bpf_object__close(obj);
+    throw e;
+  }
+}
+
+/** After bpf_object__load: the error with its verifier log, or the Collection. Always closes the bpf_object. */
+function finish(p: Prepared, ret: number, log: string, opts: LoadOptions): Collection {
+  const { lib, spec, obj } = p;
+  const maps = new Map<string, BpfMap>();
+  const progs = new Map<string, BpfProgram>();
+  try {
     if (ret < 0) {
       const verifierLog = extractVerifierLog(log);
       const e = Math.abs(ret);
@@ -147,18 +159,60 @@ export function loadCollection(specOrPath: ObjectSpec | string, opts: LoadOption
       const pinned = (lib.bpf_map__is_pinned(m) as boolean) && opts.pinMaps ? join(opts.pinMaps.dir, meta.name) : undefined;
       maps.set(meta.name, adoptMapFd(dupFd(fd), meta, pinned));
     }
-    for (const p of objectPrograms(lib, obj)) {
-      const meta = programSpecOf(lib, p);
-      const fd = lib.bpf_program__fd(p) as number;
+    for (const pr of objectPrograms(lib, obj)) {
+      const meta = programSpecOf(lib, pr);
+      const fd = lib.bpf_program__fd(pr) as number;
       if (fd < 0) continue; // not loaded (autoload off)
       progs.set(meta.name, adoptProgramFd(dupFd(fd), meta));
     }
     return new CollectionImpl(spec, maps, progs);
   } catch (e) {
-    for (const p of progs.values()) p.close();
+    for (const pr of progs.values()) pr.close();
     for (const m of maps.values()) m.close();
     throw e;
   } finally {
     lib.bpf_object__close(obj);
   }
+}
+
+/**
+ * Loads an object into the kernel (bpf_object__open_file, the options, bpf_object__load),
+ * then duplicates every map and program fd into objects the returned Collection owns and
+ * closes the bpf_object. A rejected program throws BPF_ERR_VERIFIER with `verifierLog`;
+ * any failure closes everything opened so far.
+ */
+export function loadCollection(specOrPath: ObjectSpec | string, opts: LoadOptions = {}): Collection {
+  const p = prepare(specOrPath, opts);
+  let ret: number;
+  let log: string;
+  try {
+    ({ result: ret, log } = captureLibbpfLog(() => p.lib.bpf_object__load(p.obj) as number));
+  } catch (e) {
+    p.lib.bpf_object__close(p.obj);
+    throw e;
+  }
+  return finish(p, ret, log, opts);
+}
+
+/**
+ * loadCollection with bpf_object__load (where the verifier runs: milliseconds to tens of
+ * milliseconds) on a worker thread, so the event loop keeps serving while a program is
+ * verified. libbpf's messages during the load are queued back to the main thread (koffi) and
+ * captured as with loadCollection; a message printed meanwhile by another libbpf call on the
+ * main thread may land in this load's log too.
+ */
+export async function loadCollectionAsync(specOrPath: ObjectSpec | string, opts: LoadOptions = {}): Promise<Collection> {
+  const p = prepare(specOrPath, opts);
+  const sink = openLogSink();
+  let ret: number;
+  try {
+    ret = await new Promise<number>((resolve, reject) => {
+      (p.lib.bpf_object__load as unknown as { async: (obj: unknown, cb: (err: unknown, r: number) => void) => void }).async(p.obj, (err, r) => (err ? reject(err) : resolve(r)));
+    });
+  } catch (e) {
+    sink.close();
+    p.lib.bpf_object__close(p.obj);
+    throw BpfError.from(e);
+  }
+  return finish(p, ret, sink.close(), opts);
 }

@@ -36,7 +36,7 @@ export type {
 } from './types';
 
 export { readObjectSpec } from './object-spec';
-export { loadCollection } from './collection';
+export { loadCollection, loadCollectionAsync } from './collection';
 export { openPinnedMap, mapFromFd } from './bpf-map';
 export { openPinnedProgram, programFromFd } from './bpf-program';
 export { attachTcx, attachCgroup, attachIter, readIterator, openPinnedLink, linkFromFd } from './bpf-link';
@@ -44,4 +44,4 @@ export { createHashMap, createArrayMap, createPerCpuArrayMap, createLpmTrieMap }
 export { codecs } from './codecs';
 export { createRingBufferConsumer } from './ring-buffer';
 export { withNetns, ifindexOf } from './netns';
-export { setLibbpfLogger, numPossibleCpus } from './libbpf';
+export { setLibbpfLogger, numPossibleCpus, limitMallocArenas } from './libbpf';

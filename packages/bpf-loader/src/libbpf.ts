@@ -66,6 +66,7 @@ export interface Libc {
   setns: Fn;
   if_nametoindex: Fn;
   fcntl: Fn;
+  mallopt: Fn;
 }
 
 let lib: Libbpf | undefined;
@@ -80,8 +81,22 @@ function loadLibc(): Libc {
     setns: c.func('int setns(int fd, int nstype)'),
     if_nametoindex: c.func('unsigned int if_nametoindex(const char *ifname)'),
     fcntl: c.func('int fcntl(int fd, int cmd, ...)'),
+    mallopt: c.func('int mallopt(int param, int value)'),
   };
   return libc;
+}
+
+const M_ARENA_MAX = -8;
+
+/**
+ * Bounds glibc's malloc arenas for the whole process (mallopt(M_ARENA_MAX)). Each thread that
+ * runs a libbpf load (loadCollectionAsync: koffi worker threads) otherwise gets an arena of its
+ * own, and the memory libbpf frees there (the kernel BTF it parses, ~10 MB a load) stays in the
+ * process. Call once, early, in a long-lived process that loads objects asynchronously.
+ */
+export function limitMallocArenas(max: number): void {
+  if (!Number.isInteger(max) || max < 1) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `arena count must be a positive integer, got ${max}`);
+  if ((loadLibc().mallopt(M_ARENA_MAX, max) as number) !== 1) throw new BpfError('BPF_ERR_ERRNO', `mallopt(M_ARENA_MAX, ${max}) failed`);
 }
 
 export function getLibc(): Libc {
@@ -195,6 +210,23 @@ function installPrint(setPrint: Fn, printFnType: TypeObject): void {
 export function setLibbpfLogger(l: LibbpfLogger | undefined): void {
   logger = l;
   getLibbpf();
+}
+
+/** Starts collecting what libbpf prints (across awaits); close() stops and returns the text. */
+export function openLogSink(): { close(): string } {
+  const sink: string[] = [];
+  sinks.push(sink);
+  let closed = false;
+  return {
+    close() {
+      if (!closed) {
+        closed = true;
+        const i = sinks.indexOf(sink);
+        if (i >= 0) sinks.splice(i, 1);
+      }
+      return sink.join('');
+    },
+  };
 }
 
 /** Runs fn while collecting what libbpf prints; returns its result and the text. */

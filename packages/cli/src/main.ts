@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The netfenced / netfence entry point: the only place that installs signal
 // handlers and calls process.exit.
-import { createDaemon, createLogger, loadConfig, DaemonError } from '@netfence/daemon';
+import { createDaemon, createLogger, loadConfig, prepareDaemonProcess, DaemonError } from '@netfence/daemon';
 import { EXIT, runCli, type StartDaemon } from './cli';
 
 const startDaemon: StartDaemon = async ({ config, socket, detachOnExit, io }) => {
@@ -12,6 +12,7 @@ const startDaemon: StartDaemon = async ({ config, socket, detachOnExit, io }) =>
     io.stderr(`${(e as Error).message}\n`);
     return EXIT.USAGE;
   }
+  prepareDaemonProcess();
   const logger = createLogger(cfg.log_level);
   const daemon = createDaemon(cfg, { logger });
   try {

@@ -14,6 +14,7 @@ import {
   createRingBufferConsumer,
   codecs,
   loadCollection,
+  loadCollectionAsync,
   openPinnedLink,
   openPinnedMap,
   readIterator,
@@ -374,20 +375,52 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     return a;
   }
 
-  /** Loads an object with its maps pinned in `dir`, attaches its programs, pins the links. Undoes everything on failure. */
-  function attachObject(
+  /**
+   * Loaded, unattached collections waiting for an attach, per object. Verifying a program takes
+   * tens of milliseconds; loading ahead, on a worker thread, keeps that out of Attach. Their
+   * maps are pinned into the attachment's directory when one is taken.
+   */
+  const POOL_SIZE = 2;
+  const pools: Record<'tc' | 'cgroup', Promise<Collection>[]> = { tc: [], cgroup: [] };
+  let closed = false;
+  function loadAhead(object: 'tc' | 'cgroup'): Promise<Collection> {
+    const programs = object === 'tc' ? [OBJECTS.tc.programs.filter.name] : CGROUP_ATTACHED_PROGRAMS.map((k) => OBJECTS.cgroup.programs[k].name);
+    // Only the shared ring is pinned at load; the attachment's maps get their pins on attach.
+    return loadCollectionAsync(objectPath(object), { mapSizes: sizes, pinMaps: { dir: root, maps: [EVENTS] }, programs });
+  }
+  function refill(object: 'tc' | 'cgroup'): void {
+    while (!closed && pools[object].length < POOL_SIZE) {
+      const p = loadAhead(object);
+      p.catch((e: unknown) => opts.logger.warn({ err: e, object }, 'loading ahead failed; the next attach loads again'));
+      pools[object].push(p);
+    }
+  }
+  async function takeLoaded(object: 'tc' | 'cgroup'): Promise<Collection> {
+    sharedRing();
+    const ready = pools[object].shift();
+    refill(object);
+    try {
+      if (ready) return await ready;
+    } catch {
+      /* load again below, and let that error speak */
+    }
+    return loadAhead(object);
+  }
+
+  /** Takes a loaded object, pins its maps in `dir`, attaches its programs, pins the links. Undoes everything on failure. */
+  async function attachObject(
     dir: string,
     object: 'tc' | 'cgroup',
     programs: readonly string[],
     config: AttachmentConfig,
     attach: (c: Collection, program: string) => BpfLink,
-  ): { maps: PolicyMaps; links: BpfLink[] } {
+  ): Promise<{ maps: PolicyMaps; links: BpfLink[] }> {
     let coll: Collection | undefined;
     const links: BpfLink[] = [];
     let maps: PolicyMaps | undefined;
     try {
-      const progNames = programs.map((k) => (OBJECTS[object].programs as Record<string, { name: string }>)[k]!.name);
-      coll = loadCollection(objectPath(object), { mapSizes: sizes, pinMaps: { dir, maps: object === 'tc' ? TC_PINNED : CGROUP_PINNED }, programs: progNames });
+      coll = await takeLoaded(object);
+      for (const name of object === 'tc' ? TC_PINNED : CGROUP_PINNED) if (name !== EVENTS) coll.map(name).pin(join(dir, name));
       maps = takePolicyMaps(coll, object === 'cgroup');
       // The config goes in before any program can see a packet.
       maps.config.update(Buffer.alloc(4), encodeConfig(config));
@@ -414,10 +447,10 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
   }
 
   return {
-    attachTc(p: TcAttachParams) {
+    async attachTc(p: TcAttachParams) {
       const dir = ensureDir(p.id);
       try {
-        const { maps, links } = attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
+        const { maps, links } = await attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
           attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction }),
         );
         return track(new BpfAttachment(dir, p.direction, maps, links, undefined, opts.logger));
@@ -426,10 +459,10 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       }
     },
 
-    attachCgroup(p: CgroupAttachParams) {
+    async attachCgroup(p: CgroupAttachParams) {
       const dir = ensureDir(p.id);
       try {
-        const { maps, links } = attachObject(dir, 'cgroup', CGROUP_ATTACHED_PROGRAMS, initialConfig(p.numericId, false), (c, k) =>
+        const { maps, links } = await attachObject(dir, 'cgroup', CGROUP_ATTACHED_PROGRAMS, initialConfig(p.numericId, false), (c, k) =>
           attachCgroup(c.program(OBJECTS.cgroup.programs[k as (typeof CGROUP_ATTACHED_PROGRAMS)[number]].name), { cgroup: p.cgroupPath }),
         );
         return track(new BpfAttachment(dir, undefined, maps, links, severContext(dir, p.cgroupPath), opts.logger));
@@ -471,7 +504,22 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       return readdirSync(root).filter((n) => n !== EVENTS);
     },
 
-    close() {
+    warm(kinds: readonly ('tc' | 'cgroup')[]) {
+      sharedRing();
+      for (const k of kinds) refill(k);
+    },
+
+    async close() {
+      closed = true;
+      for (const p of [...pools.tc, ...pools.cgroup]) {
+        try {
+          (await p).close();
+        } catch {
+          /* reported when it failed */
+        }
+      }
+      pools.tc = [];
+      pools.cgroup = [];
       for (const a of live) a.close();
       live.clear();
       ring?.consumer.close();

@@ -275,8 +275,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
         datapath!.removePins(rec.id);
         dp =
           rec.kind === 'tc'
-            ? datapath!.attachTc({ id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
-            : datapath!.attachCgroup({ id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
+            ? await datapath!.attachTc({ id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
+            : await datapath!.attachCgroup({ id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
       }
       const ref: { rt?: AttachmentRuntime } = {};
       const rt = new AttachmentRuntime(rec, dp, undefined, deps);
@@ -353,6 +353,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
         logger: logger.child({ component: 'datapath' }),
       });
       await restore();
+      datapath.warm(['tc', 'cgroup']);
       if (!cpUrl) {
         embedded = await startEmbeddedControlPlane({ policyFile: config.policy_file!, logger: logger.child({ component: 'embedded-controlplane' }) });
         cpUrl = embedded.url;
@@ -425,8 +426,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
         // 3. eBPF programs attached in mode DISABLED with empty maps.
         dp =
           kind === 'tc'
-            ? datapath!.attachTc({ id, numericId: record.numericId, ifindex: identity.ifindex!, direction: direction!, l3 })
-            : datapath!.attachCgroup({ id, numericId: record.numericId, cgroupPath: target });
+            ? await datapath!.attachTc({ id, numericId: record.numericId, ifindex: identity.ifindex!, direction: direction!, l3 })
+            : await datapath!.attachCgroup({ id, numericId: record.numericId, cgroupPath: target });
         const rt = new AttachmentRuntime(record, dp, dns, deps);
         ref.rt = rt;
         // 4. Subscribed -> SubscribedAck, applied before Attach returns.
@@ -520,7 +521,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       await embedded?.close().catch(() => undefined);
       for (const rt of runtimes.values()) await rt.shutdown().catch((e: unknown) => logger.warn({ err: e, attachment: rt.id }, 'shutdown'));
       runtimes.clear();
-      datapath?.close();
+      await datapath?.close();
       logger.info({ detached: config.detach_on_exit }, 'netfenced stopped');
     },
   };

@@ -59,13 +59,15 @@ export interface CgroupAttachParams {
 }
 
 export interface Datapath {
-  attachTc(p: TcAttachParams): AttachmentDatapath;
-  attachCgroup(p: CgroupAttachParams): AttachmentDatapath;
+  attachTc(p: TcAttachParams): Promise<AttachmentDatapath>;
+  attachCgroup(p: CgroupAttachParams): Promise<AttachmentDatapath>;
+  /** Prepares ahead (e.g. loads and verifies programs) so the next attaches of these kinds are quick. */
+  warm(kinds: readonly ('tc' | 'cgroup')[]): void;
   /** Re-opens an attachment from its pins; throws when the pins are gone or incompatible. */
   reopen(p: (TcAttachParams & { kind: 'tc' }) | (CgroupAttachParams & { kind: 'cgroup' })): AttachmentDatapath;
   /** Removes whatever pins exist for this id (rollback of a half-made attachment). */
   removePins(id: string): void;
   /** Ids that have pins under the root (to find orphans). */
   pinnedIds(): string[];
-  close(): void;
+  close(): Promise<void>;
 }

@@ -10,6 +10,7 @@ export type { DaemonErrorCode } from './daemon-error';
 export { createLogger } from './logger';
 export { daemonRoutes } from './api-server';
 export { VERSION } from './version';
+export { prepareDaemonProcess } from './process-setup';
 export type { AttachmentRecord, AttachmentKind, TcDirection } from './state-store';
 export type { Datapath, AttachmentDatapath, DatapathEvent, DatapathCounters } from './datapath';
 export type { DnsServer, StartDnsServer, DnsServerParams, ResolvedAnswer, ProxyDecision } from './dns-servers';

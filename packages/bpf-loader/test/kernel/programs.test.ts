@@ -9,6 +9,7 @@ import {
   createRingBufferConsumer,
   linkFromFd,
   loadCollection,
+  loadCollectionAsync,
   openPinnedProgram,
   programFromFd,
   readIterator,
@@ -93,6 +94,43 @@ describe('verifier errors', () => {
       setLibbpfLogger(undefined);
     }
     expect(seen.join('\n')).toMatch(/BEGIN PROG LOAD LOG/);
+  });
+});
+
+describe('loadCollectionAsync', () => {
+  test('loads on a worker thread: same collection, the event loop keeps running, verifier logs kept', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    let c: Collection | undefined;
+    try {
+      const loads = Array.from({ length: 4 }, () => loadCollectionAsync(fixture('maps')));
+      const colls = await Promise.all(loads);
+      c = colls[0];
+      for (const x of colls.slice(1)) x.close();
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticks).toBeGreaterThan(0);
+    expect([...c!.programs.keys()].sort()).toEqual([...coll.programs.keys()].sort());
+    expect([...c!.maps.keys()].sort()).toEqual([...coll.maps.keys()].sort());
+    c!.close();
+    let err: BpfError | undefined;
+    try {
+      await loadCollectionAsync(fixture('bad'));
+    } catch (e) {
+      err = e as BpfError;
+    }
+    expect(err?.code).toBe('BPF_ERR_VERIFIER');
+    expect(err?.verifierLog).toMatch(/invalid access to packet/);
+  });
+
+  test('a failed async load closes every fd it opened', async () => {
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    (await loadCollectionAsync(fixture('maps'))).close();
+    const before = fds();
+    for (let i = 0; i < 3; i++) await expect(loadCollectionAsync(fixture('bad'))).rejects.toThrow(/BPF_ERR_VERIFIER/);
+    await expect(loadCollectionAsync(fixture('maps'), { mapSizes: { hash_map: 0 } })).rejects.toThrow(BpfError);
+    expect(fds()).toBe(before);
   });
 });
 
