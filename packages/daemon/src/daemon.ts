@@ -58,6 +58,7 @@ export interface DaemonOptions {
 }
 
 const MAX_PAGE = 1000;
+const DROP_LOG_PER_SEC = 100;
 const DEFAULT_PAGE = 100;
 
 function encodeToken(lastId: string): string {
@@ -94,6 +95,16 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   const ports = createPortPool(config.dns.port_min, config.dns.port_max);
   const upstreams = config.dns.upstream.length ? [...config.dns.upstream] : resolvConfUpstreams();
   const runtimes = new Map<string, AttachmentRuntime>();
+  /** Drop events name their attachment by the small number the kernel knows it by. */
+  const byNumericId = new Map<number, AttachmentRuntime>();
+  const addRuntime = (rt: AttachmentRuntime) => {
+    runtimes.set(rt.id, rt);
+    byNumericId.set(rt.record.numericId, rt);
+  };
+  const dropRuntime = (rt: AttachmentRuntime) => {
+    runtimes.delete(rt.id);
+    byNumericId.delete(rt.record.numericId);
+  };
   /** Attach calls in progress, by target identity, so a duplicate is refused before it races. */
   const pendingTargets = new Set<string>();
   const startDns = opts.startDnsServer ?? ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }) }));
@@ -110,6 +121,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   let closing = false;
   let started = false;
   const counters = { denyEvents: 0, commandsApplied: 0, commandsRejected: 0 };
+  const dropLog = { sec: 0, logged: 0, suppressed: 0 };
 
   const deps = {
     store,
@@ -152,10 +164,25 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
 
   function onDatapathEvent(ev: DatapathEvent): void {
     counters.denyEvents++;
-    const rt = [...runtimes.values()].find((r) => r.record.numericId === ev.numericId);
+    const rt = byNumericId.get(ev.numericId);
     const domain = rt ? learnedFrom(rt.state, ev.destination) : undefined;
     const attachment = rt?.id ?? `#${ev.numericId}`;
-    logger.info({ event: 'drop', attachment, dst: ev.destination, port: ev.port, proto: ev.protocol, reason: ev.reason, dryRun: ev.dryRun, hook: ev.hook, learnedFrom: domain }, ev.dryRun ? 'would drop (dry-run)' : 'dropped');
+    // A workload hammering a blocked address must not flood the log: at most DROP_LOG_PER_SEC
+    // lines a second, then one line saying how many were not logged (all are still counted,
+    // and streamed to the control plane in batches).
+    const sec = Math.floor(now() / 1000);
+    if (sec !== dropLog.sec) {
+      if (dropLog.suppressed) logger.warn({ event: 'drop', suppressed: dropLog.suppressed }, 'drop events not logged (rate limit)');
+      dropLog.sec = sec;
+      dropLog.logged = 0;
+      dropLog.suppressed = 0;
+    }
+    if (dropLog.logged < DROP_LOG_PER_SEC) {
+      dropLog.logged++;
+      logger.info({ event: 'drop', attachment, dst: ev.destination, port: ev.port, proto: ev.protocol, reason: ev.reason, dryRun: ev.dryRun, hook: ev.hook, learnedFrom: domain }, ev.dryRun ? 'would drop (dry-run)' : 'dropped');
+    } else {
+      dropLog.suppressed++;
+    }
     client?.sendDenyEvents([
       { attachmentId: attachment, time: timestampFromMs(now()), destination: ev.destination, port: ev.port, protocol: ev.protocol, reason: ev.reason, domain: domain ?? '', dryRun: ev.dryRun, count: 1n },
     ]);
@@ -281,7 +308,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       const ref: { rt?: AttachmentRuntime } = {};
       const rt = new AttachmentRuntime(rec, dp, undefined, deps);
       ref.rt = rt;
-      runtimes.set(rec.id, rt);
+      addRuntime(rt);
       await rt.reconcile();
       const [, port] = splitHostPort(rec.dnsAddress);
       try {
@@ -305,7 +332,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   const pendingUnsubscribes: string[] = [];
 
   async function teardown(rt: AttachmentRuntime, reason: UnsubscribeReason, why: string): Promise<void> {
-    runtimes.delete(rt.id);
+    dropRuntime(rt);
     const [, port] = splitHostPort(rt.record.dnsAddress);
     await rt.destroy();
     ports.release(port);
@@ -442,7 +469,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
         );
         rt.setRecord({ ...rt.record, pending: false });
         rt.persistNow();
-        runtimes.set(id, rt);
+        addRuntime(rt);
         log.info({ target, kind, tcDirection: direction, dnsAddress: record.dnsAddress, mode: rt.state.mode }, 'attached');
         return { id, dnsAddress: record.dnsAddress };
       } catch (e) {
@@ -521,6 +548,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       await embedded?.close().catch(() => undefined);
       for (const rt of runtimes.values()) await rt.shutdown().catch((e: unknown) => logger.warn({ err: e, attachment: rt.id }, 'shutdown'));
       runtimes.clear();
+      byNumericId.clear();
       await datapath?.close();
       logger.info({ detached: config.detach_on_exit }, 'netfenced stopped');
     },

@@ -39,8 +39,11 @@ beforeAll(async () => {
   dl = await createDaemonLab();
   const policy = join(dl.tmp, 'policy.yaml');
   writeFileSync(policy, POLICY);
-  d = await startDaemon(dl, writeDaemonConfig(dl, 'embedded', { policy_file: policy }));
+  d = await startDaemon(dl, writeDaemonConfig(dl, 'embedded', { policy_file: policy, metrics: { listen: METRICS } }));
 });
+
+// Loopback of the lab's host namespace: nothing else listens there.
+const METRICS = '127.0.0.1:19464';
 
 afterAll(async () => {
   await d?.stop().catch(() => undefined);
@@ -261,4 +264,22 @@ test('List: keyset pagination is stable across pages, total_count counts everyth
   } finally {
     for (const id of ids) await d.api.detach(id).catch(() => undefined);
   }
+});
+
+test('Prometheus metrics: attachments and per-attachment counters in text format', async () => {
+  const cg = dl.cgroup('metrics');
+  const { id } = await cliJson<{ id: string }>(['attach', '--cgroup', cg.path, '--metadata', 'tenant=web']);
+  expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false); // one blocked connect
+  const list = await cliJson<{ attachments: { id: string; packetsBlocked: string }[] }>(['list', '--all']);
+  const fetch = `require('http').get('http://${METRICS}/metrics', (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => process.stdout.write(r.statusCode + '\\n' + b)); }).on('error', (e) => { console.error(e.message); process.exit(1); })`;
+  const r = await dl.run(dl.host, 'node', ['-e', fetch]);
+  const [status, ...rest] = r.stdout.split('\n');
+  const text = rest.join('\n');
+  expect(status).toBe('200');
+  expect(text).toContain('# TYPE netfence_packets_blocked_total counter');
+  expect(text).toMatch(new RegExp(`^netfence_attachments ${list.attachments.length}$`, 'm'));
+  for (const a of list.attachments) expect(text).toMatch(new RegExp(`^netfence_packets_blocked_total\\{attachment="${a.id}"\\} \\d+$`, 'm'));
+  expect(text).toMatch(/^netfence_control_plane_connected 1$/m);
+  expect(Number(new RegExp(`^netfence_packets_blocked_total\\{attachment="${id}"\\} (\\d+)$`, 'm').exec(text)?.[1])).toBeGreaterThan(0);
+  expect((await d.cli(['detach', '--id', id])).code).toBe(0);
 });
