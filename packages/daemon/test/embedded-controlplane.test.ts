@@ -30,6 +30,13 @@ policies:
       - ALLOW allowed.test
       - DENY evil.test
       - ALLOW 203.0.113.30/32
+  - name: proxied
+    match: { tenant: proxied }
+    mode: allowlist
+    dns:
+      mode: proxy
+    rules:
+      - ALLOW allowed.test
 `;
 
 let dl: DaemonLab;
@@ -282,4 +289,18 @@ test('Prometheus metrics: attachments and per-attachment counters in text format
   expect(text).toMatch(/^netfence_control_plane_connected 1$/m);
   expect(Number(new RegExp(`^netfence_packets_blocked_total\\{attachment="${id}"\\} (\\d+)$`, 'm').exec(text)?.[1])).toBeGreaterThan(0);
   expect((await d.cli(['detach', '--id', id])).code).toBe(0);
+});
+
+test('DNS proxy mode: the control plane decides each name (QueryDns); its answer feeds the filter', async () => {
+  const cg = dl.cgroup('proxied');
+  const { id, dnsAddress } = await cliJson<{ id: string; dnsAddress: string }>(['attach', '--cgroup', cg.path, '--metadata', 'tenant=proxied']);
+  try {
+    const list = await cliJson<{ attachments: CliAttachment[] }>(['list', '--all']);
+    expect(list.attachments.find((a) => a.id === id)?.dnsMode).toBe('proxy');
+    const ok = await resolveAndConnect(dnsAddress, 'allowed.test', cg);
+    expect(ok).toEqual({ ip: NAMES['allowed.test'], connected: true });
+    expect((await dl.dig(dnsAddress, 'evil.test', { cgroup: cg })).status).toBe('REFUSED');
+  } finally {
+    expect((await d.cli(['detach', '--id', id])).code).toBe(0);
+  }
 });
