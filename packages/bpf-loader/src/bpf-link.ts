@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, read as fsRead, readSync, unlinkSync } from 'node:fs';
 import { AttachType } from './constants';
 import { BpfError, Errno, NotSupportedError } from './errors';
 import { check, closeFd, dupFd, fdFinalizer, getLibbpf } from './libbpf';
@@ -211,6 +211,36 @@ export function attachIter(program: BpfProgram): BpfLink {
  * Runs an iterator once: bpf_iter_create, then reads the iterator fd to EOF (synchronously, on
  * the calling thread, so it sees that thread's netns) and returns what the program wrote.
  */
+/**
+ * readIterator off the event loop: the iterator fd is created now (in the caller thread's
+ * network namespace, or in `netnsPath` via withNetns: a socket iterator walks the namespace
+ * it was created in), and read on libuv's thread pool, where the kernel runs the program.
+ */
+export async function readIteratorAsync(link: BpfLink, opts: { maxBytes?: number; netnsPath?: string } = {}): Promise<Buffer> {
+  if (link.kind !== 'bpf-link' || link.closed) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', 'readIteratorAsync needs an open iterator link');
+  const create = (): number => getLibbpf().bpf_iter_create(link.fd) as number;
+  const iterFd = opts.netnsPath ? withNetns(opts.netnsPath, create) : create();
+  if (iterFd < 0) throw BpfError.fromErrno(iterFd, 'bpf_iter_create');
+  const max = opts.maxBytes ?? 64 * 1024 * 1024;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(64 * 1024);
+      const n = await new Promise<number>((resolve, reject) => fsRead(iterFd, chunk, 0, chunk.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))));
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > max) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `iterator output exceeds maxBytes ${max}`);
+    }
+  } catch (e) {
+    throw BpfError.from(e);
+  } finally {
+    closeFd(iterFd);
+  }
+  return Buffer.concat(chunks, total);
+}
+
 export function readIterator(link: BpfLink, opts: { maxBytes?: number } = {}): Buffer {
   if (link.kind !== 'bpf-link' || link.closed) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', 'readIterator needs an open iterator link');
   const iterFd = getLibbpf().bpf_iter_create(link.fd) as number;

@@ -39,7 +39,7 @@ export { readObjectSpec } from './object-spec';
 export { loadCollection, loadCollectionAsync } from './collection';
 export { openPinnedMap, mapFromFd } from './bpf-map';
 export { openPinnedProgram, programFromFd } from './bpf-program';
-export { attachTcx, attachCgroup, attachIter, readIterator, openPinnedLink, linkFromFd } from './bpf-link';
+export { attachTcx, attachCgroup, attachIter, readIterator, readIteratorAsync, openPinnedLink, linkFromFd } from './bpf-link';
 export { createHashMap, createArrayMap, createPerCpuArrayMap, createLpmTrieMap } from './typed-maps';
 export { codecs } from './codecs';
 export { createRingBufferConsumer } from './ring-buffer';

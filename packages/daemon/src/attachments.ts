@@ -117,14 +117,11 @@ export class AttachmentRuntime {
       this.datapath.configureDns({ address: host, port }, filtering);
       this.dnsFiltering = filtering;
     }
-    this.dns?.update(state.dns);
+    // Rebuilding the DNS server's rule set is only needed when the DNS config changed.
+    if (state.dns !== previous.policy.dns && JSON.stringify(state.dns) !== JSON.stringify(previous.policy.dns)) this.dns?.update(state.dns);
     if (!narrows && !this.record.pending) this.persistSoon();
     for (const cidr of severedPrefixes(ops, target)) {
-      try {
-        this.datapath.sever(cidr);
-      } catch (e) {
-        this.deps.logger.warn({ err: e, cidr, attachment: this.id }, 'could not reset connections to a removed address');
-      }
+      this.datapath.sever(cidr).catch((e: unknown) => this.deps.logger.warn({ err: e, cidr, attachment: this.id }, 'could not reset connections to a removed address'));
     }
     this.scheduleExpiry();
   }

@@ -17,8 +17,7 @@ import {
   loadCollectionAsync,
   openPinnedLink,
   openPinnedMap,
-  readIterator,
-  withNetns,
+  readIteratorAsync,
   type BpfLink,
   type BpfMap,
   type Collection,
@@ -85,13 +84,14 @@ interface PolicyMaps {
 interface SeverContext {
   readonly cgroupId: bigint;
   readonly cgroupPath: string;
-  readonly load: () => Collection;
+  readonly load: () => Promise<Collection>;
   collection?: Collection;
 }
 
 class BpfAttachment implements AttachmentDatapath {
   private closed = false;
   private cfg: AttachmentConfig;
+  private severChain: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly dir: string,
@@ -176,19 +176,28 @@ class BpfAttachment implements AttachmentDatapath {
     return Date.now() - Math.max(0, ageMs);
   }
 
-  sever(cidr: string): void {
-    if (!this.severCtx || !this.maps.severCfg) return; // TC: the next packet is dropped by the filter itself
-    this.maps.severCfg.update(Buffer.alloc(4), encodeSeverConfig({ cgroupId: this.severCtx.cgroupId, prefix: cidr }));
-    // A socket iterator sees the sockets of the network namespace it is created in: run it in
-    // every namespace that a process of the cgroup (or a descendant) lives in.
-    const namespaces = cgroupNetnsPaths(this.severCtx.cgroupPath);
-    this.severCtx.collection ??= this.severCtx.load();
+  /** Severs in the background, one pass at a time per attachment (they share sever_cfg). */
+  sever(cidr: string): Promise<void> {
+    const run = this.severChain.then(() => this.severNow(cidr));
+    this.severChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async severNow(cidr: string): Promise<void> {
+    const ctx = this.severCtx;
+    if (!ctx || !this.maps.severCfg || this.closed) return; // TC: the next packet is dropped by the filter itself
+    ctx.collection ??= await ctx.load();
+    if (this.closed) return;
+    this.maps.severCfg.update(Buffer.alloc(4), encodeSeverConfig({ cgroupId: ctx.cgroupId, prefix: cidr }));
+    // A socket iterator walks the network namespace it is created in: run it in every
+    // namespace that a process of the cgroup (or a descendant) lives in.
+    const namespaces = cgroupNetnsPaths(ctx.cgroupPath);
     for (const p of SEVER_PROGRAMS) {
-      const link = attachIter(this.severCtx.collection.program(OBJECTS.cgroup.programs[p].name));
+      const link = attachIter(ctx.collection.program(OBJECTS.cgroup.programs[p].name));
       try {
         for (const ns of namespaces) {
           try {
-            withNetns(ns, () => readIterator(link));
+            await readIteratorAsync(link, { netnsPath: ns });
           } catch (e) {
             this.logger.warn({ err: e, netns: ns }, 'sever pass failed in a namespace');
           }
@@ -362,7 +371,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     return {
       cgroupId: statSync(cgroupPath, { bigint: true }).ino,
       cgroupPath,
-      load: () => loadCollection(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: CGROUP_PINNED }, programs: SEVER_PROGRAMS.map((n) => OBJECTS.cgroup.programs[n].name) }),
+      load: () => loadCollectionAsync(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: CGROUP_PINNED }, programs: SEVER_PROGRAMS.map((n) => OBJECTS.cgroup.programs[n].name) }),
     };
   }
 

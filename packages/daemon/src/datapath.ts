@@ -36,8 +36,11 @@ export interface AttachmentDatapath {
   counters(): DatapathCounters;
   /** Last time (ms, wall clock) the kernel saw traffic to this allow entry; undefined if never / unknown. */
   lastSeenMs(cidr: string): number | undefined;
-  /** Resets established sockets to addresses in this prefix (cgroup attachments; TC drops by itself). */
-  sever(cidr: string): void;
+  /**
+   * Resets established sockets to addresses in this prefix (cgroup attachments; TC drops by
+   * itself). Runs in the background; the filter already drops the flow's packets meanwhile.
+   */
+  sever(cidr: string): Promise<void>;
   /** Releases fds; pins stay, so the filter keeps enforcing. Idempotent. */
   close(): void;
   /** Detaches the programs and removes every pin. Idempotent. */

@@ -13,6 +13,7 @@ import {
   openPinnedProgram,
   programFromFd,
   readIterator,
+  readIteratorAsync,
   setLibbpfLogger,
   type Collection,
 } from '../../src/index';
@@ -176,6 +177,22 @@ describe('iterators', () => {
       expect(dup.info().id).toBe(link.info().id);
       expect(readIterator(dup).toString()).toMatch(/^map \d+$/m);
       dup.close();
+    } finally {
+      it.close();
+    }
+  });
+
+  test('readIteratorAsync reads the same output off the event loop', async () => {
+    const it = loadCollection(fixture('iter'));
+    try {
+      using link = attachIter(it.program('dump_maps'));
+      const sync = readIterator(link).toString();
+      const out = (await readIteratorAsync(link)).toString();
+      const ids = (t: string) => new Set([...t.matchAll(/^map (\d+)$/gm)].map((m) => Number(m[1])));
+      expect(ids(out).has(coll.map('hash_map').info().id)).toBe(true);
+      expect([...ids(out)].sort()).toEqual([...ids(sync)].sort());
+      link.close();
+      await expect(readIteratorAsync(link)).rejects.toThrow(/open iterator link/);
     } finally {
       it.close();
     }
