@@ -207,62 +207,74 @@ export function attachIter(program: BpfProgram): BpfLink {
   return new KernelLink(fd, undefined);
 }
 
+/** Creates an iterator fd for `link` (in `netnsPath` when given: a socket iterator walks the namespace it is created in). */
+function createIterFd(link: BpfLink, what: string, netnsPath?: string): number {
+  if (link.kind !== 'bpf-link' || link.closed) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `${what} needs an open iterator link`);
+  const create = (): number => getLibbpf().bpf_iter_create(link.fd) as number;
+  const iterFd = netnsPath ? withNetns(netnsPath, create) : create();
+  if (iterFd < 0) throw BpfError.fromErrno(iterFd, 'bpf_iter_create');
+  return iterFd;
+}
+
+/** Gathers what an iterator fd yields, 64 KiB a read, refusing more than maxBytes. */
+class IterOutput {
+  private readonly chunks: Buffer[] = [];
+  private total = 0;
+  readonly max: number;
+  constructor(maxBytes: number | undefined) {
+    this.max = maxBytes ?? 64 * 1024 * 1024;
+  }
+  /** A buffer for the next read. */
+  next(): Buffer {
+    return Buffer.allocUnsafe(64 * 1024);
+  }
+  /** Records a read of `n` bytes into `chunk`; false at EOF. */
+  add(chunk: Buffer, n: number): boolean {
+    if (n === 0) return false;
+    this.chunks.push(chunk.subarray(0, n));
+    this.total += n;
+    if (this.total > this.max) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `iterator output exceeds maxBytes ${this.max}`);
+    return true;
+  }
+  result(): Buffer {
+    return Buffer.concat(this.chunks, this.total);
+  }
+}
+
 /**
  * Runs an iterator once: bpf_iter_create, then reads the iterator fd to EOF (synchronously, on
  * the calling thread, so it sees that thread's netns) and returns what the program wrote.
  */
-/**
- * readIterator off the event loop: the iterator fd is created now (in the caller thread's
- * network namespace, or in `netnsPath` via withNetns: a socket iterator walks the namespace
- * it was created in), and read on libuv's thread pool, where the kernel runs the program.
- */
-export async function readIteratorAsync(link: BpfLink, opts: { maxBytes?: number; netnsPath?: string } = {}): Promise<Buffer> {
-  if (link.kind !== 'bpf-link' || link.closed) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', 'readIteratorAsync needs an open iterator link');
-  const create = (): number => getLibbpf().bpf_iter_create(link.fd) as number;
-  const iterFd = opts.netnsPath ? withNetns(opts.netnsPath, create) : create();
-  if (iterFd < 0) throw BpfError.fromErrno(iterFd, 'bpf_iter_create');
-  const max = opts.maxBytes ?? 64 * 1024 * 1024;
-  const chunks: Buffer[] = [];
-  let total = 0;
+export function readIterator(link: BpfLink, opts: { maxBytes?: number } = {}): Buffer {
+  const iterFd = createIterFd(link, 'readIterator');
+  const out = new IterOutput(opts.maxBytes);
   try {
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(64 * 1024);
-      const n = await new Promise<number>((resolve, reject) => fsRead(iterFd, chunk, 0, chunk.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))));
-      if (n === 0) break;
-      chunks.push(chunk.subarray(0, n));
-      total += n;
-      if (total > max) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `iterator output exceeds maxBytes ${max}`);
-    }
+    for (let chunk = out.next(); out.add(chunk, readSync(iterFd, chunk, 0, chunk.length, null)); chunk = out.next());
   } catch (e) {
     throw BpfError.from(e);
   } finally {
     closeFd(iterFd);
   }
-  return Buffer.concat(chunks, total);
+  return out.result();
 }
 
-export function readIterator(link: BpfLink, opts: { maxBytes?: number } = {}): Buffer {
-  if (link.kind !== 'bpf-link' || link.closed) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', 'readIterator needs an open iterator link');
-  const iterFd = getLibbpf().bpf_iter_create(link.fd) as number;
-  if (iterFd < 0) throw BpfError.fromErrno(iterFd, 'bpf_iter_create');
-  const max = opts.maxBytes ?? 64 * 1024 * 1024;
-  const chunks: Buffer[] = [];
-  let total = 0;
+/**
+ * readIterator off the event loop: the iterator fd is created now (in the caller thread's
+ * network namespace, or in `netnsPath` via withNetns), and read on libuv's thread pool,
+ * where the kernel runs the program.
+ */
+export async function readIteratorAsync(link: BpfLink, opts: { maxBytes?: number; netnsPath?: string } = {}): Promise<Buffer> {
+  const iterFd = createIterFd(link, 'readIteratorAsync', opts.netnsPath);
+  const out = new IterOutput(opts.maxBytes);
+  const read = (chunk: Buffer) => new Promise<number>((resolve, reject) => fsRead(iterFd, chunk, 0, chunk.length, null, (err, n) => (err ? reject(err) : resolve(n))));
   try {
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(64 * 1024);
-      const n = readSync(iterFd, chunk, 0, chunk.length, null);
-      if (n === 0) break;
-      chunks.push(chunk.subarray(0, n));
-      total += n;
-      if (total > max) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `iterator output exceeds maxBytes ${max}`);
-    }
+    for (let chunk = out.next(); out.add(chunk, await read(chunk)); chunk = out.next());
   } catch (e) {
     throw BpfError.from(e);
   } finally {
     closeFd(iterFd);
   }
-  return Buffer.concat(chunks, total);
+  return out.result();
 }
 
 /** Opens a pinned link (bpf_obj_get). close() keeps it attached (it is pinned); detach() ends it. */
