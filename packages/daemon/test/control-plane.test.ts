@@ -52,6 +52,20 @@ async function command(id: string, cmd: Record<string, unknown>) {
   return r.msg.command_result!;
 }
 
+interface DenyEventMsg {
+  attachment_id: string;
+  destination: string;
+  port: number;
+  protocol: number;
+  reason: string;
+  dry_run: boolean;
+}
+
+/** The events of a DaemonEvent.deny_events batch (the extension), as proto-loader decodes them. */
+function denyEventsOf(e: RecordedEvent): DenyEventMsg[] {
+  return (e.msg as unknown as { deny_events?: { events: DenyEventMsg[] } }).deny_events?.events ?? [];
+}
+
 async function listed(id: string) {
   return (await d.api.listAll()).find((a) => a.id === id);
 }
@@ -145,6 +159,44 @@ describe('a cgroup attachment driven by commands', () => {
     expect(await dl.canConnect('203.0.113.30', { cgroup: cg })).toBe(true);
     expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
   });
+
+  test('AllowCIDR with a TTL: the entry leaves the kernel map when the TTL lapses', async () => {
+    expect(await command(id, { allow_cidr: { cidr: '203.0.113.40/32', ttl: { seconds: 1, nanos: 0 } } })).toMatchObject({ ok: true });
+    expect(pinnedAllowV4(dl, id)).toContain('203.0.113.40/32');
+    await eventually(() => !pinnedAllowV4(dl, id).includes('203.0.113.40/32'), 'the TTL to lapse', 5000);
+    expect(await dl.canConnect('203.0.113.40', { cgroup: cg })).toBe(false);
+    expect(pinnedAllowV4(dl, id)).toContain('203.0.113.30/32');
+  });
+
+  test('a drop is streamed to the control plane as a deny event (extension), with the attachment and destination', async () => {
+    const from = cp.events.length;
+    expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
+    const ev = await cp.waitFor(
+      (e) => e.msg.event === 'deny_events' && denyEventsOf(e).some((x) => x.attachment_id === id && x.destination === '203.0.113.20'),
+      5000,
+      'DenyEvents',
+      from,
+    );
+    const drop = denyEventsOf(ev).find((x) => x.destination === '203.0.113.20')!;
+    expect(drop).toMatchObject({ protocol: 6, dry_run: false });
+    expect(drop.reason).toBe('not_allowed');
+  });
+
+  test('a BulkUpdate larger than the allow map: MAP_FULL reported to the control plane, kernel and state unchanged', async () => {
+    const mapBefore = pinnedAllowV4(dl, id).sort();
+    const infoBefore = await listed(id);
+    // 65,537 distinct /32s in 10.200.0.0/16 and beyond: one more than the default 65,536 entries.
+    const allow = Array.from({ length: 65_537 }, (_, i) => ({ cidr: `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32` }));
+    const r = await command(id, { bulk_update: { mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: allow } });
+    expect(r.ok).toBe(false);
+    expect(r.error_code).toBe('NETFENCE_ERR_MAP_FULL');
+    expect(pinnedAllowV4(dl, id).sort()).toEqual(mapBefore);
+    const infoAfter = await listed(id);
+    expect(infoAfter?.mode).toBe(infoBefore?.mode);
+    expect(infoAfter?.dns_mode).toBe(infoBefore?.dns_mode);
+    expect(await dl.canConnect('203.0.113.30', { cgroup: cg })).toBe(true);
+    expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
+  }, 60_000);
 
   test('a command for an unknown id does not break the stream', async () => {
     const streamsBefore = new Set(cp.events.map((e) => e.stream)).size;
