@@ -60,6 +60,8 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   for ns in $NS_WL $NS_HOST $NS_NET; do ip netns del "$ns" 2>/dev/null; done
   rm -rf /sys/fs/bpf/nfdemo "$TMP"
+  [ -n "${CG:-}" ] && [ -d "$CG" ] && rmdir "$CG" 2>/dev/null
+  true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -91,10 +93,10 @@ echo "  workload 10.200.1.2 -> host 10.200.1.1 -> internet 203.0.113.0/24 (no de
 # The fake internet: an authoritative DNS server, a rogue resolver, web servers.
 nsenter --net=/run/netns/$NS_NET -- dnsmasq --no-daemon --user=root --no-resolv --no-hosts --bind-interfaces --listen-address=10.200.2.2 --port=53 \
   --address=/pypi.org/203.0.113.10 --address=/files.pythonhosted.org/203.0.113.11 --address=/evil.example/203.0.113.20 \
-  --log-queries --log-facility="$TMP/upstream-queries.log" &
+  --log-queries --log-facility="$TMP/upstream-queries.log" 2>/dev/null &
 PIDS+=($!)
 nsenter --net=/run/netns/$NS_NET -- dnsmasq --no-daemon --user=root --no-resolv --no-hosts --bind-interfaces --listen-address=198.51.100.53 --port=53 \
-  --address=/#/203.0.113.20 --log-facility=/dev/null &
+  --address=/#/203.0.113.20 --log-facility=/dev/null 2>/dev/null &
 PIDS+=($!)
 for pair in 203.0.113.10:pypi 203.0.113.11:pythonhosted 203.0.113.20:evil 203.0.113.30:static-partner; do
   nsenter --net=/run/netns/$NS_NET -- node tools/demo/http-server.js "${pair%%:*}" "${pair##*:}" &
@@ -175,6 +177,20 @@ sleep 3
 sed -i '/ALLOW 203.0.113.30\/32/d' "$TMP/policy.yaml"
 echo "  -- policy file edited: 'ALLOW 203.0.113.30/32' removed --"
 if wait $CLIENT; then bad "the connection survived the rule's removal"; else ok "the connection stopped once the control plane pushed RemoveCIDR"; fi
+
+bold "6. A cgroup workload's DNS is redirected to its filter, whatever resolver it asks"
+CG_ROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+CG="$CG_ROOT/nfdemo-job"
+mkdir -p "$CG"
+CG_ATTACH=$("${NETFENCED[@]}" attach --cgroup "$CG" --metadata tenant=demo --json)
+echo "  a process in $CG (cgroup attachment $(node -p "JSON.parse(process.argv[1]).id" "$CG_ATTACH")) asks the rogue resolver 198.51.100.53 directly:"
+in_cg() { sh -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net=/run/netns/'"$NS_HOST"' -- "$@"' "$CG" "$@"; }
+ANS=$(in_cg dig +time=2 +tries=1 @198.51.100.53 pypi.org A +short 2>&1 | grep -v '^;' || true)
+echo "  dig @198.51.100.53 pypi.org -> ${ANS:-no answer}"
+[ "$ANS" = 203.0.113.10 ] && ok "answered by its filter with the real address (the rogue resolver says 203.0.113.20 to everything)" || bad "got ${ANS:-no answer}"
+ST=$(in_cg dig +time=2 +tries=1 @198.51.100.53 evil.example A 2>&1 | sed -n 's/.*status: \([A-Z]*\).*/\1/p')
+echo "  dig @198.51.100.53 evil.example -> ${ST:-no answer}"
+[ "$ST" = REFUSED ] && ok "refused by its filter, not answered by the rogue resolver" || bad "got ${ST:-no answer}"
 
 bold "What netfenced saw"
 "${NETFENCED[@]}" list
