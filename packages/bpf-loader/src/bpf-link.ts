@@ -1,71 +1,32 @@
-import { closeSync, openSync, read as fsRead, readSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, read as fsRead, readSync } from 'node:fs';
 import { AttachType } from './constants';
+import { KernelFdObject, unlinkPin } from './fd-object';
 import { BpfError, Errno, NotSupportedError } from './errors';
-import { check, closeFd, dupFd, fdFinalizer, getLibbpf } from './libbpf';
+import { check, closeFd, dupFd, getLibbpf } from './libbpf';
 import { ifindexOf, withNetns } from './netns';
 import { queryLinkInfo } from './obj-info';
 import { offsetOf, sizeOf } from './structs';
 import type { BpfLink, BpfProgram, CgroupAttachOptions, LinkInfo, TcxAttachOptions } from './types';
 
-function unlinkPin(p: string): void {
-  try {
-    unlinkSync(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw BpfError.from(e);
-  }
-}
-
-class KernelLink implements BpfLink {
+class KernelLink extends KernelFdObject implements BpfLink {
   readonly kind = 'bpf-link' as const;
-  #fd: number;
-  #pinnedPath: string | undefined;
 
   constructor(fd: number, pinnedPath: string | undefined) {
-    this.#fd = fd;
-    this.#pinnedPath = pinnedPath;
-    fdFinalizer.register(this, fd, this);
+    super(fd, pinnedPath);
   }
-  get fd(): number {
-    return this.#fd;
-  }
-  get closed(): boolean {
-    return this.#fd < 0;
-  }
-  get pinnedPath(): string | undefined {
-    return this.#pinnedPath;
-  }
-  #live(): number {
-    if (this.#fd < 0) throw new BpfError('BPF_ERR_CLOSED', 'link is closed');
-    return this.#fd;
-  }
-  pin(path: string): void {
-    check(getLibbpf().bpf_obj_pin(this.#live(), path) as number, `bpf_obj_pin(link, ${path})`);
-    this.#pinnedPath = path;
-  }
-  unpin(): void {
-    if (this.#pinnedPath === undefined) return;
-    unlinkPin(this.#pinnedPath);
-    this.#pinnedPath = undefined;
+  protected get label(): string {
+    return 'link';
   }
   detach(): void {
-    if (this.#fd < 0) return;
-    const r = getLibbpf().bpf_link_detach(this.#fd) as number;
+    if (this.fd < 0) return;
+    const r = getLibbpf().bpf_link_detach(this.fd) as number;
     // ENOLINK: already detached (e.g. its cgroup or netdev went away).
     if (r < 0 && r !== -67) throw BpfError.fromErrno(r, 'bpf_link_detach');
     this.unpin();
     this.close();
   }
   info(): LinkInfo {
-    return queryLinkInfo(this.#live());
-  }
-  close(): void {
-    if (this.#fd < 0) return;
-    fdFinalizer.unregister(this);
-    closeFd(this.#fd);
-    this.#fd = -1;
-  }
-  [Symbol.dispose](): void {
-    this.close();
+    return queryLinkInfo(this.live());
   }
 }
 

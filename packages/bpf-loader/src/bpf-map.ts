@@ -1,7 +1,7 @@
-import { unlinkSync } from 'node:fs';
+import { KernelFdObject } from './fd-object';
 import { BpfError, Errno } from './errors';
 import { MapType, mapTypeName } from './constants';
-import { check, closeFd, dupFd, fdFinalizer, getLibbpf, numPossibleCpus } from './libbpf';
+import { closeFd, dupFd, getLibbpf, numPossibleCpus } from './libbpf';
 import { queryMapInfo } from './obj-info';
 import { offsetOf, sizeOf } from './structs';
 import type { BpfMap, MapExpectation, MapInfo } from './types';
@@ -26,8 +26,7 @@ const ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.ARRAY, MapType.PERCPU_
 
 const isNotSupported = (ret: number): boolean => ret === -Errno.ENOTSUPP || ret === -Errno.EOPNOTSUPP;
 
-class BpfMapImpl implements BpfMap {
-  #fd: number;
+class BpfMapImpl extends KernelFdObject implements BpfMap {
   readonly name: string;
   readonly type: number;
   readonly keySize: number;
@@ -36,14 +35,13 @@ class BpfMapImpl implements BpfMap {
   readonly flags: number;
   readonly perCpu: boolean;
   readonly valueBufferSize: number;
-  #pinnedPath: string | undefined;
   #batchUpdate = true;
   #batchDelete = true;
   readonly #count = Buffer.alloc(4);
   #batchOpts: Buffer | undefined;
 
   constructor(fd: number, meta: MapMeta, pinnedPath: string | undefined) {
-    this.#fd = fd;
+    super(fd, pinnedPath);
     this.name = meta.name;
     this.type = meta.type;
     this.keySize = meta.keySize;
@@ -52,23 +50,11 @@ class BpfMapImpl implements BpfMap {
     this.flags = meta.flags;
     this.perCpu = PER_CPU_TYPES.has(meta.type);
     this.valueBufferSize = this.perCpu ? Math.ceil(meta.valueSize / 8) * 8 * numPossibleCpus() : meta.valueSize;
-    this.#pinnedPath = pinnedPath;
-    fdFinalizer.register(this, fd, this);
   }
 
-  get fd(): number {
-    return this.#fd;
-  }
-  get closed(): boolean {
-    return this.#fd < 0;
-  }
-  get pinnedPath(): string | undefined {
-    return this.#pinnedPath;
-  }
 
-  #live(): number {
-    if (this.#fd < 0) throw new BpfError('BPF_ERR_CLOSED', `map '${this.name}' is closed`);
-    return this.#fd;
+  protected get label(): string {
+    return `map '${this.name}'`;
   }
 
   #checkKey(key: Uint8Array | null): void {
@@ -88,7 +74,7 @@ class BpfMapImpl implements BpfMap {
   }
 
   lookup(key: Uint8Array, out?: Buffer): Buffer | undefined {
-    const fd = this.#live();
+    const fd = this.live();
     this.#checkKey(key);
     const value = out ?? Buffer.allocUnsafe(this.valueBufferSize);
     if (out) this.#checkValue(out, 'output buffer', false);
@@ -99,7 +85,7 @@ class BpfMapImpl implements BpfMap {
   }
 
   update(key: Uint8Array, value: Uint8Array, flags = 0): void {
-    const fd = this.#live();
+    const fd = this.live();
     this.#checkKey(key);
     this.#checkValue(value, 'value', true);
     const r = getLibbpf().bpf_map_update_elem(fd, key, value, flags) as number;
@@ -107,7 +93,7 @@ class BpfMapImpl implements BpfMap {
   }
 
   delete(key: Uint8Array): boolean {
-    const fd = this.#live();
+    const fd = this.live();
     this.#checkKey(key);
     const r = getLibbpf().bpf_map_delete_elem(fd, key) as number;
     if (r === -Errno.ENOENT) return false;
@@ -116,7 +102,7 @@ class BpfMapImpl implements BpfMap {
   }
 
   nextKey(key: Uint8Array | null, out: Buffer): boolean {
-    const fd = this.#live();
+    const fd = this.live();
     this.#checkKey(key);
     if (out.length < this.keySize) {
       throw new BpfError('BPF_ERR_SIZE_MISMATCH', `map '${this.name}': key output buffer is ${out.length} bytes, map keySize is ${this.keySize}`);
@@ -149,7 +135,7 @@ class BpfMapImpl implements BpfMap {
   }
 
   updateBatch(keys: Uint8Array, values: Uint8Array, count: number, flags = 0): void {
-    const fd = this.#live();
+    const fd = this.live();
     if (count === 0) return;
     this.#checkBatch(keys, count, values);
     const ks = this.keySize;
@@ -172,7 +158,7 @@ class BpfMapImpl implements BpfMap {
   }
 
   deleteBatch(keys: Uint8Array, count: number): number {
-    const fd = this.#live();
+    const fd = this.live();
     if (count === 0) return 0;
     this.#checkBatch(keys, count, undefined);
     const ks = this.keySize;
@@ -226,35 +212,12 @@ class BpfMapImpl implements BpfMap {
   }
 
   info(): MapInfo {
-    return queryMapInfo(this.#live());
+    return queryMapInfo(this.live());
   }
 
-  pin(path: string): void {
-    check(getLibbpf().bpf_obj_pin(this.#live(), path) as number, `bpf_obj_pin(${this.name}, ${path})`);
-    this.#pinnedPath = path;
-  }
 
-  unpin(): void {
-    const p = this.#pinnedPath;
-    if (p === undefined) return;
-    try {
-      unlinkSync(p);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw BpfError.from(e);
-    }
-    this.#pinnedPath = undefined;
-  }
 
-  close(): void {
-    if (this.#fd < 0) return;
-    fdFinalizer.unregister(this);
-    closeFd(this.#fd);
-    this.#fd = -1;
-  }
 
-  [Symbol.dispose](): void {
-    this.close();
-  }
 }
 
 /** Wraps an fd the caller hands over (the map now owns and closes it). */

@@ -1,6 +1,6 @@
-import { unlinkSync } from 'node:fs';
+import { KernelFdObject } from './fd-object';
 import { BpfError } from './errors';
-import { addressOf, check, closeFd, dupFd, fdFinalizer, getLibbpf } from './libbpf';
+import { addressOf, closeFd, dupFd, getLibbpf } from './libbpf';
 import { queryProgramInfo } from './obj-info';
 import { offsetOf, sizeOf } from './structs';
 import type { BpfProgram, ProgramInfo, TestRunOptions, TestRunResult } from './types';
@@ -12,41 +12,27 @@ export interface ProgramMeta {
   readonly expectedAttachType: number;
 }
 
-class BpfProgramImpl implements BpfProgram {
-  #fd: number;
+class BpfProgramImpl extends KernelFdObject implements BpfProgram {
   readonly name: string;
   readonly section: string;
   readonly type: number;
   readonly expectedAttachType: number;
-  #pinnedPath: string | undefined;
 
   constructor(fd: number, meta: ProgramMeta, pinnedPath: string | undefined) {
-    this.#fd = fd;
+    super(fd, pinnedPath);
     this.name = meta.name;
     this.section = meta.section;
     this.type = meta.type;
     this.expectedAttachType = meta.expectedAttachType;
-    this.#pinnedPath = pinnedPath;
-    fdFinalizer.register(this, fd, this);
   }
 
-  get fd(): number {
-    return this.#fd;
-  }
-  get closed(): boolean {
-    return this.#fd < 0;
-  }
-  get pinnedPath(): string | undefined {
-    return this.#pinnedPath;
-  }
 
-  #live(): number {
-    if (this.#fd < 0) throw new BpfError('BPF_ERR_CLOSED', `program '${this.name}' is closed`);
-    return this.#fd;
+  protected get label(): string {
+    return `program '${this.name}'`;
   }
 
   testRun(opts: TestRunOptions): TestRunResult {
-    const fd = this.#live();
+    const fd = this.live();
     const repeat = opts.repeat ?? 1;
     if (!Number.isInteger(repeat) || repeat < 0 || repeat > 0x7fffffff) {
       throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `testRun: bad repeat ${repeat}`);
@@ -87,35 +73,12 @@ class BpfProgramImpl implements BpfProgram {
   }
 
   info(): ProgramInfo {
-    return queryProgramInfo(this.#live());
+    return queryProgramInfo(this.live());
   }
 
-  pin(path: string): void {
-    check(getLibbpf().bpf_obj_pin(this.#live(), path) as number, `bpf_obj_pin(${this.name}, ${path})`);
-    this.#pinnedPath = path;
-  }
 
-  unpin(): void {
-    const p = this.#pinnedPath;
-    if (p === undefined) return;
-    try {
-      unlinkSync(p);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw BpfError.from(e);
-    }
-    this.#pinnedPath = undefined;
-  }
 
-  close(): void {
-    if (this.#fd < 0) return;
-    fdFinalizer.unregister(this);
-    closeFd(this.#fd);
-    this.#fd = -1;
-  }
 
-  [Symbol.dispose](): void {
-    this.close();
-  }
 }
 
 export function adoptProgramFd(fd: number, meta: ProgramMeta, pinnedPath?: string): BpfProgram {
