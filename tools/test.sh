@@ -10,6 +10,7 @@ log=$(mktemp /tmp/nf-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 
 bash tools/check-proto.sh || exit 1
+node tools/check-arrows.js || exit 1
 npx nx run-many -t build typecheck test --parallel=1 --outputStyle=stream 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" -eq 0 ]; then
