@@ -19,7 +19,7 @@ if [[ ! -s "$BUILD_DIR/vmlinux.h" || "$BTF" -nt "$BUILD_DIR/vmlinux.h" ]]; then
   mv "$BUILD_DIR/vmlinux.h.tmp" "$BUILD_DIR/vmlinux.h"
 fi
 
-for name in tc_filter cgroup_filter bench_trivial; do
+for name in tc_filter cgroup_filter sever bench_trivial; do
   "$CLANG" "${CFLAGS[@]}" -I"$BUILD_DIR" -I"$PKG_DIR/src" \
     -c "$PKG_DIR/src/$name.bpf.c" -o "$OUT_DIR/$name.bpf.o.tmp"
   # DWARF off (BTF and CO-RE relocations stay): 140 KB instead of 800 KB

@@ -4,7 +4,8 @@
  * filters: the floor the benchmark compares the real programs against.
  * Never attached by the daemon.
  */
-#include "vmlinux.h"
+#include <linux/types.h>
+#include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 SEC("tc")

@@ -27,11 +27,18 @@ import {
   CODECS,
   decodeAllowValue,
   lastSeenAgeMs,
+  OBJECTS,
+  SEVER_PROGRAMS,
+  SEVER_SHARED_MAPS,
+  CGROUP_ATTACHED_PROGRAMS,
+  CGROUP_ONLY_MAPS,
+  type MapManifest,
 } from './index';
 
 const SRC = __dirname;
 const header = readFileSync(join(SRC, 'netfence_common.h'), 'utf8');
 const cgroupSrc = readFileSync(join(SRC, 'cgroup_filter.bpf.c'), 'utf8');
+const severHeader = readFileSync(join(SRC, 'netfence_sever.h'), 'utf8');
 
 const STRUCT_TO_LAYOUT: Record<string, keyof typeof LAYOUT> = {
   nf_config: 'config',
@@ -56,7 +63,7 @@ function defines(prefix: string): Record<string, number> {
 
 describe('manifest mirrors the C sources', () => {
   it('every layout size and offset asserted in C matches LAYOUT', () => {
-    const text = header + cgroupSrc;
+    const text = header + cgroupSrc + severHeader;
     let checked = 0;
     for (const m of text.matchAll(/^NF_ASSERT_SIZE\((\w+), (\d+)\);/gm)) {
       const layout = LAYOUT[STRUCT_TO_LAYOUT[m[1] as string] as keyof typeof LAYOUT] as Record<string, number>;
@@ -92,6 +99,23 @@ describe('manifest mirrors the C sources', () => {
       COUNT: STATS.COUNT,
     });
     expect(STATS.REASON_BASE + Math.max(...Object.values(REASON))).toBeLessThan(STATS.COUNT);
+  });
+});
+
+describe('objects', () => {
+  it('the sever iterators live in their own object, sharing every map of it with the cgroup object', () => {
+    expect(Object.keys(OBJECTS.sever.programs).sort()).toEqual([...SEVER_PROGRAMS].sort());
+    for (const k of SEVER_PROGRAMS) expect(OBJECTS.sever.programs[k].attach.kind).toBe('iter');
+    expect(Object.keys(OBJECTS.cgroup.programs).sort()).toEqual([...CGROUP_ATTACHED_PROGRAMS].sort());
+    expect([...SEVER_SHARED_MAPS].sort()).toEqual(Object.values(OBJECTS.sever.maps).map((m) => m.name).sort());
+    const cgroupMaps = Object.values(OBJECTS.cgroup.maps) as MapManifest[];
+    for (const name of SEVER_SHARED_MAPS) {
+      // same definition on both sides, or libbpf refuses to reuse the pin
+      const own = Object.values(OBJECTS.sever.maps).find((m) => m.name === name);
+      expect(cgroupMaps.find((m) => m.name === name)).toEqual(own);
+    }
+    expect(SEVER_SHARED_MAPS).toContain(CGROUP_ONLY_MAPS.severConfig.name);
+    expect(/SEC\("iter\//.test(cgroupSrc)).toBe(false);
   });
 });
 

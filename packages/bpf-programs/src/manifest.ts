@@ -92,7 +92,7 @@ export const OBJECTS = {
     },
     maps: POLICY_MAPS,
   },
-  /** Cgroup filter: attach every `cgroup` program to the workload's cgroup; the iterators sever. */
+  /** Cgroup filter: attach every program to the workload's cgroup (CGROUP_ATTACHED_PROGRAMS). */
   cgroup: {
     file: 'cgroup_filter.bpf.o',
     programs: {
@@ -105,10 +105,21 @@ export const OBJECTS = {
       getpeername4: { name: 'netfence_getpeername4', section: 'cgroup/getpeername4', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET4_GETPEERNAME) },
       getpeername6: { name: 'netfence_getpeername6', section: 'cgroup/getpeername6', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET6_GETPEERNAME) },
       egress: { name: 'netfence_egress', section: 'cgroup_skb/egress', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET_EGRESS) },
+    },
+    maps: { ...POLICY_MAPS, ...CGROUP_ONLY_MAPS },
+  },
+  /**
+   * Sever iterators of a cgroup attachment (the only object built with CO-RE: libbpf parses the
+   * kernel BTF when loading it). Load it lazily with `pinMaps: { dir: <attachment pin dir>, maps:
+   * SEVER_SHARED_MAPS }` so it reads that attachment's policy and sever_cfg.
+   */
+  sever: {
+    file: 'sever.bpf.o',
+    programs: {
       severTcp: { name: 'netfence_sever_tcp', section: 'iter/tcp', attach: { kind: 'iter', target: 'tcp' } },
       severUdp: { name: 'netfence_sever_udp', section: 'iter/udp', attach: { kind: 'iter', target: 'udp' } },
     },
-    maps: { ...POLICY_MAPS, ...CGROUP_ONLY_MAPS },
+    maps: { ...POLICY_MAPS, severConfig: CGROUP_ONLY_MAPS.severConfig },
   },
   /** Bench only: allow-everything programs on the same hooks (the floor). Never attached by the daemon. */
   benchFloor: {
@@ -133,8 +144,14 @@ export type ObjectName = keyof typeof OBJECTS;
 export type PolicyMapKey = keyof typeof POLICY_MAPS;
 /** The cgroup programs the daemon attaches to a cgroup (everything but the iterators). */
 export const CGROUP_ATTACHED_PROGRAMS = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6', 'egress'] as const;
-/** The sever iterators of the cgroup object. */
-export const SEVER_PROGRAMS = ['severTcp', 'severUdp'] as const;
+/** The sever iterators: keys of OBJECTS.sever.programs. */
+export const SEVER_PROGRAMS = ['severTcp', 'severUdp'] as const satisfies readonly (keyof typeof OBJECTS.sever.programs)[];
+/**
+ * The maps the sever object must share (by name, through the cgroup attachment's pins) with the
+ * cgroup object it severs for: every map it has. Pass as `pinMaps.maps` together with the
+ * attachment's `mapSizes`, so libbpf reuses the pinned maps instead of creating new ones.
+ */
+export const SEVER_SHARED_MAPS = Object.values(OBJECTS.sever.maps).map((m) => m.name) as readonly string[];
 
 /** The package root (this file lives in src/ or dist/, one level below it). */
 export function packageDir(): string {

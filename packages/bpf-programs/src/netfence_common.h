@@ -13,11 +13,27 @@
 #ifndef NETFENCE_COMMON_H
 #define NETFENCE_COMMON_H
 
+/*
+ * The filter objects (tc, cgroup) are built from the UAPI headers: every
+ * struct they touch is a UAPI context (__sk_buff, bpf_sock_addr, bpf_sock) or
+ * a wire header read with bpf_skb_load_bytes, so they carry no CO-RE
+ * relocation and libbpf never parses the kernel's BTF when loading them (a
+ * fixed ~10 ms per load). Only the sever iterators (sever.bpf.c) walk kernel
+ * structs (sock_common, cgroup): they define NF_USE_VMLINUX and use CO-RE.
+ */
+#ifdef NF_USE_VMLINUX
 #include "vmlinux.h"
+#else
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#endif
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-/* ---- constants that vmlinux.h (types only) does not carry ---- */
+/* ---- constants (defined here so both header sets give the same values) ---- */
 #define NF_ETH_P_IP 0x0800
 #define NF_ETH_P_IPV6 0x86DD
 #define NF_ETH_P_ARP 0x0806

@@ -31,6 +31,7 @@ import {
   POLICY_MAPS,
   STATS,
   SEVER_PROGRAMS,
+  SEVER_SHARED_MAPS,
   decodeAllowValue,
   decodeConfig,
   decodeEvent,
@@ -193,7 +194,7 @@ class BpfAttachment implements AttachmentDatapath {
     // namespace that a process of the cgroup (or a descendant) lives in.
     const namespaces = cgroupNetnsPaths(ctx.cgroupPath);
     for (const p of SEVER_PROGRAMS) {
-      const link = attachIter(ctx.collection.program(OBJECTS.cgroup.programs[p].name));
+      const link = attachIter(ctx.collection.program(OBJECTS.sever.programs[p].name));
       try {
         for (const ns of namespaces) {
           try {
@@ -371,7 +372,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     return {
       cgroupId: statSync(cgroupPath, { bigint: true }).ino,
       cgroupPath,
-      load: () => loadCollectionAsync(objectPath('cgroup'), { mapSizes: sizes, pinMaps: { dir, maps: CGROUP_PINNED }, programs: SEVER_PROGRAMS.map((n) => OBJECTS.cgroup.programs[n].name) }),
+      load: () => loadCollectionAsync(objectPath('sever'), { mapSizes: sizes, pinMaps: { dir, maps: SEVER_SHARED_MAPS }, programs: SEVER_PROGRAMS.map((n) => OBJECTS.sever.programs[n].name) }),
     };
   }
 

@@ -1,5 +1,7 @@
-// The shipped objects are what the sources build to (no drift), and every
-// object, rebuilt or shipped, loads into this kernel with all its programs.
+// The shipped objects are what the sources build to (no drift), every
+// object, rebuilt or shipped, loads into this kernel with all its programs,
+// and only the sever object carries CO-RE relocations (the filters load
+// without libbpf parsing the kernel's BTF).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +11,26 @@ import { objectDir, objectPath, OBJECTS, type ObjectName } from '@netfence/bpf-p
 import { assertKernelTestable } from './helpers';
 
 jest.setTimeout(60_000);
+
+/** Bytes of CO-RE relocation records in an object's .BTF.ext (ELF64 little-endian); -1 without .BTF.ext. */
+function coreReloBytes(file: string): number {
+  const b = readFileSync(file);
+  const shoff = Number(b.readBigUInt64LE(0x28));
+  const shentsize = b.readUInt16LE(0x3a);
+  const shnum = b.readUInt16LE(0x3c);
+  const section = (i: number) => {
+    const o = shoff + i * shentsize;
+    return { name: b.readUInt32LE(o), off: Number(b.readBigUInt64LE(o + 0x18)) };
+  };
+  const strtab = section(b.readUInt16LE(0x3e)).off;
+  for (let i = 0; i < shnum; i++) {
+    const s = section(i);
+    if (b.toString('latin1', strtab + s.name, b.indexOf(0, strtab + s.name)) !== '.BTF.ext') continue;
+    const hdrLen = b.readUInt32LE(s.off + 4); // magic u16, version u8, flags u8, hdr_len u32, ...
+    return hdrLen >= 32 ? b.readUInt32LE(s.off + 28) : 0; // core_relo_len
+  }
+  return -1;
+}
 
 describe('bpf objects', () => {
   let out: string;
@@ -44,6 +66,12 @@ describe('bpf objects', () => {
     } finally {
       coll.close();
     }
+  });
+
+  it.each(names)('%s: CO-RE relocations only in the sever object', (name) => {
+    const bytes = coreReloBytes(objectPath(name));
+    if (name === 'sever') expect(bytes).toBeGreaterThan(0);
+    else expect([name, bytes]).toEqual([name, 0]);
   });
 
   it.each(names)('%s: the shipped object loads and has exactly the manifest programs', (name) => {

@@ -1,13 +1,24 @@
 // Cgroup filter with real traffic: clients run in the workload netns AND a lab
 // cgroup carrying connect4/6, sendmsg4/6, recvmsg4/6, getpeername4/6 and the
 // cgroup_skb/egress backstop. Every mode, every bypass, DNS redirection with
-// the source restored, severing with the iterators, dry-run.
+// the source restored, severing with the iterators (the sever object, loaded
+// against the attachment's pinned maps as the daemon does), dry-run.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { attachCgroup, attachIter, readIterator, withNetns, type BpfLink } from '@netfence/bpf-loader';
+import { attachCgroup, attachIter, loadCollectionAsync, readIterator, withNetns, type BpfLink } from '@netfence/bpf-loader';
 import type { LabCgroup } from '@netfence/lab';
-import { CGROUP_ATTACHED_PROGRAMS, CGROUP_ONLY_MAPS, encodeSeverConfig, OBJECTS, type AttachmentConfig, type SeverTarget } from '@netfence/bpf-programs';
-import { assertKernelTestable, Policy, probe, sleep, spawnIn, type Probe, type ProbeResult } from './helpers';
+import {
+  CGROUP_ATTACHED_PROGRAMS,
+  CGROUP_ONLY_MAPS,
+  encodeSeverConfig,
+  objectPath,
+  OBJECTS,
+  SEVER_PROGRAMS,
+  SEVER_SHARED_MAPS,
+  type AttachmentConfig,
+  type SeverTarget,
+} from '@netfence/bpf-programs';
+import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, sleep, spawnIn, type Probe, type ProbeResult } from './helpers';
 import { ADDR, createTopology, OWN_DNS, PORT, type Topology } from './topology';
 
 jest.setTimeout(30_000);
@@ -45,6 +56,7 @@ describe('cgroup filter with real traffic', () => {
   let pol: Policy;
   let cg: LabCgroup;
   let cgroupId: bigint;
+  let pinDir: string | undefined;
   const links: BpfLink[] = [];
 
   beforeAll(async () => {
@@ -52,7 +64,9 @@ describe('cgroup filter with real traffic', () => {
     topo = await createTopology();
     cg = topo.lab.cgroup('wl');
     cgroupId = statSync(cg.path, { bigint: true }).ino;
-    pol = Policy.load('cgroup');
+    // the attachment's maps are pinned (as the daemon does): the sever object reuses them
+    pinDir = makePinDir('cg');
+    pol = Policy.load('cgroup', { pinMaps: { dir: pinDir } });
     pol.watch();
     for (const k of CGROUP_ATTACHED_PROGRAMS) {
       links.push(attachCgroup(pol.coll.program(OBJECTS.cgroup.programs[k].name), { cgroup: cg.path }));
@@ -61,6 +75,7 @@ describe('cgroup filter with real traffic', () => {
   afterAll(async () => {
     for (const l of links) l.close();
     pol?.close();
+    if (pinDir) removePinDir(pinDir);
     await topo?.lab.close();
   });
 
@@ -220,9 +235,12 @@ describe('cgroup filter with real traffic', () => {
     const keeper = hold(ADDR.s4, true); // still allowed: must survive
     const outsider = hold(ADDR.t4, false); // not in the cgroup: must survive
     await Promise.all([victim.connected(), keeper.connected(), outsider.connected()]);
-    const iterTcp = attachIter(pol.coll.program(OBJECTS.cgroup.programs.severTcp.name));
-    const iterUdp = attachIter(pol.coll.program(OBJECTS.cgroup.programs.severUdp.name));
+    // the daemon's way: the sever object, loaded lazily against the attachment's pinned maps
+    const sever = await loadCollectionAsync(objectPath('sever'), { pinMaps: { dir: pinDir as string, maps: SEVER_SHARED_MAPS } });
+    const [iterTcp, iterUdp] = SEVER_PROGRAMS.map((k) => attachIter(sever.program(OBJECTS.sever.programs[k].name))) as [BpfLink, BpfLink];
     try {
+      // the very same kernel maps, not copies
+      for (const name of SEVER_SHARED_MAPS) expect([name, sever.map(name).info().id]).toEqual([name, pol.map(name).info().id]);
       const before = pol.stats();
       const t0 = Date.now();
       pol.remove('allow', `${ADDR.t4}/32`);
@@ -243,6 +261,7 @@ describe('cgroup filter with real traffic', () => {
     } finally {
       iterTcp.close();
       iterUdp.close();
+      sever.close();
       victim.kill();
       keeper.kill();
       outsider.kill();
