@@ -154,35 +154,29 @@ export class AttachmentRuntime {
     });
   }
 
-  private scheduleExpiry(): void {
+  private scheduleExpiry(retryMs?: number): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (this.closed) return;
     const at = nextExpiry(this.state);
     if (at === undefined) return;
-    const delay = Math.max(50, Math.min(at - this.deps.now(), 2 ** 31 - 1));
+    const delay = retryMs ?? Math.max(50, Math.min(at - this.deps.now(), 2 ** 31 - 1));
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = undefined;
       this.serial(() => {
         const now = this.deps.now();
         const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
-        if (next === this.state) {
-          this.scheduleRetry();
+        if (next !== this.state) {
+          this.commit(next); // schedules the next expiry itself
           return;
         }
-        this.commit(next);
+        // Nothing lapsed: the timer fired a little early (timers and the wall clock differ by
+        // a millisecond or so), or an entry is kept alive by recent traffic and its new expiry
+        // lies ahead. Look again then; a second late look only if time has not moved on.
+        const again = nextExpiry(this.state);
+        this.scheduleExpiry(again !== undefined && again <= now ? 1000 : undefined);
       }).catch((e: unknown) => this.deps.logger.error({ err: e, attachment: this.id }, 'expiry failed'));
     }, delay);
-    this.expiryTimer.unref();
-  }
-
-  /** An entry kept alive by recent traffic: look again after a grace period slice. */
-  private scheduleRetry(): void {
-    if (this.expiryTimer || this.closed) return;
-    this.expiryTimer = setTimeout(() => {
-      this.expiryTimer = undefined;
-      this.scheduleExpiry();
-    }, Math.max(1000, Math.min(this.deps.graceMs, 60_000)));
     this.expiryTimer.unref();
   }
 

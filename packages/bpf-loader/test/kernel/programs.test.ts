@@ -131,7 +131,8 @@ describe('loadCollectionAsync', () => {
     const before = fds();
     for (let i = 0; i < 3; i++) await expect(loadCollectionAsync(fixture('bad'))).rejects.toThrow(/BPF_ERR_VERIFIER/);
     await expect(loadCollectionAsync(fixture('maps'), { mapSizes: { hash_map: 0 } })).rejects.toThrow(BpfError);
-    expect(fds()).toBe(before);
+    // Across awaits the runtime may close an fd of its own meanwhile; a leak would only add.
+    expect(fds()).toBeLessThanOrEqual(before);
   });
 });
 
@@ -189,8 +190,13 @@ describe('iterators', () => {
       const sync = readIterator(link).toString();
       const out = (await readIteratorAsync(link)).toString();
       const ids = (t: string) => new Set([...t.matchAll(/^map (\d+)$/gm)].map((m) => Number(m[1])));
-      expect(ids(out).has(coll.map('hash_map').info().id)).toBe(true);
-      expect([...ids(out)].sort()).toEqual([...ids(sync)].sort());
+      // The iterator lists every map of the system, and other tests create and free maps
+      // meanwhile: compare on the maps this suite holds.
+      for (const name of ['hash_map', 'deny_v4']) {
+        const id = coll.map(name).info().id;
+        expect(ids(sync).has(id)).toBe(true);
+        expect(ids(out).has(id)).toBe(true);
+      }
       link.close();
       await expect(readIteratorAsync(link)).rejects.toThrow(/open iterator link/);
     } finally {
