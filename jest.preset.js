@@ -14,4 +14,5 @@ module.exports = {
     '^@netfence/([a-z-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),
   },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  setupFiles: [path.join(__dirname, 'tools/jest-setup.js')],
 };

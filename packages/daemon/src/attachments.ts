@@ -4,7 +4,6 @@
 import { randomBytes } from 'node:crypto';
 import {
   applyCommand,
-  emptyState,
   expireState,
   kernelView,
   learnAddresses,
@@ -241,4 +240,3 @@ export function joinHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-export { emptyState };

@@ -105,4 +105,19 @@ describe('diffConfigs property: applying the diff to a state with config `from` 
       { numRuns: 1500 },
     );
   });
+
+  test('regression (found by the property above): a name keeps an exact rule in both lists while losing its wildcard', () => {
+    const dns = (deny: { domain: string; includeSubdomains: boolean }[]) => ({
+      mode: 'disabled' as const,
+      allowDomains: [{ domain: 'example.com', includeSubdomains: false }],
+      denyDomains: deny,
+      upstreamServers: [],
+    });
+    const base = { mode: 'disabled' as const, dryRun: false, allowCidrs: [], denyCidrs: [] };
+    const from: PolicyConfig = { ...base, dns: dns([{ domain: 'example.com', includeSubdomains: true }, { domain: 'example.com', includeSubdomains: false }]) };
+    const to: PolicyConfig = { ...base, dns: dns([{ domain: 'example.com', includeSubdomains: false }]) };
+    let s = install(from);
+    for (const c of diffConfigs(configOf(s, NOW), to)) s = applyCommand(s, c, NOW);
+    expect(configOf(s, NOW)).toEqual(configOf(install(to), NOW));
+  });
 });

@@ -170,6 +170,9 @@ export function diffConfigs(from: PolicyConfig, to: PolicyConfig): PolicyCommand
       const a = st(f, sub);
       const b = st(t, sub);
       if (!needsRemove && a.allow === b.allow && a.deny === b.deny) continue;
+      // allowDomain and denyDomain each move the rule out of the other list, so a rule that
+      // must be in both after a removeDomain can only be said by a bulk
+      if (b.allow && b.deny) return bulk();
       const entry: DomainEntryInput = { domain: name, includeSubdomains: sub };
       // re-adds after a removeDomain must come after it: put them with the removes
       const target = needsRemove ? removes : adds;
