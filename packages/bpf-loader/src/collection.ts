@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { BpfError, errnoName } from './errors';
 import { adoptMapFd } from './bpf-map';
 import { adoptProgramFd } from './bpf-program';
-import { captureLibbpfLog, dupFd, getLibbpf, openLogSink } from './libbpf';
+import { captureLibbpfLog, dupFd, getLibbpf, suspendLibbpfPrint } from './libbpf';
 import { mapSpecOf, objectMaps, objectPrograms, openObject, programSpecOf, readObjectSpec } from './object-spec';
 import type { BpfMap, BpfProgram, Collection, LoadOptions, ObjectSpec } from './types';
 
@@ -197,22 +197,27 @@ export function loadCollection(specOrPath: ObjectSpec | string, opts: LoadOption
 /**
  * loadCollection with bpf_object__load (where the verifier runs: milliseconds to tens of
  * milliseconds) on a worker thread, so the event loop keeps serving while a program is
- * verified. libbpf's messages during the load are queued back to the main thread (koffi) and
- * captured as with loadCollection; a message printed meanwhile by another libbpf call on the
- * main thread may land in this load's log too.
+ * verified. libbpf's print callback is silenced meanwhile (a JS callback called from a worker
+ * thread would wait for the main thread: a deadlock if that thread blocks, e.g. in
+ * process.exit); a load that fails is repeated synchronously to capture the verifier log.
  */
 export async function loadCollectionAsync(specOrPath: ObjectSpec | string, opts: LoadOptions = {}): Promise<Collection> {
   const p = prepare(specOrPath, opts);
-  const sink = openLogSink();
+  const resume = suspendLibbpfPrint();
   let ret: number;
   try {
     ret = await new Promise<number>((resolve, reject) => {
       (p.lib.bpf_object__load as unknown as { async: (obj: unknown, cb: (err: unknown, r: number) => void) => void }).async(p.obj, (err, r) => (err ? reject(err) : resolve(r)));
     });
   } catch (e) {
-    sink.close();
+    resume();
     p.lib.bpf_object__close(p.obj);
     throw BpfError.from(e);
   }
-  return finish(p, ret, sink.close(), opts);
+  resume();
+  if (ret < 0) {
+    p.lib.bpf_object__close(p.obj);
+    return loadCollection(specOrPath, opts); // same failure, with libbpf's log and the verifier's
+  }
+  return finish(p, ret, '', opts);
 }

@@ -201,6 +201,27 @@ function installPrint(setPrint: Fn, printFnType: TypeObject): void {
     return 0;
   }, koffi.pointer(printFnType));
   setPrint(cb);
+  printControl = { off: () => setPrint(null), on: () => setPrint(cb) };
+}
+
+let printControl: { off(): void; on(): void } | undefined;
+let printSuspensions = 0;
+
+/**
+ * Silences libbpf's print callback until the returned function is called (nested calls are
+ * counted). Used around libbpf calls made on worker threads: a JS callback called from a
+ * worker waits for the main thread, and a main thread that blocks (process.exit, a
+ * synchronous wait) would then never let it finish.
+ */
+export function suspendLibbpfPrint(): () => void {
+  getLibbpf();
+  if (printSuspensions++ === 0) printControl?.off();
+  let resumed = false;
+  return () => {
+    if (resumed) return;
+    resumed = true;
+    if (--printSuspensions === 0) printControl?.on();
+  };
 }
 
 /**
@@ -210,23 +231,6 @@ function installPrint(setPrint: Fn, printFnType: TypeObject): void {
 export function setLibbpfLogger(l: LibbpfLogger | undefined): void {
   logger = l;
   getLibbpf();
-}
-
-/** Starts collecting what libbpf prints (across awaits); close() stops and returns the text. */
-export function openLogSink(): { close(): string } {
-  const sink: string[] = [];
-  sinks.push(sink);
-  let closed = false;
-  return {
-    close() {
-      if (!closed) {
-        closed = true;
-        const i = sinks.indexOf(sink);
-        if (i >= 0) sinks.splice(i, 1);
-      }
-      return sink.join('');
-    },
-  };
 }
 
 /** Runs fn while collecting what libbpf prints; returns its result and the text. */

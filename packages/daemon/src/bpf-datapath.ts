@@ -177,6 +177,11 @@ class BpfAttachment implements AttachmentDatapath {
     return Date.now() - Math.max(0, ageMs);
   }
 
+  /** Resolves when no sever pass is running. */
+  settle(): Promise<void> {
+    return this.severChain;
+  }
+
   /** Severs in the background, one pass at a time per attachment (they share sever_cfg). */
   sever(cidr: string): Promise<void> {
     const run = this.severChain.then(() => this.severNow(cidr));
@@ -521,6 +526,8 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
 
     async close() {
       closed = true;
+      // Nothing of ours may still be running on a worker thread when the process exits.
+      await Promise.all([...live].map((a) => a.settle()));
       for (const p of [...pools.tc, ...pools.cgroup]) {
         try {
           (await p).close();

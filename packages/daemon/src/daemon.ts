@@ -107,6 +107,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   };
   /** Attach calls in progress, by target identity, so a duplicate is refused before it races. */
   const pendingTargets = new Set<string>();
+  /** Attach calls in progress, so close() lets them finish (or roll back) first. */
+  const inflight = new Set<Promise<unknown>>();
   const startDns = opts.startDnsServer ?? ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }) }));
   let datapath: Datapath | undefined = opts.datapath;
   let client: ControlPlaneClient | undefined;
@@ -364,6 +366,108 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     }
   }
 
+  async function attachNow(input: AttachInput): Promise<{ id: string; dnsAddress: string }> {
+    const metadata = { ...(input.metadata ?? {}) };
+    let kind: 'tc' | 'cgroup';
+    let target: string;
+    let identity: { ifindex?: number; cgroupId?: string };
+    let direction: TcDirection | undefined;
+    let l3 = false;
+    if (input.interfaceName && !input.cgroupPath) {
+      const t = resolveInterface(input.interfaceName);
+      kind = 'tc';
+      target = t.ifname;
+      identity = { ifindex: t.ifindex };
+      direction = input.tcDirection ?? defaultTcDirection(t);
+      l3 = t.l3;
+    } else if (input.cgroupPath && !input.interfaceName) {
+      if (input.tcDirection) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'tc_direction applies to interfaces, not cgroups');
+      const t = resolveCgroup(input.cgroupPath);
+      kind = 'cgroup';
+      target = t.path;
+      identity = { cgroupId: t.cgroupId };
+    } else {
+      throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'give exactly one of interface_name or cgroup_path');
+    }
+    const key = identityKey({ kind, identity });
+    const dup = [...runtimes.values()].find((r) => identityKey(r.record) === key);
+    if (dup || pendingTargets.has(key))
+      throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${kind === 'tc' ? 'interface' : 'cgroup'} ${target} is already attached${dup ? ` as ${dup.id}` : ''}`);
+    pendingTargets.add(key);
+    const id = newAttachmentId();
+    const log = logger.child({ attachment: id });
+    let record: AttachmentRecord = {
+      version: 1,
+      id,
+      numericId: nextNumericId++,
+      kind,
+      target,
+      identity,
+      tcDirection: direction,
+      l3,
+      metadata,
+      dnsAddress: '',
+      attachedAt: new Date(now()).toISOString(),
+      policy: emptyState(),
+      pending: true,
+    };
+    const ref: { rt?: AttachmentRuntime } = {};
+    let dp: AttachmentDatapath | undefined;
+    let dns: DnsServer | undefined;
+    try {
+      // 1. DNS server on a free port, so its address is known to the filter and the ack.
+      const started = await startDnsOnFreePort(record, ref);
+      dns = started.server;
+      record = started.record;
+      // 2. Saved as pending first: a crash from here on is rolled back at the next start.
+      store.save(record);
+      // 3. eBPF programs attached in mode DISABLED with empty maps.
+      dp =
+        kind === 'tc'
+          ? await datapath!.attachTc({ id, numericId: record.numericId, ifindex: identity.ifindex!, direction: direction!, l3 })
+          : await datapath!.attachCgroup({ id, numericId: record.numericId, cgroupPath: target });
+      const rt = new AttachmentRuntime(record, dp, dns, deps);
+      ref.rt = rt;
+      // 4. Subscribed -> SubscribedAck, applied before Attach returns.
+      await client!.subscribe(
+        { id, target, type: attachmentTypeToPb(kind), mode: policyModeToPb(record.policy.mode), dnsMode: dnsModeToPb(record.policy.dns.mode), dnsAddress: record.dnsAddress, metadata },
+        {
+          applyAck: async (cmd) => {
+            const pc = commandFromPb(cmd, rt.state);
+            if (pc) await rt.applyCommand(pc);
+          },
+        },
+      );
+      rt.setRecord({ ...rt.record, pending: false });
+      rt.persistNow();
+      addRuntime(rt);
+      log.info({ target, kind, tcDirection: direction, dnsAddress: record.dnsAddress, mode: rt.state.mode }, 'attached');
+      return { id, dnsAddress: record.dnsAddress };
+    } catch (e) {
+      const err = DaemonError.from(e);
+      log.warn({ err }, 'attach failed: rolling back');
+      await dns?.close().catch(() => undefined);
+      if (record.dnsAddress) ports.release(splitHostPort(record.dnsAddress)[1]);
+      try {
+        if (dp) dp.destroy();
+        else datapath!.removePins(id);
+      } catch (de) {
+        log.error({ err: de }, 'rollback could not remove the kernel objects');
+      }
+      store.remove(id);
+      if (err.code === 'NETFENCE_ERR_ACK_TIMEOUT') {
+        try {
+          client?.unsubscribe(id, UnsubscribeReason.ERROR, 'no SubscribedAck before the timeout');
+        } catch {
+          /* closing */
+        }
+      }
+      throw err;
+    } finally {
+      pendingTargets.delete(key);
+    }
+  }
+
   const daemon: Daemon = {
     get controlPlaneUrl() {
       return cpUrl;
@@ -394,107 +498,13 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       logger.info({ daemonId, socket: config.socket, controlPlane: cpUrl, attachments: runtimes.size, version: VERSION }, 'netfenced started');
     },
 
-    async attach(input) {
-      if (closing || !started) throw new DaemonError('NETFENCE_ERR_SHUTTING_DOWN', 'the daemon is not accepting attachments');
-      const metadata = { ...(input.metadata ?? {}) };
-      let kind: 'tc' | 'cgroup';
-      let target: string;
-      let identity: { ifindex?: number; cgroupId?: string };
-      let direction: TcDirection | undefined;
-      let l3 = false;
-      if (input.interfaceName && !input.cgroupPath) {
-        const t = resolveInterface(input.interfaceName);
-        kind = 'tc';
-        target = t.ifname;
-        identity = { ifindex: t.ifindex };
-        direction = input.tcDirection ?? defaultTcDirection(t);
-        l3 = t.l3;
-      } else if (input.cgroupPath && !input.interfaceName) {
-        if (input.tcDirection) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'tc_direction applies to interfaces, not cgroups');
-        const t = resolveCgroup(input.cgroupPath);
-        kind = 'cgroup';
-        target = t.path;
-        identity = { cgroupId: t.cgroupId };
-      } else {
-        throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'give exactly one of interface_name or cgroup_path');
-      }
-      const key = identityKey({ kind, identity });
-      const dup = [...runtimes.values()].find((r) => identityKey(r.record) === key);
-      if (dup || pendingTargets.has(key))
-        throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${kind === 'tc' ? 'interface' : 'cgroup'} ${target} is already attached${dup ? ` as ${dup.id}` : ''}`);
-      pendingTargets.add(key);
-      const id = newAttachmentId();
-      const log = logger.child({ attachment: id });
-      let record: AttachmentRecord = {
-        version: 1,
-        id,
-        numericId: nextNumericId++,
-        kind,
-        target,
-        identity,
-        tcDirection: direction,
-        l3,
-        metadata,
-        dnsAddress: '',
-        attachedAt: new Date(now()).toISOString(),
-        policy: emptyState(),
-        pending: true,
-      };
-      const ref: { rt?: AttachmentRuntime } = {};
-      let dp: AttachmentDatapath | undefined;
-      let dns: DnsServer | undefined;
-      try {
-        // 1. DNS server on a free port, so its address is known to the filter and the ack.
-        const started = await startDnsOnFreePort(record, ref);
-        dns = started.server;
-        record = started.record;
-        // 2. Saved as pending first: a crash from here on is rolled back at the next start.
-        store.save(record);
-        // 3. eBPF programs attached in mode DISABLED with empty maps.
-        dp =
-          kind === 'tc'
-            ? await datapath!.attachTc({ id, numericId: record.numericId, ifindex: identity.ifindex!, direction: direction!, l3 })
-            : await datapath!.attachCgroup({ id, numericId: record.numericId, cgroupPath: target });
-        const rt = new AttachmentRuntime(record, dp, dns, deps);
-        ref.rt = rt;
-        // 4. Subscribed -> SubscribedAck, applied before Attach returns.
-        await client!.subscribe(
-          { id, target, type: attachmentTypeToPb(kind), mode: policyModeToPb(record.policy.mode), dnsMode: dnsModeToPb(record.policy.dns.mode), dnsAddress: record.dnsAddress, metadata },
-          {
-            applyAck: async (cmd) => {
-              const pc = commandFromPb(cmd, rt.state);
-              if (pc) await rt.applyCommand(pc);
-            },
-          },
-        );
-        rt.setRecord({ ...rt.record, pending: false });
-        rt.persistNow();
-        addRuntime(rt);
-        log.info({ target, kind, tcDirection: direction, dnsAddress: record.dnsAddress, mode: rt.state.mode }, 'attached');
-        return { id, dnsAddress: record.dnsAddress };
-      } catch (e) {
-        const err = DaemonError.from(e);
-        log.warn({ err }, 'attach failed: rolling back');
-        await dns?.close().catch(() => undefined);
-        if (record.dnsAddress) ports.release(splitHostPort(record.dnsAddress)[1]);
-        try {
-          if (dp) dp.destroy();
-          else datapath!.removePins(id);
-        } catch (de) {
-          log.error({ err: de }, 'rollback could not remove the kernel objects');
-        }
-        store.remove(id);
-        if (err.code === 'NETFENCE_ERR_ACK_TIMEOUT') {
-          try {
-            client?.unsubscribe(id, UnsubscribeReason.ERROR, 'no SubscribedAck before the timeout');
-          } catch {
-            /* closing */
-          }
-        }
-        throw err;
-      } finally {
-        pendingTargets.delete(key);
-      }
+    attach(input) {
+      if (closing || !started) return Promise.reject(new DaemonError('NETFENCE_ERR_SHUTTING_DOWN', 'the daemon is not accepting attachments'));
+      const p = attachNow(input);
+      inflight.add(p);
+      const done = () => inflight.delete(p);
+      p.then(done, done);
+      return p;
     },
 
     async detach(id) {
@@ -541,6 +551,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       if (watchTimer) clearInterval(watchTimer);
       await metrics?.close().catch(() => undefined);
       await api?.close().catch((e: unknown) => logger.warn({ err: e }, 'api close'));
+      await Promise.allSettled([...inflight]); // an Attach in progress completes or rolls back
       if (config.detach_on_exit) {
         for (const rt of [...runtimes.values()]) await teardown(rt, UnsubscribeReason.DETACHED, 'daemon exiting with detach_on_exit').catch(() => undefined);
       }

@@ -109,7 +109,12 @@ test('kill -9: filters enforce during the gap; the restart restores both attachm
 });
 
 test('SIGTERM (detach_on_exit off): the filters stay pinned and enforcing; a restart picks them up', async () => {
-  await d.stop();
+  // Right after a RemoveCIDR on the cgroup attachment, whose severing runs in the background:
+  // the daemon must still exit by itself (it once hung in process.exit here).
+  cp.send({ id: cgId, remove_cidr: '203.0.113.77/32' });
+  cp.send({ id: cgId, allow_cidr: { cidr: '203.0.113.77/32' } });
+  cp.send({ id: cgId, remove_cidr: '203.0.113.77/32' });
+  expect(await d.stop()).toBe(0); // not null: it exited by itself, before the 15 s SIGKILL
   expect(pinnedIds(dl).sort()).toEqual([tcId, cgId].sort());
   await expectEnforcing();
   const sync = await restart();

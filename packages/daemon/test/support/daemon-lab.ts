@@ -194,8 +194,8 @@ export interface DaemonProcess {
   logTail(n?: number): string;
   /** SIGKILL: no cleanup at all. */
   kill9(): Promise<void>;
-  /** SIGTERM and wait. */
-  stop(): Promise<void>;
+  /** SIGTERM and wait; the exit code (null when it had to be killed after 15 s). */
+  stop(): Promise<number | null>;
 }
 
 /** Writes the daemon config (JSON is YAML) for this lab. */
@@ -265,8 +265,9 @@ export async function launchDaemon(configPath: string, spawnIn: (cmd: string, ar
       api.close();
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
+      const code = await exited;
       clearTimeout(t);
+      return code;
     },
   };
   let dead: number | null | undefined;
