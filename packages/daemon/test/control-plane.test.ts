@@ -182,6 +182,22 @@ describe('a cgroup attachment driven by commands', () => {
     expect(drop.reason).toBe('not_allowed');
   });
 
+  test('dry-run (extension): nothing is dropped, every would-be drop is reported; off again enforces', async () => {
+    expect(await command(id, { set_dry_run: { dry_run: true } })).toMatchObject({ ok: true });
+    expect((await listed(id))?.dry_run).toBe(true);
+    const from = cp.events.length;
+    expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(true); // would be dropped: reported, not dropped
+    const ev = await cp.waitFor(
+      (e) => e.msg.event === 'deny_events' && denyEventsOf(e).some((x) => x.destination === '203.0.113.20' && x.dry_run),
+      5000,
+      'a dry-run DenyEvent',
+      from,
+    );
+    expect(denyEventsOf(ev).find((x) => x.destination === '203.0.113.20')).toMatchObject({ attachment_id: id, dry_run: true });
+    expect(await command(id, { set_dry_run: { dry_run: false } })).toMatchObject({ ok: true });
+    expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
+  });
+
   test('a BulkUpdate larger than the allow map: MAP_FULL reported to the control plane, kernel and state unchanged', async () => {
     const mapBefore = pinnedAllowV4(dl, id).sort();
     const infoBefore = await listed(id);

@@ -35,6 +35,7 @@ export interface AttachmentInfoMsg {
   packets_allowed: string;
   packets_blocked: string;
   tc_direction: string;
+  dry_run: boolean;
 }
 
 export interface ListResponseMsg {
