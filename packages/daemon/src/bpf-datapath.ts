@@ -4,7 +4,7 @@
 // manifest names) and one link per attached program (link_<program>). The pins
 // are what keeps a filter enforcing while the daemon is down.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   attachCgroup,
@@ -503,6 +503,26 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
         for (const l of links) l.close();
         if (maps) closePolicyMaps(maps);
         throw datapathError(e, `re-opening the pins of ${p.id}`);
+      }
+    },
+
+    async reattach(p) {
+      const dir = join(root, p.id);
+      const aside = join(root, `${p.id}_aside`); // bpffs refuses names with a dot
+      if (existsSync(aside)) {
+        // A crash during a previous reattach: the set-aside pins are the ones known to work.
+        rmSync(dir, { recursive: true, force: true });
+        renameSync(aside, dir);
+      }
+      if (existsSync(dir)) renameSync(dir, aside);
+      try {
+        const a = p.kind === 'tc' ? await this.attachTc(p) : await this.attachCgroup(p);
+        rmSync(aside, { recursive: true, force: true }); // unlinking the old link pins detaches them
+        return a;
+      } catch (e) {
+        rmSync(dir, { recursive: true, force: true });
+        if (existsSync(aside)) renameSync(aside, dir);
+        throw e;
       }
     },
 

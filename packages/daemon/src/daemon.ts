@@ -277,6 +277,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     const { records, problems } = store.loadAll();
     for (const p of problems) logger.error({ file: p.file, problem: p.error }, 'unreadable attachment record left in place');
     const removed: string[] = [];
+    const unmanaged = new Set<string>();
     const links = interfaceSnapshot();
     for (const rec of records) {
       nextNumericId = Math.max(nextNumericId, rec.numericId + 1);
@@ -301,11 +302,17 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
             : datapath!.reopen({ kind: 'cgroup', id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
       } catch (e) {
         log.warn({ err: e }, 'pins missing or unusable: attaching again from the saved state');
-        datapath!.removePins(rec.id);
-        dp =
-          rec.kind === 'tc'
-            ? await datapath!.attachTc({ id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
-            : await datapath!.attachCgroup({ id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
+        try {
+          dp =
+            rec.kind === 'tc'
+              ? await datapath!.reattach({ kind: 'tc', id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
+              : await datapath!.reattach({ kind: 'cgroup', id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
+        } catch (e2) {
+          // Fail closed: whatever is still pinned keeps enforcing; the record stays for the next start.
+          log.error({ err: e2 }, 'cannot attach again; the attachment is not managed until the next start, its pinned filter is left in place');
+          unmanaged.add(rec.id);
+          continue;
+        }
       }
       const ref: { rt?: AttachmentRuntime } = {};
       const rt = new AttachmentRuntime(rec, dp, undefined, deps);
@@ -323,7 +330,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     }
     // Pins without a record: an attach that crashed before saving; nothing vouches for them.
     for (const id of datapath!.pinnedIds()) {
-      if (!runtimes.has(id) && !records.some((r) => r.id === id)) {
+      if (!runtimes.has(id) && !unmanaged.has(id) && !records.some((r) => r.id === id)) {
         logger.info({ attachment: id }, 'removing orphaned pins');
         datapath!.removePins(id);
       }

@@ -68,6 +68,12 @@ export interface Datapath {
   warm(kinds: readonly ('tc' | 'cgroup')[]): void;
   /** Re-opens an attachment from its pins; throws when the pins are gone or incompatible. */
   reopen(p: (TcAttachParams & { kind: 'tc' }) | (CgroupAttachParams & { kind: 'cgroup' })): AttachmentDatapath;
+  /**
+   * Attaches again under the same id when its pins cannot be re-opened. The old pins are set
+   * aside (and keep enforcing) until the new attachment is in place, then removed; if the new
+   * attach fails they are put back, so the kernel never goes without a filter.
+   */
+  reattach(p: (TcAttachParams & { kind: 'tc' }) | (CgroupAttachParams & { kind: 'cgroup' })): Promise<AttachmentDatapath>;
   /** Removes whatever pins exist for this id (rollback of a half-made attachment). */
   removePins(id: string): void;
   /** Ids that have pins under the root (to find orphans). */

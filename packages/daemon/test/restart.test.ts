@@ -3,7 +3,8 @@
 // (no duplicate kernel attachment, same DNS address), rolls back an attach that never got its
 // ack, and unsubscribes targets that vanished meanwhile.
 
-import { rmdirSync } from 'node:fs';
+import { rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { LabCgroup } from '@netfence/lab';
 import {
   cgroupProgs,
@@ -154,6 +155,29 @@ test('kill -9 in the middle of an attach (before the ack): the restart rolls the
   // The target is free again.
   const again = await d.api.attach({ cgroup_path: cg2.path });
   await d.api.detach(again.id);
+});
+
+test('pins that cannot be re-opened: attached again under the same id, the old filter enforcing until the new one is in place', async () => {
+  await d.kill9();
+  const before = tcxProgIds(dl.host, dl.wlVeth.a);
+  expect(before).toHaveLength(1);
+  // A map pin goes missing (the program and its link still hold the map: still enforcing).
+  rmSync(join(dl.bpffsRoot, tcId, 'stats'));
+  expect(await dl.canConnect('203.0.113.20')).toBe(false);
+  const sync = await restart();
+  expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
+  const after = tcxProgIds(dl.host, dl.wlVeth.a);
+  expect(after).toHaveLength(1); // the new program replaced the old one, no duplicate
+  expect(after).not.toEqual(before);
+  expect(pinnedIds(dl).sort()).toEqual([tcId, cgId].sort()); // nothing set aside is left
+  // The saved policy is in the new maps. The address learned from DNS long ago has outlived
+  // its TTL, and the traffic it saw was recorded in the old maps: it is gone (fail closed)
+  // until the workload resolves the name again.
+  expect(await dl.canConnect('203.0.113.30')).toBe(true);
+  expect(await dl.canConnect('203.0.113.20')).toBe(false);
+  expect(await dl.canConnect(NAMES['allowed.test'])).toBe(false);
+  expect(await dl.dig(tcDns, 'allowed.test')).toEqual({ status: 'NOERROR', answers: [NAMES['allowed.test']] });
+  expect(await dl.canConnect(NAMES['allowed.test'])).toBe(true);
 });
 
 test('a target that vanished while the daemon was down is unsubscribed with REMOVED on restart', async () => {
