@@ -42,12 +42,13 @@ import {
   objectPath,
   policyEntry,
   type AttachmentConfig,
+  type MapManifest,
   type ModeName,
 } from '@netfence/bpf-programs';
 import { parseCidr, type KernelOp, type KernelView, type PolicyMode } from '@netfence/policy-engine';
 import type { Logger } from 'pino';
 import { DaemonError } from './daemon-error';
-import type { AttachmentDatapath, CgroupAttachParams, Datapath, DatapathEvent, TcAttachParams } from './datapath';
+import type { AttachParams, AttachmentDatapath, CgroupAttachParams, Datapath, DatapathEvent, TcAttachParams } from './datapath';
 
 export interface BpfDatapathOptions {
   /** bpffs directory holding one sub-directory of pins per attachment. */
@@ -77,7 +78,6 @@ interface PolicyMaps {
   readonly config: BpfMap;
   readonly lpm: Record<'allow_v4' | 'allow_v6' | 'deny_v4' | 'deny_v6', BpfMap>;
   readonly stats: PerCpuArrayMapView<bigint>;
-  readonly statsMap: BpfMap;
   readonly severCfg?: BpfMap;
 }
 
@@ -239,7 +239,7 @@ class BpfAttachment implements AttachmentDatapath {
 }
 
 function closePolicyMaps(maps: PolicyMaps): void {
-  for (const m of [maps.config, maps.statsMap, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
+  for (const m of [maps.config, maps.stats.map, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
 }
 
 /** One /proc/<pid>/ns/net path per distinct network namespace of the cgroup's processes (descendants included). */
@@ -334,43 +334,33 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     return dir;
   }
 
-  function takePolicyMaps(c: Collection, withSever: boolean): PolicyMaps {
-    const statsMap = c.takeMap(POLICY_MAPS.stats.name);
-    return {
-      config: c.takeMap(POLICY_MAPS.config.name),
-      lpm: {
-        allow_v4: c.takeMap(POLICY_MAPS.allowV4.name),
-        allow_v6: c.takeMap(POLICY_MAPS.allowV6.name),
-        deny_v4: c.takeMap(POLICY_MAPS.denyV4.name),
-        deny_v6: c.takeMap(POLICY_MAPS.denyV6.name),
-      },
-      statsMap,
-      stats: createPerCpuArrayMap(statsMap, codecs.u64),
-      severCfg: withSever ? c.takeMap(CGROUP_ONLY_MAPS.severConfig.name) : undefined,
-    };
-  }
-
-  function openPinnedPolicyMaps(dir: string, withSever: boolean): PolicyMaps {
-    const opened: BpfMap[] = [];
-    const open = (m: { name: string; type: number; keySize: number; valueSize: number }) => {
-      const map = openPinnedMap(join(dir, m.name), { type: m.type, keySize: m.keySize, valueSize: m.valueSize });
-      opened.push(map);
+  /**
+   * The attachment's maps, each from `get` (taken from a fresh collection, or opened from its
+   * pin and checked against the manifest). Closes what it got if one fails.
+   */
+  function policyMaps(get: (m: MapManifest) => BpfMap, withSever: boolean): PolicyMaps {
+    const got: BpfMap[] = [];
+    const one = (m: MapManifest): BpfMap => {
+      const map = get(m);
+      got.push(map);
       return map;
     };
     try {
-      const statsMap = open(POLICY_MAPS.stats);
       return {
-        config: open(POLICY_MAPS.config),
-        lpm: { allow_v4: open(POLICY_MAPS.allowV4), allow_v6: open(POLICY_MAPS.allowV6), deny_v4: open(POLICY_MAPS.denyV4), deny_v6: open(POLICY_MAPS.denyV6) },
-        statsMap,
-        stats: createPerCpuArrayMap(statsMap, codecs.u64),
-        severCfg: withSever ? open(CGROUP_ONLY_MAPS.severConfig) : undefined,
+        config: one(POLICY_MAPS.config),
+        lpm: { allow_v4: one(POLICY_MAPS.allowV4), allow_v6: one(POLICY_MAPS.allowV6), deny_v4: one(POLICY_MAPS.denyV4), deny_v6: one(POLICY_MAPS.denyV6) },
+        stats: createPerCpuArrayMap(one(POLICY_MAPS.stats), codecs.u64),
+        severCfg: withSever ? one(CGROUP_ONLY_MAPS.severConfig) : undefined,
       };
     } catch (e) {
-      for (const m of opened) m.close();
+      for (const m of got) m.close();
       throw e;
     }
   }
+
+  const takePolicyMaps = (c: Collection, withSever: boolean) => policyMaps((m) => c.takeMap(m.name), withSever);
+  const openPinnedPolicyMaps = (dir: string, withSever: boolean) =>
+    policyMaps((m) => openPinnedMap(join(dir, m.name), { type: m.type, keySize: m.keySize, valueSize: m.valueSize }), withSever);
 
   /** The sever iterators of a cgroup attachment, loaded against its pinned maps. */
   function severContext(dir: string, cgroupPath: string): SeverContext {
@@ -461,30 +451,36 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     }
   }
 
-  return {
-    async attachTc(p: TcAttachParams) {
-      const dir = ensureDir(p.id);
-      try {
-        const { maps, links } = await attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
-          attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction }),
-        );
-        return track(new BpfAttachment(dir, p.direction, maps, links, undefined, opts.logger));
-      } catch (e) {
-        throw datapathError(e, `attaching the TC filter to ifindex ${p.ifindex} (${p.direction})`);
-      }
-    },
+  async function attachTcFilter(p: TcAttachParams): Promise<AttachmentDatapath> {
+    const dir = ensureDir(p.id);
+    try {
+      const { maps, links } = await attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
+        attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction }),
+      );
+      return track(new BpfAttachment(dir, p.direction, maps, links, undefined, opts.logger));
+    } catch (e) {
+      throw datapathError(e, `attaching the TC filter to ifindex ${p.ifindex} (${p.direction})`);
+    }
+  }
 
-    async attachCgroup(p: CgroupAttachParams) {
-      const dir = ensureDir(p.id);
-      try {
-        const { maps, links } = await attachObject(dir, 'cgroup', CGROUP_ATTACHED_PROGRAMS, initialConfig(p.numericId, false), (c, k) =>
-          attachCgroup(c.program(OBJECTS.cgroup.programs[k as (typeof CGROUP_ATTACHED_PROGRAMS)[number]].name), { cgroup: p.cgroupPath }),
-        );
-        return track(new BpfAttachment(dir, undefined, maps, links, severContext(dir, p.cgroupPath), opts.logger));
-      } catch (e) {
-        throw datapathError(e, `attaching the cgroup programs to ${p.cgroupPath}`);
-      }
-    },
+  async function attachCgroupPrograms(p: CgroupAttachParams): Promise<AttachmentDatapath> {
+    const dir = ensureDir(p.id);
+    try {
+      const { maps, links } = await attachObject(dir, 'cgroup', CGROUP_ATTACHED_PROGRAMS, initialConfig(p.numericId, false), (c, k) =>
+        attachCgroup(c.program(OBJECTS.cgroup.programs[k as (typeof CGROUP_ATTACHED_PROGRAMS)[number]].name), { cgroup: p.cgroupPath }),
+      );
+      return track(new BpfAttachment(dir, undefined, maps, links, severContext(dir, p.cgroupPath), opts.logger));
+    } catch (e) {
+      throw datapathError(e, `attaching the cgroup programs to ${p.cgroupPath}`);
+    }
+  }
+
+  function attachFresh(p: AttachParams): Promise<AttachmentDatapath> {
+    return p.kind === 'tc' ? attachTcFilter(p) : attachCgroupPrograms(p);
+  }
+
+  return {
+    attach: attachFresh,
 
     reopen(p) {
       sharedRing();
@@ -516,7 +512,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       }
       if (existsSync(dir)) renameSync(dir, aside);
       try {
-        const a = p.kind === 'tc' ? await this.attachTc(p) : await this.attachCgroup(p);
+        const a = await attachFresh(p);
         rmSync(aside, { recursive: true, force: true }); // unlinking the old link pins detaches them
         return a;
       } catch (e) {

@@ -11,7 +11,7 @@ import { AttachmentRuntime, joinHostPort, newAttachmentId, splitHostPort } from 
 import type { DaemonConfig } from './config';
 import { attachmentTypeToPb, commandFromPb, dnsModeToPb, policyModeToPb } from './convert';
 import { DaemonError } from './daemon-error';
-import type { AttachmentDatapath, Datapath, DatapathEvent } from './datapath';
+import type { AttachParams, AttachmentDatapath, Datapath, DatapathEvent } from './datapath';
 import type { DnsServer, StartDnsServer } from './dns-servers';
 import { createPortPool } from './ports';
 import { createStateStore, type AttachmentRecord, type TcDirection } from './state-store';
@@ -133,6 +133,13 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     graceMs: config.dns.grace,
     now,
   };
+
+  /** What the datapath needs of a record (its kind, identity and TC direction). */
+  function datapathParams(r: AttachmentRecord): AttachParams {
+    return r.kind === 'tc'
+      ? { kind: 'tc', id: r.id, numericId: r.numericId, ifindex: r.identity.ifindex!, direction: r.tcDirection ?? 'ingress', l3: !!r.l3 }
+      : { kind: 'cgroup', id: r.id, numericId: r.numericId, cgroupPath: r.target };
+  }
 
   function identityKey(r: { kind: string; identity: { ifindex?: number; cgroupId?: string } }): string {
     return r.kind === 'tc' ? `tc:${r.identity.ifindex}` : `cg:${r.identity.cgroupId}`;
@@ -296,17 +303,11 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       }
       let dp: AttachmentDatapath;
       try {
-        dp =
-          rec.kind === 'tc'
-            ? datapath!.reopen({ kind: 'tc', id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
-            : datapath!.reopen({ kind: 'cgroup', id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
+        dp = datapath!.reopen(datapathParams(rec));
       } catch (e) {
         log.warn({ err: e }, 'pins missing or unusable: attaching again from the saved state');
         try {
-          dp =
-            rec.kind === 'tc'
-              ? await datapath!.reattach({ kind: 'tc', id: rec.id, numericId: rec.numericId, ifindex: rec.identity.ifindex!, direction: rec.tcDirection ?? 'ingress', l3: !!rec.l3 })
-              : await datapath!.reattach({ kind: 'cgroup', id: rec.id, numericId: rec.numericId, cgroupPath: rec.target });
+          dp = await datapath!.reattach(datapathParams(rec));
         } catch (e2) {
           // Fail closed: whatever is still pinned keeps enforcing; the record stays for the next start.
           log.error({ err: e2 }, 'cannot attach again; the attachment is not managed until the next start, its pinned filter is left in place');
@@ -429,10 +430,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       // 2. Saved as pending first: a crash from here on is rolled back at the next start.
       store.save(record);
       // 3. eBPF programs attached in mode DISABLED with empty maps.
-      dp =
-        kind === 'tc'
-          ? await datapath!.attachTc({ id, numericId: record.numericId, ifindex: identity.ifindex!, direction: direction!, l3 })
-          : await datapath!.attachCgroup({ id, numericId: record.numericId, cgroupPath: target });
+      dp = await datapath!.attach(datapathParams(record));
       const rt = new AttachmentRuntime(record, dp, dns, deps);
       ref.rt = rt;
       // 4. Subscribed -> SubscribedAck, applied before Attach returns.

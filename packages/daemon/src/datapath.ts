@@ -61,19 +61,22 @@ export interface CgroupAttachParams {
   readonly cgroupPath: string;
 }
 
+/** What the datapath needs to attach, re-open or re-attach one attachment. */
+export type AttachParams = (TcAttachParams & { readonly kind: 'tc' }) | (CgroupAttachParams & { readonly kind: 'cgroup' });
+
 export interface Datapath {
-  attachTc(p: TcAttachParams): Promise<AttachmentDatapath>;
-  attachCgroup(p: CgroupAttachParams): Promise<AttachmentDatapath>;
+  /** Loads and attaches the programs (mode DISABLED, maps empty), pinned under the attachment's id. */
+  attach(p: AttachParams): Promise<AttachmentDatapath>;
   /** Prepares ahead (e.g. loads and verifies programs) so the next attaches of these kinds are quick. */
   warm(kinds: readonly ('tc' | 'cgroup')[]): void;
   /** Re-opens an attachment from its pins; throws when the pins are gone or incompatible. */
-  reopen(p: (TcAttachParams & { kind: 'tc' }) | (CgroupAttachParams & { kind: 'cgroup' })): AttachmentDatapath;
+  reopen(p: AttachParams): AttachmentDatapath;
   /**
    * Attaches again under the same id when its pins cannot be re-opened. The old pins are set
    * aside (and keep enforcing) until the new attachment is in place, then removed; if the new
    * attach fails they are put back, so the kernel never goes without a filter.
    */
-  reattach(p: (TcAttachParams & { kind: 'tc' }) | (CgroupAttachParams & { kind: 'cgroup' })): Promise<AttachmentDatapath>;
+  reattach(p: AttachParams): Promise<AttachmentDatapath>;
   /** Removes whatever pins exist for this id (rollback of a half-made attachment). */
   removePins(id: string): void;
   /** Ids that have pins under the root (to find orphans). */

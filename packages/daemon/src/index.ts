@@ -12,5 +12,5 @@ export { daemonRoutes } from './api-server';
 export { VERSION } from './version';
 export { prepareDaemonProcess } from './process-setup';
 export type { AttachmentRecord, AttachmentKind, TcDirection } from './state-store';
-export type { Datapath, AttachmentDatapath, DatapathEvent, DatapathCounters } from './datapath';
+export type { AttachParams, Datapath, AttachmentDatapath, DatapathEvent, DatapathCounters } from './datapath';
 export type { DnsServer, StartDnsServer, DnsServerParams, ResolvedAnswer, ProxyDecision } from './dns-servers';
