@@ -82,6 +82,26 @@ export const CGROUP_ONLY_MAPS = {
 const tcAttach = { kind: 'tc', directions: ['ingress', 'egress'] } as const;
 const cg = (attachType: number) => ({ kind: 'cgroup', attachType }) as const;
 
+/** The cgroup hooks, by program key: ELF section and attach type. Both cgroup objects implement all of them. */
+const CGROUP_HOOKS = {
+  connect4: ['cgroup/connect4', BPF_ATTACH_TYPE.CGROUP_INET4_CONNECT],
+  connect6: ['cgroup/connect6', BPF_ATTACH_TYPE.CGROUP_INET6_CONNECT],
+  sendmsg4: ['cgroup/sendmsg4', BPF_ATTACH_TYPE.CGROUP_UDP4_SENDMSG],
+  sendmsg6: ['cgroup/sendmsg6', BPF_ATTACH_TYPE.CGROUP_UDP6_SENDMSG],
+  recvmsg4: ['cgroup/recvmsg4', BPF_ATTACH_TYPE.CGROUP_UDP4_RECVMSG],
+  recvmsg6: ['cgroup/recvmsg6', BPF_ATTACH_TYPE.CGROUP_UDP6_RECVMSG],
+  getpeername4: ['cgroup/getpeername4', BPF_ATTACH_TYPE.CGROUP_INET4_GETPEERNAME],
+  getpeername6: ['cgroup/getpeername6', BPF_ATTACH_TYPE.CGROUP_INET6_GETPEERNAME],
+  egress: ['cgroup_skb/egress', BPF_ATTACH_TYPE.CGROUP_INET_EGRESS],
+} as const;
+type CgroupHook = keyof typeof CGROUP_HOOKS;
+
+/** The program of every cgroup hook, named `<prefix>_<key>` in the C source. */
+function cgroupPrograms(prefix: string): { readonly [K in CgroupHook]: ProgramManifest } {
+  const entries = Object.entries(CGROUP_HOOKS).map(([key, [section, attachType]]) => [key, { name: `${prefix}_${key}`, section, attach: cg(attachType) }]);
+  return Object.fromEntries(entries) as { readonly [K in CgroupHook]: ProgramManifest };
+}
+
 /** The objects, their programs and maps. */
 export const OBJECTS = {
   /** TC filter: attach `filter` with TCX (clsact fallback) in the workload's outbound direction. */
@@ -95,17 +115,7 @@ export const OBJECTS = {
   /** Cgroup filter: attach every program to the workload's cgroup (CGROUP_ATTACHED_PROGRAMS). */
   cgroup: {
     file: 'cgroup_filter.bpf.o',
-    programs: {
-      connect4: { name: 'netfence_connect4', section: 'cgroup/connect4', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET4_CONNECT) },
-      connect6: { name: 'netfence_connect6', section: 'cgroup/connect6', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET6_CONNECT) },
-      sendmsg4: { name: 'netfence_sendmsg4', section: 'cgroup/sendmsg4', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP4_SENDMSG) },
-      sendmsg6: { name: 'netfence_sendmsg6', section: 'cgroup/sendmsg6', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP6_SENDMSG) },
-      recvmsg4: { name: 'netfence_recvmsg4', section: 'cgroup/recvmsg4', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP4_RECVMSG) },
-      recvmsg6: { name: 'netfence_recvmsg6', section: 'cgroup/recvmsg6', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP6_RECVMSG) },
-      getpeername4: { name: 'netfence_getpeername4', section: 'cgroup/getpeername4', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET4_GETPEERNAME) },
-      getpeername6: { name: 'netfence_getpeername6', section: 'cgroup/getpeername6', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET6_GETPEERNAME) },
-      egress: { name: 'netfence_egress', section: 'cgroup_skb/egress', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET_EGRESS) },
-    },
+    programs: cgroupPrograms('netfence'),
     maps: { ...POLICY_MAPS, ...CGROUP_ONLY_MAPS },
   },
   /**
@@ -126,15 +136,7 @@ export const OBJECTS = {
     file: 'bench_trivial.bpf.o',
     programs: {
       tc: { name: 'floor_tc', section: 'tc', attach: tcAttach },
-      connect4: { name: 'floor_connect4', section: 'cgroup/connect4', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET4_CONNECT) },
-      connect6: { name: 'floor_connect6', section: 'cgroup/connect6', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET6_CONNECT) },
-      sendmsg4: { name: 'floor_sendmsg4', section: 'cgroup/sendmsg4', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP4_SENDMSG) },
-      sendmsg6: { name: 'floor_sendmsg6', section: 'cgroup/sendmsg6', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP6_SENDMSG) },
-      recvmsg4: { name: 'floor_recvmsg4', section: 'cgroup/recvmsg4', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP4_RECVMSG) },
-      recvmsg6: { name: 'floor_recvmsg6', section: 'cgroup/recvmsg6', attach: cg(BPF_ATTACH_TYPE.CGROUP_UDP6_RECVMSG) },
-      getpeername4: { name: 'floor_getpeername4', section: 'cgroup/getpeername4', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET4_GETPEERNAME) },
-      getpeername6: { name: 'floor_getpeername6', section: 'cgroup/getpeername6', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET6_GETPEERNAME) },
-      egress: { name: 'floor_egress', section: 'cgroup_skb/egress', attach: cg(BPF_ATTACH_TYPE.CGROUP_INET_EGRESS) },
+      ...cgroupPrograms('floor'),
     },
     maps: {},
   },
@@ -143,7 +145,7 @@ export const OBJECTS = {
 export type ObjectName = keyof typeof OBJECTS;
 export type PolicyMapKey = keyof typeof POLICY_MAPS;
 /** The cgroup programs the daemon attaches to a cgroup (everything but the iterators). */
-export const CGROUP_ATTACHED_PROGRAMS = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6', 'egress'] as const;
+export const CGROUP_ATTACHED_PROGRAMS: readonly CgroupHook[] = Object.keys(CGROUP_HOOKS) as CgroupHook[];
 /** The sever iterators: keys of OBJECTS.sever.programs. */
 export const SEVER_PROGRAMS = ['severTcp', 'severUdp'] as const satisfies readonly (keyof typeof OBJECTS.sever.programs)[];
 /**
