@@ -15,39 +15,24 @@ import {
   OBJECTS,
   SEVER_PROGRAMS,
   SEVER_SHARED_MAPS,
-  type AttachmentConfig,
   type SeverTarget,
 } from '@netfence/bpf-programs';
 import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, sleep, spawnIn, type Probe, type ProbeResult } from './helpers';
-import { ADDR, createTopology, OWN_DNS, PORT, type Topology } from './topology';
+import { ADDR, configFor, createTopology, PORT, PROBES, type Topology } from './topology';
 
 jest.setTimeout(30_000);
 
-const cfg = (mode: AttachmentConfig['mode'], extra: Partial<AttachmentConfig> = {}): AttachmentConfig => ({ mode, attachmentId: 22, dnsServer: OWN_DNS, ...extra });
+const cfg = configFor(22);
 
 const P = {
-  tcpS: { kind: 'tcp', addr: ADDR.s4, port: PORT.tcp },
-  tcpT: { kind: 'tcp', addr: ADDR.t4, port: PORT.tcp },
-  udpS: { kind: 'udp', addr: ADDR.s4, port: PORT.udp },
-  udpT: { kind: 'udp', addr: ADDR.t4, port: PORT.udp },
+  ...PROBES,
   udpConnT: { kind: 'udp', addr: ADDR.t4, port: PORT.udp, connect: true },
-  pingS: { kind: 'ping', addr: ADDR.s4 },
-  pingT: { kind: 'ping', addr: ADDR.t4 },
-  tcp6S: { kind: 'tcp', addr: ADDR.s6, port: PORT.tcp },
-  tcp6T: { kind: 'tcp', addr: ADDR.t6, port: PORT.tcp },
-  udp6T: { kind: 'udp', addr: ADDR.t6, port: PORT.udp },
-  ping6T: { kind: 'ping', addr: ADDR.t6 },
   mappedS: { kind: 'tcp', addr: `::ffff:${ADDR.s4}`, port: PORT.tcp },
   mappedT: { kind: 'tcp', addr: `::ffff:${ADDR.t4}`, port: PORT.tcp },
   mappedUdpT: { kind: 'udp', addr: `::ffff:${ADDR.t4}`, port: PORT.udp },
   metadata: { kind: 'tcp', addr: '169.254.169.254', port: 80, timeout: 0.3 },
-  dnsUdp: { kind: 'udp', addr: ADDR.r4, port: 53 },
   dnsUdpConn: { kind: 'udp', addr: ADDR.r4, port: 53, connect: true },
-  dnsTcp: { kind: 'tcp', addr: ADDR.r4, port: 53 },
-  dot: { kind: 'tcp', addr: ADDR.r4, port: 853 },
-  dns6: { kind: 'udp', addr: ADDR.r6, port: 53 },
   dnsMapped: { kind: 'udp', addr: `::ffff:${ADDR.r4}`, port: 53 },
-  ownUdp: { kind: 'udp', addr: OWN_DNS.v4, port: OWN_DNS.port },
 } satisfies Record<string, Probe>;
 type Name = keyof typeof P;
 

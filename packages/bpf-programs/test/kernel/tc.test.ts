@@ -5,30 +5,16 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { attachTcx, openPinnedLink, openPinnedMap, type BpfLink } from '@netfence/bpf-loader';
-import { OBJECTS, policyEntry, POLICY_MAPS, type AttachmentConfig } from '@netfence/bpf-programs';
+import { OBJECTS, policyEntry, POLICY_MAPS } from '@netfence/bpf-programs';
 import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, runTsChild, sleep, type Probe, type ProbeResult } from './helpers';
-import { ADDR, createTopology, OWN_DNS, PORT, type Topology } from './topology';
+import { ADDR, configFor, createTopology, OWN_DNS, PORT, PROBES, type Topology } from './topology';
 
 jest.setTimeout(30_000);
 
-const cfg = (mode: AttachmentConfig['mode'], extra: Partial<AttachmentConfig> = {}): AttachmentConfig => ({ mode, attachmentId: 11, dnsServer: OWN_DNS, ...extra });
+const cfg = configFor(11);
 
 const P = {
-  tcpS: { kind: 'tcp', addr: ADDR.s4, port: PORT.tcp },
-  tcpT: { kind: 'tcp', addr: ADDR.t4, port: PORT.tcp },
-  udpS: { kind: 'udp', addr: ADDR.s4, port: PORT.udp },
-  udpT: { kind: 'udp', addr: ADDR.t4, port: PORT.udp },
-  pingS: { kind: 'ping', addr: ADDR.s4 },
-  pingT: { kind: 'ping', addr: ADDR.t4 },
-  tcp6S: { kind: 'tcp', addr: ADDR.s6, port: PORT.tcp },
-  tcp6T: { kind: 'tcp', addr: ADDR.t6, port: PORT.tcp },
-  udp6T: { kind: 'udp', addr: ADDR.t6, port: PORT.udp },
-  ping6T: { kind: 'ping', addr: ADDR.t6 },
-  dnsUdp: { kind: 'udp', addr: ADDR.r4, port: 53 },
-  dnsTcp: { kind: 'tcp', addr: ADDR.r4, port: 53 },
-  dot: { kind: 'tcp', addr: ADDR.r4, port: 853 },
-  dns6: { kind: 'udp', addr: ADDR.r6, port: 53 },
-  ownUdp: { kind: 'udp', addr: OWN_DNS.v4, port: OWN_DNS.port },
+  ...PROBES,
   ownTcp: { kind: 'tcp', addr: OWN_DNS.v4, port: OWN_DNS.port },
   ownUdp6: { kind: 'udp', addr: OWN_DNS.v6, port: OWN_DNS.port },
 } satisfies Record<string, Probe>;

@@ -3,7 +3,8 @@
 // outbound direction); cgroup tests run their clients in w inside a cgroup.
 import type { ChildProcess } from 'node:child_process';
 import { createLab, type Lab, type LabNetns, type LabVeth } from '@netfence/lab';
-import { sleep, startServers, type ServerSpec } from './helpers';
+import type { AttachmentConfig } from '@netfence/bpf-programs';
+import { sleep, startServers, type Probe, type ServerSpec } from './helpers';
 
 export const ADDR = {
   w4: '10.200.1.2',
@@ -23,6 +24,30 @@ export const ADDR = {
 
 export const PORT = { tcp: 8080, udp: 9000, ownDns: 5353 } as const;
 export const OWN_DNS = { v4: ADDR.h4, v6: ADDR.h6, port: PORT.ownDns } as const;
+
+/** The traffic both the TC and the cgroup suites send: to the allowed server (S), the other (T), foreign resolvers (r), the own DNS server. */
+export const PROBES = {
+  tcpS: { kind: 'tcp', addr: ADDR.s4, port: PORT.tcp },
+  tcpT: { kind: 'tcp', addr: ADDR.t4, port: PORT.tcp },
+  udpS: { kind: 'udp', addr: ADDR.s4, port: PORT.udp },
+  udpT: { kind: 'udp', addr: ADDR.t4, port: PORT.udp },
+  pingS: { kind: 'ping', addr: ADDR.s4 },
+  pingT: { kind: 'ping', addr: ADDR.t4 },
+  tcp6S: { kind: 'tcp', addr: ADDR.s6, port: PORT.tcp },
+  tcp6T: { kind: 'tcp', addr: ADDR.t6, port: PORT.tcp },
+  udp6T: { kind: 'udp', addr: ADDR.t6, port: PORT.udp },
+  ping6T: { kind: 'ping', addr: ADDR.t6 },
+  dnsUdp: { kind: 'udp', addr: ADDR.r4, port: 53 },
+  dnsTcp: { kind: 'tcp', addr: ADDR.r4, port: 53 },
+  dot: { kind: 'tcp', addr: ADDR.r4, port: 853 },
+  dns6: { kind: 'udp', addr: ADDR.r6, port: 53 },
+  ownUdp: { kind: 'udp', addr: OWN_DNS.v4, port: OWN_DNS.port },
+} satisfies Record<string, Probe>;
+
+/** A config builder for one suite's attachment id, with the own DNS server set. */
+export function configFor(attachmentId: number) {
+  return (mode: AttachmentConfig['mode'], extra: Partial<AttachmentConfig> = {}): AttachmentConfig => ({ mode, attachmentId, dnsServer: OWN_DNS, ...extra });
+}
 
 export interface Topology {
   readonly lab: Lab;
