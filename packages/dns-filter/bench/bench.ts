@@ -9,12 +9,11 @@
 // Env: BENCH_SECONDS (10), BENCH_LAT_SECONDS (5), BENCH_HOOK (bpf|memory).
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { freePort } from '../test/helpers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const LAT_SECONDS = Number(process.env.BENCH_LAT_SECONDS ?? 5);
@@ -23,22 +22,6 @@ const OUTSTANDING = 256;
 
 const children: ChildProcess[] = [];
 
-async function freePort(address: string): Promise<number> {
-  for (;;) {
-    const u = dgram.createSocket('udp4');
-    const port = await new Promise<number>((res, rej) => {
-      u.once('error', rej);
-      u.bind(0, address, () => res(u.address().port));
-    });
-    const ok = await new Promise<boolean>((res) => {
-      const s = net.createServer();
-      s.once('error', () => res(false));
-      s.listen(port, address, () => s.close(() => res(true)));
-    });
-    await new Promise<void>((res) => u.close(() => res()));
-    if (ok) return port;
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
