@@ -455,6 +455,9 @@ export function nextExpiry(state: AttachmentPolicyState): number | undefined {
  * The DNS name an address was learned from (the most recently refreshed one when
  * several names resolved to it), or undefined (also for an unparsable address).
  */
+/** Per state (states are immutable): each learned address's latest-expiring entry. */
+const learnedIndex = new WeakMap<AttachmentPolicyState, Map<string, LearnedAddress>>();
+
 export function learnedFrom(state: AttachmentPolicyState, address: string): string | undefined {
   let text: string;
   try {
@@ -462,11 +465,17 @@ export function learnedFrom(state: AttachmentPolicyState, address: string): stri
   } catch {
     return undefined;
   }
-  let best: LearnedAddress | undefined;
-  for (const l of state.learned) {
-    if (l.address === text && (best === undefined || l.expiresAt >= best.expiresAt)) best = l;
+  // Called for every drop event: index the state once instead of scanning it each time.
+  let index = learnedIndex.get(state);
+  if (!index) {
+    index = new Map();
+    for (const l of state.learned) {
+      const best = index.get(l.address);
+      if (best === undefined || l.expiresAt >= best.expiresAt) index.set(l.address, l);
+    }
+    learnedIndex.set(state, index);
   }
-  return best?.name;
+  return index.get(text)?.name;
 }
 
 // ---------------------------------------------------------------------------
