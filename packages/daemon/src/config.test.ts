@@ -31,6 +31,23 @@ describe('loadConfig', () => {
     expect(c.dns.upstream).toEqual(['10.200.0.53:53', '10.200.0.54']);
   });
 
+  it('lets NETFENCE_* set every key of the schema, typed as the key is', () => {
+    const c = loadConfig({
+      env: {
+        NETFENCE_POLICY_FILE: '/p.yaml',
+        NETFENCE_DETACH_ON_EXIT: 'true',
+        NETFENCE_MAPS_ALLOW_ENTRIES: '1024',
+        NETFENCE_CONTROL_PLANE_TLS_CA_FILE: '/etc/netfence/ca.pem',
+        NETFENCE_CONTROL_PLANE_HEARTBEAT_INTERVAL: '10s',
+      },
+    });
+    expect(c.detach_on_exit).toBe(true);
+    expect(c.maps.allow_entries).toBe(1024);
+    expect(c.control_plane.tls.ca_file).toBe('/etc/netfence/ca.pem');
+    expect(c.control_plane.heartbeat_interval).toBe(10_000);
+    expect(() => loadConfig({ env: { NETFENCE_POLICY_FILE: '/p.yaml', NETFENCE_MAPS_DENY_ENTRIES: 'lots' } })).toThrow(/maps\.deny_entries/);
+  });
+
   it('names the key path of every problem', () => {
     const p = file('dns:\n  port_min: 70000\n  bogus: 1\ncontrol_plane:\n  subscribe_ack_timeout: soon\n');
     let err: unknown;

@@ -105,49 +105,47 @@ export const configSchema = z
 export type DaemonConfig = z.output<typeof configSchema>;
 export type DaemonConfigInput = z.input<typeof configSchema>;
 
-/** Leaf key paths that NETFENCE_* environment variables may set. */
-const ENV_KEYS: readonly (readonly string[])[] = [
-  ['socket'],
-  ['socket_mode'],
-  ['data_dir'],
-  ['log_level'],
-  ['daemon_id'],
-  ['hostname'],
-  ['bpffs_root'],
-  ['policy_file'],
-  ['detach_on_exit'],
-  ['shutdown_timeout'],
-  ['target_watch_interval'],
-  ['metrics', 'listen'],
-  ['maps', 'allow_entries'],
-  ['maps', 'deny_entries'],
-  ['maps', 'ringbuf_bytes'],
-  ['dns', 'listen_addr'],
-  ['dns', 'port_min'],
-  ['dns', 'port_max'],
-  ['dns', 'upstream'],
-  ['dns', 'min_ttl'],
-  ['dns', 'max_ttl'],
-  ['dns', 'grace'],
-  ['dns', 'blocked_rcode'],
-  ['dns', 'query_timeout'],
-  ['control_plane', 'url'],
-  ['control_plane', 'subscribe_ack_timeout'],
-  ['control_plane', 'heartbeat_interval'],
-  ['control_plane', 'query_dns_timeout'],
-  ['control_plane', 'token'],
-  ['control_plane', 'token_file'],
-  ['control_plane', 'tls', 'ca_file'],
-  ['control_plane', 'tls', 'cert_file'],
-  ['control_plane', 'tls', 'key_file'],
-];
+type LeafKind = 'number' | 'boolean' | 'array' | 'text';
 
-function envValue(path: readonly string[], raw: string): unknown {
-  const key = path.join('.');
-  if (key === 'dns.upstream') return raw.split(',').map((s) => s.trim()).filter(Boolean);
-  if (key === 'detach_on_exit') return raw === 'true' || raw === '1';
-  if (['maps.allow_entries', 'maps.deny_entries', 'maps.ringbuf_bytes', 'dns.port_min', 'dns.port_max'].includes(key) && /^\d+$/.test(raw)) return Number(raw);
-  return raw;
+interface ZodNode {
+  _zod: { def: { type: string; innerType?: ZodNode; in?: ZodNode; shape?: Record<string, ZodNode> } };
+}
+
+/**
+ * Every leaf key of the schema with how an environment string becomes its value, so each
+ * config key can be set as NETFENCE_<PATH> (control_plane.url -> NETFENCE_CONTROL_PLANE_URL)
+ * without a second list to keep in step. Maps (metadata) are YAML only.
+ */
+function envLeaves(node: ZodNode, path: string[] = [], out: { path: string[]; kind: LeafKind }[] = []) {
+  let t = node;
+  for (;;) {
+    const d = t._zod.def;
+    if ((d.type === 'default' || d.type === 'optional') && d.innerType) t = d.innerType;
+    else if (d.type === 'pipe' && d.in) t = d.in;
+    else break;
+  }
+  const d = t._zod.def;
+  if (d.type === 'object' && d.shape) {
+    for (const [k, v] of Object.entries(d.shape)) envLeaves(v, [...path, k], out);
+  } else if (d.type !== 'record') {
+    out.push({ path, kind: d.type === 'number' ? 'number' : d.type === 'boolean' ? 'boolean' : d.type === 'array' ? 'array' : 'text' });
+  }
+  return out;
+}
+
+const ENV_LEAVES = envLeaves(configSchema as unknown as ZodNode);
+
+function envValue(kind: LeafKind, raw: string): unknown {
+  switch (kind) {
+    case 'array':
+      return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'boolean':
+      return raw === 'true' || raw === '1';
+    case 'number':
+      return /^\d+$/.test(raw) ? Number(raw) : raw; // anything else: let the schema name the key
+    case 'text':
+      return raw;
+  }
 }
 
 /**
@@ -175,7 +173,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     doc = (parsed ?? {}) as Record<string, unknown>;
   }
   const env = opts.env ?? process.env;
-  for (const path of ENV_KEYS) {
+  for (const { path, kind } of ENV_LEAVES) {
     const name = `NETFENCE_${path.join('_').toUpperCase()}`;
     const raw = env[name];
     if (raw === undefined) continue;
@@ -184,7 +182,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
       if (typeof node[k] !== 'object' || node[k] === null) node[k] = {};
       node = node[k] as Record<string, unknown>;
     }
-    node[path[path.length - 1]!] = envValue(path, raw);
+    node[path[path.length - 1]!] = envValue(kind, raw);
   }
   doc = deepMerge(doc, (opts.overrides ?? {}) as Record<string, unknown>);
   const result = configSchema.safeParse(doc);
