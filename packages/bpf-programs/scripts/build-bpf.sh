@@ -6,8 +6,8 @@
 set -euo pipefail
 
 PKG_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT_DIR="${1:-$PKG_DIR/bpf}"
-BUILD_DIR="${NETFENCE_BPF_BUILD_DIR:-$PKG_DIR/build}"
+OUT_DIR="$(realpath -m "${1:-$PKG_DIR/bpf}")"
+BUILD_DIR="$(realpath -m "${NETFENCE_BPF_BUILD_DIR:-$PKG_DIR/build}")"
 BTF="${NETFENCE_VMLINUX_BTF:-/sys/kernel/btf/vmlinux}"
 CLANG="${CLANG:-clang}"
 
@@ -19,9 +19,14 @@ if [[ ! -s "$BUILD_DIR/vmlinux.h" || "$BTF" -nt "$BUILD_DIR/vmlinux.h" ]]; then
   mv "$BUILD_DIR/vmlinux.h.tmp" "$BUILD_DIR/vmlinux.h"
 fi
 
+# BTF line info records each source file's name and the text of its lines.
+# Compiling from the package dir with relative names and the dir mapped to
+# "." keeps the checkout's location out of the bytes: a clone anywhere
+# builds the same objects (and clang still finds the files for line text).
+cd "$PKG_DIR"
 for name in tc_filter cgroup_filter sever bench_trivial; do
-  "$CLANG" "${CFLAGS[@]}" -I"$BUILD_DIR" -I"$PKG_DIR/src" \
-    -c "$PKG_DIR/src/$name.bpf.c" -o "$OUT_DIR/$name.bpf.o.tmp"
+  "$CLANG" "${CFLAGS[@]}" -ffile-prefix-map="$PKG_DIR"=. -I"$BUILD_DIR" -Isrc \
+    -c "src/$name.bpf.c" -o "$OUT_DIR/$name.bpf.o.tmp"
   # DWARF off (BTF and CO-RE relocations stay): 140 KB instead of 800 KB
   "${LLVM_STRIP:-llvm-strip}" -g "$OUT_DIR/$name.bpf.o.tmp"
   mv "$OUT_DIR/$name.bpf.o.tmp" "$OUT_DIR/$name.bpf.o"

@@ -3,7 +3,7 @@
 // and only the sever object carries CO-RE relocations (the filters load
 // without libbpf parsing the kernel's BTF).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCollection, readObjectSpec } from '@netfence/bpf-loader';
@@ -38,7 +38,12 @@ describe('bpf objects', () => {
   beforeAll(() => {
     assertKernelTestable();
     out = mkdtempSync(join(tmpdir(), 'nf-bpf-programs-'));
-    execFileSync('bash', [join(__dirname, '..', '..', 'scripts', 'build-bpf.sh'), out], {
+    // Built from a copy at another path: the bytes must not depend on where
+    // the checkout lives (CI clones elsewhere than a developer does).
+    const pkg = join(__dirname, '..', '..');
+    const copy = join(out, 'elsewhere', 'bpf-programs');
+    for (const dir of ['src', 'scripts']) cpSync(join(pkg, dir), join(copy, dir), { recursive: true });
+    execFileSync('bash', [join(copy, 'scripts', 'build-bpf.sh'), out], {
       env: { ...process.env, NETFENCE_BPF_BUILD_DIR: join(out, 'build') },
       stdio: 'pipe',
     });
