@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { open as openAsync, rename as renameAsync } from 'node:fs/promises';
+import { open as openAsync, unlink as unlinkAsync } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseState, type AttachmentPolicyState } from '@netfence/policy-engine';
@@ -49,8 +49,13 @@ function writeFileAtomic(path: string, data: string): void {
   }
 }
 
-/** writeFileAtomic without blocking the event loop (same guarantees once it resolves). */
-async function writeFileAtomicAsync(path: string, data: string): Promise<void> {
+/**
+ * writeFileAtomic without blocking the event loop on the write and fsyncs (same guarantees once
+ * it resolves). `current()` is asked just before the rename: when it says no (a newer save or a
+ * removal came first), the data is discarded instead of replacing newer data. The rename itself
+ * is synchronous, so nothing on the event loop can come between that check and the rename.
+ */
+async function writeFileAtomicAsync(path: string, data: string, current: () => boolean): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
   const fh = await openAsync(tmp, 'w', 0o600);
   try {
@@ -59,7 +64,11 @@ async function writeFileAtomicAsync(path: string, data: string): Promise<void> {
   } finally {
     await fh.close();
   }
-  await renameAsync(tmp, path);
+  if (!current()) {
+    await unlinkAsync(tmp);
+    return;
+  }
+  renameSync(tmp, path);
   const dir = await openAsync(join(path, '..'), 'r');
   try {
     await dir.sync();
@@ -91,6 +100,15 @@ export function createStateStore(dataDir: string, explicitDaemonId?: string): St
     throw new DaemonError('NETFENCE_ERR_STATE', `cannot create data_dir ${dataDir}: ${(e as Error).message}`, { cause: e });
   }
   const fileOf = (id: string) => join(attDir, `${id}.json`);
+  // The latest save of each record, by a number no other save ever gets. A background save
+  // that finishes after a later synchronous one (a narrowing command is saved synchronously,
+  // before the kernel sees it) or after a removal must not put the older, wider record back.
+  let saves = 0;
+  const latest = new Map<string, number>();
+  const bump = (id: string): number => {
+    latest.set(id, ++saves);
+    return saves;
+  };
   return {
     dir: dataDir,
     daemonId() {
@@ -132,12 +150,15 @@ export function createStateStore(dataDir: string, explicitDaemonId?: string): St
       return { records, problems };
     },
     save(record) {
+      bump(record.id);
       writeFileAtomic(fileOf(record.id), JSON.stringify(record));
     },
     saveAsync(record) {
-      return writeFileAtomicAsync(fileOf(record.id), JSON.stringify(record));
+      const mine = bump(record.id);
+      return writeFileAtomicAsync(fileOf(record.id), JSON.stringify(record), () => latest.get(record.id) === mine);
     },
     remove(id) {
+      latest.delete(id);
       try {
         unlinkSync(fileOf(id));
       } catch (e) {

@@ -1,0 +1,57 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyCommand, emptyState } from '@netfence/policy-engine';
+import { createStateStore, type AttachmentRecord } from './state-store';
+
+function record(allow: string[]): AttachmentRecord {
+  let policy = applyCommand(emptyState(), { type: 'setMode', mode: 'allowlist' }, 0);
+  for (const cidr of allow) policy = applyCommand(policy, { type: 'allowCidr', entry: { cidr } }, 0);
+  return {
+    version: 1,
+    id: 'att-000000000001',
+    numericId: 1,
+    kind: 'cgroup',
+    target: '/sys/fs/cgroup/nf-x',
+    identity: { cgroupId: '1' },
+    metadata: {},
+    dnsAddress: '127.0.0.1:11000',
+    attachedAt: new Date(0).toISOString(),
+    policy,
+  };
+}
+
+describe('state store', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'nf-state-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const saved = (): string[] => {
+    const file = join(dir, 'attachments', 'att-000000000001.json');
+    return (JSON.parse(readFileSync(file, 'utf8')) as AttachmentRecord).policy.allowCidrs.map((r) => r.cidr);
+  };
+
+  it('a background save that finishes after a newer synchronous save does not put the older record back', async () => {
+    const store = createStateStore(dir, 'nfd-test');
+    const wider = store.saveAsync(record(['203.0.113.7/32', '198.51.100.0/24']));
+    store.save(record(['198.51.100.0/24'])); // a narrowing, saved synchronously while the wider write is in flight
+    await wider;
+    expect(saved()).toEqual(['198.51.100.0/24']);
+    expect(readdirSync(join(dir, 'attachments')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    // and a later background save still lands
+    await store.saveAsync(record(['198.51.100.0/24', '203.0.113.9/32']));
+    expect(saved()).toEqual(['198.51.100.0/24', '203.0.113.9/32']);
+  });
+
+  it('a background save in flight when the record is removed does not bring it back', async () => {
+    const store = createStateStore(dir, 'nfd-test');
+    store.save(record([]));
+    const late = store.saveAsync(record(['203.0.113.7/32']));
+    store.remove('att-000000000001');
+    await late;
+    expect(readdirSync(join(dir, 'attachments'))).toEqual([]);
+    expect(store.loadAll().records).toEqual([]);
+  });
+});
