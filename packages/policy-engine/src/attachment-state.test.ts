@@ -242,6 +242,38 @@ describe('learned addresses', () => {
     expect([...kernelView(s).allow].sort()).toEqual(['2001:db8::7/128', '203.0.113.7/32']);
   });
 
+  test('learning from any state, latest or older, matches a naive reference, and only appends', () => {
+    // The index behind learnAddresses is handed from state to state; branching from an older
+    // state must still see exactly that state's entries.
+    const naive = (s: AttachmentPolicyState, name: string, addrs: string[], expiresAt: number) => {
+      const out = s.learned.map((l) => ({ ...l }));
+      for (const a of new Set(addrs)) {
+        const i = out.findIndex((l) => l.address === a && l.name === name);
+        if (i < 0) out.push({ address: a, name, expiresAt });
+        else if (out[i]!.expiresAt < expiresAt) out[i] = { address: a, name, expiresAt };
+      }
+      return out;
+    };
+    const step = fc.record({
+      from: fc.nat(),
+      name: fc.constantFrom('a.example.com', 'b.example.com', 'c.example.com'),
+      addrs: fc.array(fc.integer({ min: 1, max: 6 }).map((n) => `203.0.113.${n}/32`), { maxLength: 4 }),
+      ttl: fc.integer({ min: 0, max: 5 }),
+    });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 30 }), (steps) => {
+        const states = [withDns()];
+        for (const st of steps) {
+          const base = states[st.from % states.length]!;
+          const next = learnAddresses(base, { name: st.name, addresses: st.addrs, ttlSec: st.ttl }, 0);
+          expect(next.learned).toEqual(naive(base, st.name, st.addrs, st.ttl * 1000));
+          expect(next.learned.slice(0, base.learned.length).map((l) => [l.address, l.name])).toEqual(base.learned.map((l) => [l.address, l.name]));
+          states.push(next);
+        }
+      }),
+    );
+  });
+
   test('a bad address or TTL changes nothing', () => {
     const s = withDns();
     expectError(() => learnAddresses(s, { name: 'a.example.com', addresses: ['203.0.113.7', 'nope'], ttlSec: 5 }, 0), 'NETFENCE_ERR_INVALID_CIDR', 'nope');

@@ -350,9 +350,35 @@ export interface LearnOptions {
 }
 
 /**
+ * Position of each (address, name) in a learned list. Owned by one list at a time: learning
+ * hands it from the old list to the new one (existing entries keep their positions), so a
+ * daemon that learns answer after answer pays for the answer, not for everything learned.
+ * A list whose index was handed on rebuilds one when it is learned from again.
+ */
+const learnedPositions = new WeakMap<readonly LearnedAddress[], Map<string, number>>();
+
+const learnedKey = (address: string, name: string): string => `${address} ${name}`;
+
+function positionsOf(learned: readonly LearnedAddress[]): Map<string, number> {
+  const owned = learnedPositions.get(learned);
+  if (owned) {
+    learnedPositions.delete(learned);
+    return owned;
+  }
+  const index = new Map<string, number>();
+  learned.forEach((l, i) => index.set(learnedKey(l.address, l.name), i));
+  return index;
+}
+
+/**
  * Record addresses from a DNS answer for `name`, expiring after the (clamped) TTL.
  * One entry per (address, name): learning again extends the expiry (never shortens it).
  * Every address is validated first: one bad address changes nothing.
+ *
+ * Existing entries keep their positions in `learned` and new ones are appended, so the
+ * entries after the old state's length are exactly the (address, name) pairs this answer
+ * added. Cost: O(addresses in the answer) when called on the latest state (amortised),
+ * O(learned) when an older state is learned from again.
  */
 export function learnAddresses(
   state: AttachmentPolicyState,
@@ -376,24 +402,27 @@ export function learnAddresses(
   const clamped = Math.min(Math.max(ttl, min), max);
   const expiresAt = nowMs + clamped * 1000;
   if (addresses.length === 0) return state;
-  const learned = [...state.learned];
-  const index = new Map<string, number>();
-  learned.forEach((l, i) => index.set(`${l.address} ${l.name}`, i));
-  let changed = false;
+  const index = positionsOf(state.learned);
+  let learned: LearnedAddress[] | undefined; // copied on the first change
   for (const address of new Set(addresses)) {
-    const k = `${address} ${name}`;
+    const k = learnedKey(address, name);
     const i = index.get(k);
+    if (i !== undefined && state.learned[i]!.expiresAt >= expiresAt) continue;
+    learned ??= [...state.learned];
     if (i === undefined) {
       index.set(k, learned.length);
       learned.push(Object.freeze({ address, name, expiresAt }));
-      changed = true;
-    } else if (learned[i]!.expiresAt < expiresAt) {
+    } else {
       learned[i] = Object.freeze({ address, name, expiresAt });
-      changed = true;
     }
   }
-  if (!changed) return state;
-  return Object.freeze({ ...state, learned: Object.freeze(learned) });
+  if (!learned) {
+    learnedPositions.set(state.learned, index);
+    return state;
+  }
+  Object.freeze(learned);
+  learnedPositions.set(learned, index);
+  return Object.freeze({ ...state, learned });
 }
 
 export interface ExpireOptions {
