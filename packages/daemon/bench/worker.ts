@@ -2,18 +2,21 @@
 // netfenced (built CLI), a grpc-js control plane on 127.0.0.1, a grpc-js DaemonService client.
 
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { openPinnedMap } from '@netfence/bpf-loader';
 import { POLICY_MAPS, policyEntry } from '@netfence/bpf-programs';
-import { launchDaemon, sleep } from '../test/support/daemon-lab';
+import { launchDaemon, sleep, SYNTH_DOMAIN, synthName } from '../test/support/daemon-lab';
 import { createTestControlPlane, type TestControlPlane } from '../test/support/grpc';
 import type { BenchArgs } from './bench';
 
 const SEQUENTIAL = 200;
 const CONCURRENT = 50;
 const COMMANDS = 200;
+const LEARNED = 10_000;
+const DNS_SAMPLES = 500;
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -69,9 +72,68 @@ async function commandToMap(cp: TestControlPlane, mapPath: string, id: string): 
   return { add, remove };
 }
 
+/** A UDP DNS client for A queries: `query(name)` resolves with the answer's addresses (rejects on a non-NOERROR rcode or after 2 s). */
+function dnsClient(server: string) {
+  const [host, port] = [server.slice(0, server.lastIndexOf(':')), Number(server.slice(server.lastIndexOf(':') + 1))];
+  const sock = createSocket('udp4');
+  const waiting = new Map<number, { resolve: (a: string[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  let nextId = 1;
+  sock.on('message', (msg) => {
+    const w = waiting.get(msg.readUInt16BE(0));
+    if (!w) return;
+    waiting.delete(msg.readUInt16BE(0));
+    clearTimeout(w.timer);
+    const rcode = msg[3]! & 15;
+    if (rcode !== 0) return w.reject(new Error(`rcode ${rcode}`));
+    let off = 12;
+    while (msg[off] !== 0) off += msg[off]! + 1;
+    off += 5;
+    const out: string[] = [];
+    for (let i = msg.readUInt16BE(6); i > 0; i--) {
+      off += (msg[off]! & 0xc0) === 0xc0 ? 2 : msg.indexOf(0, off) - off + 1;
+      const type = msg.readUInt16BE(off);
+      const len = msg.readUInt16BE(off + 8);
+      if (type === 1 && len === 4) out.push([...msg.subarray(off + 10, off + 14)].join('.'));
+      off += 10 + len;
+    }
+    w.resolve(out);
+  });
+  return {
+    query(name: string): Promise<string[]> {
+      const id = nextId++ & 0xffff || nextId++;
+      const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
+      const q = Buffer.concat([Buffer.from([id >> 8, id & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
+      return new Promise((resolve, reject) => {
+        waiting.set(id, { resolve, reject, timer: setTimeout(() => (waiting.delete(id), reject(new Error(`no answer for ${name} from ${server}`))), 2000) });
+        sock.send(q, port, host);
+      });
+    },
+    close: () => sock.close(),
+  };
+}
+
+/** Sequential A queries for names[i], timing each; checks every answer carries the expected address. */
+async function timeQueries(client: ReturnType<typeof dnsClient>, names: { name: string; address: string }[]): Promise<number[]> {
+  const times: number[] = [];
+  for (const n of names) {
+    const t0 = performance.now();
+    const got = await client.query(n.name);
+    times.push(performance.now() - t0);
+    if (!got.includes(n.address)) throw new Error(`${n.name}: expected ${n.address}, got ${got.join(',') || 'nothing'}`);
+  }
+  return times;
+}
+
 async function main(): Promise<void> {
   const args = JSON.parse(process.env.NFBENCH_ARGS ?? '{}') as BenchArgs;
-  const cp = createTestControlPlane({ listen: '127.0.0.1:0', ackPolicy: () => ({ mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] }) });
+  const dnsTarget = args.cgroups[args.cgroups.length - 1]!;
+  const cp = createTestControlPlane({
+    listen: '127.0.0.1:0',
+    ackPolicy: (sub) =>
+      sub.target === dnsTarget
+        ? { mode: 'POLICY_MODE_ALLOWLIST', dns: { mode: 'DNS_MODE_ALLOWLIST', allow_domains: [{ domain: SYNTH_DOMAIN, include_subdomains: true }] } }
+        : { mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] },
+  });
   const port = await cp.start();
   const dir = join(args.tmp, 'bench');
   mkdirSync(dir, { recursive: true });
@@ -85,7 +147,8 @@ async function main(): Promise<void> {
       log_level: 'warn',
       metrics: { listen: '' },
       control_plane: { url: `http://127.0.0.1:${port}` },
-      dns: { listen_addr: args.dnsListen, upstream: [args.upstream], port_min: 11000, port_max: 11999 },
+      // min_ttl: dnsmasq's synthesised answers carry TTL 0; learned addresses must outlive the run
+      dns: { listen_addr: args.dnsListen, upstream: [args.upstream], port_min: 11000, port_max: 11999, min_ttl: '10m' },
     }),
   );
   const d = await launchDaemon(configPath, (cmd, a, o) => spawn(cmd, a, o));
@@ -163,6 +226,39 @@ async function main(): Promise<void> {
     }
     out(`attach, TC targets (veth, TCX ingress), ${args.veths.length} sequential: ${summary(tcTimes)}`);
     for (const id of tcIds) await d.api.detach(id);
+
+    // 6. DNS answer -> allow map, through one attachment's DNS server (the answer is released
+    // only once its address is in the kernel map), with 0 and LEARNED addresses already learned.
+    const dnsAtt = await d.api.attach({ cgroup_path: dnsTarget });
+    const viaDaemon = dnsClient(dnsAtt.dns_address);
+    const direct = dnsClient(args.upstream);
+    let dnsRatio = NaN;
+    try {
+      const names = Array.from({ length: LEARNED + 3 * DNS_SAMPLES }, (_, i) => synthName(i));
+      const upstreamTimes = await timeQueries(direct, names.slice(LEARNED + 2 * DNS_SAMPLES));
+      const fresh0 = await timeQueries(viaDaemon, names.slice(0, DNS_SAMPLES));
+      const t0 = performance.now();
+      const preload = names.slice(DNS_SAMPLES, LEARNED);
+      for (let i = 0; i < preload.length; i += 32) await Promise.all(preload.slice(i, i + 32).map((n) => viaDaemon.query(n.name)));
+      const preloadMs = performance.now() - t0;
+      const freshN = await timeQueries(viaDaemon, names.slice(LEARNED, LEARNED + DNS_SAMPLES));
+      const map = openPinnedMap(join(args.bpffsRoot, dnsAtt.id, POLICY_MAPS.allowV4.name));
+      let inMap = 0;
+      try {
+        for (const n of names.slice(0, LEARNED + DNS_SAMPLES)) if (map.lookup(policyEntry('allow', `${n.address}/32`).key) !== undefined) inMap++;
+      } finally {
+        map.close();
+      }
+      out(`DNS A query straight to the upstream (dnsmasq), baseline: ${summary(upstreamTimes)}`);
+      out(`DNS A query through the attachment's DNS server, new name, answer released after its map write, 0 learned: ${summary(fresh0)}`);
+      out(`  same, with ${LEARNED} addresses already learned: ${summary(freshN)} (preloading them: ${((preload.length / preloadMs) * 1000).toFixed(0)} answers/s, 32 in flight)`);
+      dnsRatio = pct(freshN, 50) / pct(fresh0, 50);
+      out(`  p50 with ${LEARNED} learned / p50 with 0: ${dnsRatio.toFixed(2)}x; allow_v4 entries found for the ${LEARNED + DNS_SAMPLES} learned names: ${inMap}`);
+    } finally {
+      viaDaemon.close();
+      direct.close();
+    }
+    await d.api.detach(dnsAtt.id);
 
     const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
     out(

@@ -33,6 +33,16 @@ export function newAttachmentId(): string {
   return `att-${randomBytes(6).toString('hex')}`;
 }
 
+/**
+ * What the kernel holds, as this runtime last made it. Always built by the runtime itself
+ * (kernelView, or the datapath reading its maps) and never handed out, so the learn path may
+ * add to its allow set in place instead of rebuilding the whole view for every DNS answer.
+ */
+type OwnedKernelView = Omit<KernelView, 'allow'> & { readonly allow: Set<string> };
+
+/** Learned addresses reach the disk at most this often (a crash loses only widenings, which fails closed). */
+const LEARNED_SAVE_DELAY_MS = 1000;
+
 /** Which allow entries a plan removes, and which of those the new view no longer allows at all. */
 function severedPrefixes(ops: readonly KernelOp[], to: KernelView): string[] {
   const out: string[] = [];
@@ -47,12 +57,16 @@ function severedPrefixes(ops: readonly KernelOp[], to: KernelView): string[] {
  */
 export class AttachmentRuntime {
   record: AttachmentRecord;
-  private kernel: KernelView;
+  private kernel: OwnedKernelView;
   private chain: Promise<unknown> = Promise.resolve();
   private expiryTimer: NodeJS.Timeout | undefined;
-  /** A background save in progress, and whether the record changed since it started. */
+  /** When the expiry timer is due (ms, deps.now clock); undefined without a timer. */
+  private expiryAt: number | undefined;
+  private saveTimer: NodeJS.Timeout | undefined;
+  /** A background save in progress; whether the record changed since the last save began; whether that change should not wait. */
   private writing: Promise<void> | undefined;
   private dirty = false;
+  private urgent = false;
   private closed = false;
   /** What the kernel config says about DNS filtering (undefined: not written by this process yet). */
   private dnsFiltering: boolean | undefined;
@@ -66,7 +80,7 @@ export class AttachmentRuntime {
     private readonly deps: RuntimeDeps,
   ) {
     this.record = record;
-    this.kernel = datapath.readView();
+    this.kernel = datapath.readView() as OwnedKernelView;
   }
 
   get id(): string {
@@ -108,7 +122,7 @@ export class AttachmentRuntime {
       if (narrows && !previous.pending) this.deps.store.save(previous);
       throw e;
     }
-    this.kernel = target;
+    this.kernel = target as OwnedKernelView; // built just above, owned from here on
     this.record = next;
     const filtering = state.dns.mode !== 'disabled';
     if (filtering !== this.dnsFiltering) {
@@ -133,35 +147,57 @@ export class AttachmentRuntime {
     });
   }
 
-  /** A DNS answer: its addresses are in the allow map before this resolves. */
+  /**
+   * A DNS answer: its addresses are in the allow map before this resolves. Costs the answer's
+   * size, not the number of addresses learned so far: learning only appends (address, name)
+   * pairs or extends expiries (policy-engine's learnAddresses guarantees it), so the kernel
+   * needs exactly the appended addresses it does not hold yet, added (never a delete, never a
+   * mode change: nothing to order).
+   */
   learn(answer: ResolvedAnswer): Promise<void> {
     return this.serial(() => {
       // With DNS filtering off, answers teach the IP filter nothing (the policy holds no names).
       if (this.state.dns.mode === 'disabled' || answer.addresses.length === 0) return;
-      const next = learnAddresses(this.state, answer, this.deps.now(), { minTtlSec: this.deps.minTtlSec, maxTtlSec: this.deps.maxTtlSec });
-      this.commit(next);
+      const prev = this.state;
+      const next = learnAddresses(prev, answer, this.deps.now(), { minTtlSec: this.deps.minTtlSec, maxTtlSec: this.deps.maxTtlSec });
+      if (next === prev) return;
+      const added = new Set<string>();
+      let soonest = Infinity;
+      // Entries before prev's length were only extended: already in the kernel, and expiring no sooner.
+      for (let i = prev.learned.length; i < next.learned.length; i++) {
+        const l = next.learned[i]!;
+        soonest = Math.min(soonest, l.expiresAt);
+        if (!this.kernel.allow.has(l.address)) added.add(l.address);
+      }
+      if (added.size) this.datapath.apply([...added].map((cidr): KernelOp => ({ op: 'add', map: 'allow', cidr }))); // undoes itself on failure
+      for (const cidr of added) this.kernel.allow.add(cidr);
+      this.record = { ...this.record, policy: next };
+      if (!this.record.pending) this.persistLater();
+      if (soonest < (this.expiryAt ?? Infinity)) this.scheduleExpiry(soonest);
     });
   }
 
   /** Re-applies the saved state onto whatever the kernel holds (after a restart). */
   reconcile(): Promise<void> {
     return this.serial(() => {
-      this.kernel = this.datapath.readView();
+      this.kernel = this.datapath.readView() as OwnedKernelView;
       const now = this.deps.now();
       const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
       this.commit(next);
     });
   }
 
-  private scheduleExpiry(retryMs?: number): void {
+  /** (Re)arms the expiry timer for `at` (default: the state's next expiry), or `retryMs` from now. */
+  private scheduleExpiry(at = nextExpiry(this.state), retryMs?: number): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
-    if (this.closed) return;
-    const at = nextExpiry(this.state);
-    if (at === undefined) return;
+    this.expiryAt = undefined;
+    if (this.closed || at === undefined) return;
     const delay = retryMs ?? Math.max(50, Math.min(at - this.deps.now(), 2 ** 31 - 1));
+    this.expiryAt = this.deps.now() + delay;
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = undefined;
+      this.expiryAt = undefined;
       this.serial(() => {
         const now = this.deps.now();
         const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
@@ -173,7 +209,7 @@ export class AttachmentRuntime {
         // a millisecond or so), or an entry is kept alive by recent traffic and its new expiry
         // lies ahead. Look again then; a second late look only if time has not moved on.
         const again = nextExpiry(this.state);
-        this.scheduleExpiry(again !== undefined && again <= now ? 1000 : undefined);
+        this.scheduleExpiry(again, again !== undefined && again <= now ? 1000 : undefined);
       }).catch((e: unknown) => this.deps.logger.error({ err: e, attachment: this.id }, 'expiry failed'));
     }, delay);
     this.expiryTimer.unref();
@@ -182,15 +218,33 @@ export class AttachmentRuntime {
   /** Writes the record now (synchronously durable). */
   persistNow(): void {
     this.dirty = false;
+    this.urgent = false;
     this.deps.store.save(this.record);
   }
 
-  /** Writes the record off the event loop, coalescing bursts (DNS answers, widening commands). */
+  /**
+   * Saves the record in the background within LEARNED_SAVE_DELAY_MS: DNS answers come in
+   * streams, and a save serialises every learned address. Any save before then takes this
+   * change along.
+   */
+  private persistLater(): void {
+    this.dirty = true;
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = undefined;
+      if (this.dirty && !this.closed) this.persistSoon();
+    }, LEARNED_SAVE_DELAY_MS);
+    this.saveTimer.unref();
+  }
+
+  /** Saves the record off the event loop now, coalescing bursts (widening commands). */
   private persistSoon(): void {
     this.dirty = true;
+    this.urgent = true;
     if (this.writing) return;
     this.writing = (async () => {
-      while (this.dirty && !this.closed) {
+      while (this.urgent && !this.closed) {
+        this.urgent = false;
         this.dirty = false;
         try {
           await this.deps.store.saveAsync(this.record);
@@ -214,6 +268,7 @@ export class AttachmentRuntime {
     if (this.dirty) this.persistNow();
     this.closed = true;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.saveTimer) clearTimeout(this.saveTimer);
     await this.dns?.close();
     this.datapath.close();
   }
@@ -224,6 +279,7 @@ export class AttachmentRuntime {
     this.closed = true;
     await this.writing;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.saveTimer) clearTimeout(this.saveTimer);
     await this.dns?.close().catch(() => undefined);
     this.datapath.destroy();
     this.deps.store.remove(this.id);

@@ -36,6 +36,16 @@ export const SERVER_PORT = 8080;
 export const HOST_ADDR = '10.200.1.1';
 export const WL_ADDR = '10.200.1.2';
 export const UPSTREAM = '10.200.2.2:53';
+/**
+ * dnsmasq also synthesises an A record for every name `h-10-200-X-Y.synth.test` (X in 64..127):
+ * as many distinct addresses as a benchmark needs, never contacted.
+ */
+export const SYNTH_DOMAIN = 'synth.test';
+export function synthName(i: number): { name: string; address: string } {
+  if (!Number.isInteger(i) || i < 0 || i >= 64 * 256) throw new Error(`synthName: ${i} is outside 0..${64 * 256 - 1}`);
+  const address = `10.200.${64 + (i >> 8)}.${i & 255}`;
+  return { name: `h-${address.replace(/\./g, '-')}.${SYNTH_DOMAIN}`, address };
+}
 
 export interface DaemonLab {
   readonly lab: Lab;
@@ -77,7 +87,7 @@ export async function createDaemonLab(): Promise<DaemonLab> {
     net.exec('ip', ['route', 'add', '10.200.1.0/24', 'via', '10.200.2.1']);
     host.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
 
-    const dnsmasqArgs = ['--no-daemon', '--user=root', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=10.200.2.2', '--port=53', `--pid-file=${join(tmp, 'dnsmasq.pid')}`, '--log-facility=/dev/null'];
+    const dnsmasqArgs = ['--no-daemon', '--user=root', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=10.200.2.2', '--port=53', `--pid-file=${join(tmp, 'dnsmasq.pid')}`, '--log-facility=/dev/null', `--synth-domain=${SYNTH_DOMAIN},10.200.64.0/18,h-`];
     for (const [name, ip] of Object.entries(NAMES)) dnsmasqArgs.push(`--address=/${name}/${ip}`);
     net.spawn('dnsmasq', dnsmasqArgs, { stdio: 'ignore' });
     const server = net.spawn('node', ['-e', `require('net').createServer((s) => { s.on('error', () => {}); s.end('ok\\n'); }).listen(${SERVER_PORT}, '0.0.0.0', () => console.log('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
