@@ -524,6 +524,39 @@ static __always_inline int nf_finish(const struct nf_config *cfg, const struct n
 	return dry ? 0 : 1;
 }
 
+/* what a hook knows before judging, in bits 8.. of nf_judge's hook_status */
+#define NF_JUDGE_PARSED 0     /* the flow is filled in: decide it */
+#define NF_JUDGE_UNPARSABLE 1 /* the packet could not be parsed: drop (fail closed) */
+#define NF_JUDGE_IMPLICIT 2   /* allowed without a decision (ARP) */
+
+/*
+ * The verdict on a flow: decide, count, report, apply dry-run. Returns 1 when
+ * the traffic must be dropped, 0 when it passes. hook_status = hook | status << 8.
+ *
+ * A global function, not inlined: the verifier checks it once per program
+ * with its arguments unknown, instead of once for every parser path that
+ * reaches it (IPv6 extension headers, VLAN tags), which made the egress and
+ * TC programs slow to load. A NULL argument drops.
+ */
+__attribute__((noinline)) int nf_judge(const struct nf_config *cfg, const struct nf_flow *f, __u32 hook_status, __u64 cgroup_id,
+				       __u32 pid)
+{
+	struct nf_verdict v = { .prefix_len = NF_NO_RULE };
+	__u32 status = hook_status >> 8;
+
+	if (!cfg || !f)
+		return 1;
+	if (status == NF_JUDGE_PARSED) {
+		v = nf_decide(cfg, f, 1);
+	} else if (status == NF_JUDGE_IMPLICIT) {
+		v.implicit = 1;
+	} else {
+		v.drop = 1;
+		v.reason = NF_REASON_UNPARSABLE;
+	}
+	return nf_finish(cfg, f, &v, (__u8)hook_status, cgroup_id, pid);
+}
+
 /* ---- packet parsing (skb at an IP header at `off`) ---- */
 
 #define NF_PARSE_OK 0

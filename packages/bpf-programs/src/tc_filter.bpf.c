@@ -66,17 +66,10 @@ int netfence_tc(struct __sk_buff *skb)
 	}
 
 	struct nf_flow f = {};
-	struct nf_verdict v = { .prefix_len = NF_NO_RULE };
 	int r = nf_parse_frame(skb, cfg, &f);
-	if (r == NF_PARSE_ARP) {
-		v.implicit = 1;
-	} else if (r != NF_PARSE_OK) {
-		v.drop = 1;
-		v.reason = NF_REASON_UNPARSABLE; /* event family 0 when not even L3 was read */
-	} else {
-		v = nf_decide(cfg, &f, 1);
-	}
-	return nf_finish(cfg, &f, &v, NF_HOOK_TC, 0, 0) ? NF_TC_ACT_SHOT : NF_TC_ACT_UNSPEC;
+	/* unparsable: event family 0 when not even L3 was read */
+	__u32 status = r == NF_PARSE_ARP ? NF_JUDGE_IMPLICIT : r == NF_PARSE_OK ? NF_JUDGE_PARSED : NF_JUDGE_UNPARSABLE;
+	return nf_judge(cfg, &f, NF_HOOK_TC | status << 8, 0, 0) ? NF_TC_ACT_SHOT : NF_TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
