@@ -5,14 +5,16 @@
 // cgroup-filtered process, with 10 and 100,000 allow entries; connect() latency
 // with no programs, with allow-everything programs (the floor) and with the
 // netfence cgroup programs; single-entry update latency and 100,000-entry bulk
-// load time from JS. Bounded: about a minute.
+// load time from JS; the programs' own cost per packet (BPF_PROG_TEST_RUN, no
+// network in the way) against allow-all programs of the same types, and how
+// long the kernel takes to load (verify) each object. Bounded: about a minute.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachCgroup, attachTcx, loadCollection, type BpfLink, type Collection } from '@netfence/bpf-loader';
+import { attachCgroup, attachTcx, loadCollection, type BpfLink, type BpfProgram, type Collection } from '@netfence/bpf-loader';
 import { createLab, ensureBpffs, type Lab, type LabCgroup, type LabNetns } from '@netfence/lab';
-import { CGROUP_ATTACHED_PROGRAMS, encodeConfig, mapSizes, objectPath, OBJECTS, policyEntry, POLICY_MAPS, LAYOUT } from '@netfence/bpf-programs';
+import { CGROUP_ATTACHED_PROGRAMS, encodeConfig, isTcDrop, mapSizes, objectPath, OBJECTS, policyEntry, POLICY_MAPS, LAYOUT, type ObjectName } from '@netfence/bpf-programs';
 
 const SERVER = '10.200.1.1';
 const RR_PORT = 7000;
@@ -82,6 +84,44 @@ function fillPolicy(coll: Collection, big: boolean): { bulkMs?: number; loaded: 
   let loaded = 0;
   for (const _k of allow.keys()) loaded++;
   return { bulkMs, loaded };
+}
+
+/** Ethernet + IPv4 + TCP SYN from the workload to SERVER:RR_PORT (an allowed address in every scenario). */
+function synFrame(): Buffer {
+  const f = Buffer.alloc(14 + 20 + 20);
+  f.writeUInt16BE(0x0800, 12);
+  const ip = f.subarray(14);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(40, 2);
+  ip[8] = 64;
+  ip[9] = 6;
+  Buffer.from([10, 200, 1, 2]).copy(ip, 12);
+  Buffer.from(SERVER.split('.').map(Number)).copy(ip, 16);
+  const tcp = f.subarray(34);
+  tcp.writeUInt16BE(40000, 0);
+  tcp.writeUInt16BE(RR_PORT, 2);
+  tcp[12] = 0x50;
+  tcp[13] = 0x02;
+  return f;
+}
+
+/** ns per run of a program on a frame (BPF_PROG_TEST_RUN), best of `rounds` runs of `repeat`; checks the verdict each time. */
+function progNs(prog: BpfProgram, frame: Buffer, passes: (retval: number) => boolean, repeat = 1_000_000, rounds = 3): number {
+  let best = Infinity;
+  for (let i = 0; i < rounds; i++) {
+    const r = prog.testRun({ data: frame, repeat });
+    if (!passes(r.retval)) throw new Error(`${prog.name} dropped the benchmark frame (retval ${r.retval})`);
+    best = Math.min(best, r.durationNs);
+  }
+  return best;
+}
+
+/** Mean ms to load an object (the kernel verifying every program, maps created), over n loads. */
+function loadMs(name: ObjectName, n = 10): number {
+  loadCollection(objectPath(name)).close();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) loadCollection(objectPath(name)).close();
+  return Number(process.hrtime.bigint() - t0) / 1e6 / n;
 }
 
 function singleUpdateUs(coll: Collection): number {
@@ -176,6 +216,23 @@ async function main(): Promise<void> {
     }
     for (const l of keep) l.close();
 
+    // the programs alone, interleaved: floor, 10 entries, 100k entries (TC program and cgroup_skb backstop)
+    const frame = synFrame();
+    const tcPass = (r: number) => !isTcDrop(r);
+    const skbPass = (r: number) => r === 1;
+    const cost: Record<string, number[]> = {};
+    const note = (k: string, ns: number) => (cost[k] ??= []).push(ns);
+    for (let round = 0; round < 3; round++) {
+      note('tc floor', progNs(floor.program(OBJECTS.benchFloor.programs.tc.name), frame, tcPass, 1_000_000, 1));
+      note('tc 10', progNs(tc10.program(OBJECTS.tc.programs.filter.name), frame, tcPass, 1_000_000, 1));
+      note('tc big', progNs(tcBig.program(OBJECTS.tc.programs.filter.name), frame, tcPass, 1_000_000, 1));
+      note('skb floor', progNs(floor.program(OBJECTS.benchFloor.programs.egress.name), frame, skbPass, 1_000_000, 1));
+      note('skb 10', progNs(cg10.program(OBJECTS.cgroup.programs.egress.name), frame, skbPass, 1_000_000, 1));
+      note('skb big', progNs(cgBig.program(OBJECTS.cgroup.programs.egress.name), frame, skbPass, 1_000_000, 1));
+    }
+    const ns = (k: string): number => Math.min(...(cost[k] ?? [NaN]));
+    const loads = { tc: loadMs('tc'), cgroup: loadMs('cgroup'), benchFloor: loadMs('benchFloor') };
+
     const baseGbps = rows[0]?.[1].gbps ?? 1;
     const baseRr = rows[0]?.[1].rr ?? 1;
     const best = (label: string): number => Math.min(...conn.filter(([n]) => n === label).map(([, c]) => c.us));
@@ -194,6 +251,14 @@ async function main(): Promise<void> {
     out.push('connect() over the veth (SYN, SYN-ACK), mean per call, best of 3 interleaved runs (100k-entry cgroup object):');
     for (const label of ['no programs', 'floor (allow-all programs)', 'netfence cgroup programs']) out.push(`  ${label.padEnd(30)}${best(label).toFixed(2).padStart(8)} us`);
     out.push(`  netfence / floor: ${(best('netfence cgroup programs') / best('floor (allow-all programs)')).toFixed(3)}`);
+    out.push('');
+    out.push('program cost per packet (BPF_PROG_TEST_RUN, IPv4 TCP SYN to an allowed address, best of 3 x 1M runs; includes the test-run loop):');
+    for (const [label, k] of [['TC', 'tc'], ['cgroup_skb egress', 'skb']] as const) {
+      out.push(
+        `  ${label.padEnd(18)} floor ${ns(`${k} floor`).toFixed(0)} ns, netfence 10 entries ${ns(`${k} 10`).toFixed(0)} ns, ${bulk.loaded} entries ${ns(`${k} big`).toFixed(0)} ns (+${(ns(`${k} big`) - ns(`${k} floor`)).toFixed(0)} ns over the floor)`,
+      );
+    }
+    out.push(`object load (kernel verification + maps), mean of 10: TC ${loads.tc.toFixed(1)} ms, cgroup ${loads.cgroup.toFixed(1)} ms, floor (allow-all) ${loads.benchFloor.toFixed(1)} ms`);
     out.push('');
     out.push(`map updates from JS: single-entry update ${updUs.toFixed(2)} us; ${BIG} entries bulk-loaded in ${bulk.bulkMs?.toFixed(0)} ms (TC) / ${bulkCg.bulkMs?.toFixed(0)} ms (cgroup)`);
     out.push(`total bench time ${((Date.now() - started) / 1000).toFixed(1)} s`);
