@@ -15,7 +15,7 @@ import type { AttachParams, AttachmentDatapath, Datapath, DatapathEvent } from '
 import type { DnsServer, StartDnsServer } from './dns-servers';
 import { createPortPool } from './ports';
 import { createStateStore, type AttachmentRecord, type TcDirection } from './state-store';
-import { cgroupAlive, defaultTcDirection, interfaceAlive, interfaceSnapshot, resolveCgroup, resolveInterface } from './targets';
+import { cgroupAlive, defaultTcDirection, interfaceAlive, interfaceSnapshot, interfaceSnapshotAsync, resolveCgroup, resolveInterface } from './targets';
 import { createMetricsServer, type MetricsServer } from './metrics';
 import { startEmbeddedControlPlane, type EmbeddedControlPlane } from './embedded-controlplane';
 import { createBpfDatapath } from './bpf-datapath';
@@ -353,25 +353,41 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     }
   }
 
-  function watchTargets(): void {
-    if (runtimes.size === 0) return;
-    let links: Map<number, string>;
+  /**
+   * Unsubscribes (REMOVED) attachments whose interface or cgroup is gone, by identity. Runs
+   * every target_watch_interval without blocking the event loop (commands and DNS answers keep
+   * flowing): the interface list is only asked for when an interface is attached, and only
+   * attachments that existed before it was asked for are judged by it.
+   */
+  let watching = false;
+  async function watchTargets(): Promise<void> {
+    if (runtimes.size === 0 || watching) return;
+    watching = true;
     try {
-      links = interfaceSnapshot();
-    } catch (e) {
-      logger.warn({ err: e }, 'cannot list interfaces; target watch skipped');
-      return;
-    }
-    for (const rt of [...runtimes.values()]) {
-      const r = rt.record;
-      const alive = r.kind === 'tc' ? interfaceAlive(r.identity.ifindex ?? -1, links) : cgroupAlive(r.target, r.identity.cgroupId ?? '');
-      if (!alive) {
-        logger.info({ attachment: r.id, target: r.target }, 'target removed: unsubscribing');
-        teardown(rt, UnsubscribeReason.REMOVED, `${r.kind === 'tc' ? 'interface' : 'cgroup'} ${r.target} was removed`).catch((e: unknown) =>
-          logger.error({ err: e, attachment: r.id }, 'teardown failed'),
-        );
+      const before = [...runtimes.values()];
+      let links = new Map<number, string>();
+      if (before.some((rt) => rt.record.kind === 'tc')) {
+        try {
+          links = await interfaceSnapshotAsync();
+        } catch (e) {
+          logger.warn({ err: e }, 'cannot list interfaces; target watch skipped');
+          return;
+        }
       }
+      for (const rt of before) if (runtimes.get(rt.id) === rt) judgeTarget(rt, links);
+    } finally {
+      watching = false;
     }
+  }
+
+  function judgeTarget(rt: AttachmentRuntime, links: Map<number, string>): void {
+    const r = rt.record;
+    const alive = r.kind === 'tc' ? interfaceAlive(r.identity.ifindex ?? -1, links) : cgroupAlive(r.target, r.identity.cgroupId ?? '');
+    if (alive) return;
+    logger.info({ attachment: r.id, target: r.target }, 'target removed: unsubscribing');
+    teardown(rt, UnsubscribeReason.REMOVED, `${r.kind === 'tc' ? 'interface' : 'cgroup'} ${r.target} was removed`).catch((e: unknown) =>
+      logger.error({ err: e, attachment: r.id }, 'teardown failed'),
+    );
   }
 
   async function attachNow(input: AttachInput): Promise<{ id: string; dnsAddress: string }> {
@@ -498,7 +514,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       for (const id of pendingUnsubscribes.splice(0)) client.unsubscribe(id, UnsubscribeReason.REMOVED, 'target vanished while the daemon was down');
       api = await startApiServer(config.socket, config.socket_mode, daemon, logger.child({ component: 'api' }));
       if (config.metrics.listen) metrics = await createMetricsServer(config.metrics.listen, () => metricsText());
-      watchTimer = setInterval(watchTargets, config.target_watch_interval);
+      watchTimer = setInterval(() => void watchTargets(), config.target_watch_interval);
       watchTimer.unref();
       logger.info({ daemonId, socket: config.socket, controlPlane: cpUrl, attachments: runtimes.size, version: VERSION }, 'netfenced started');
     },

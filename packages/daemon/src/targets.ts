@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { sep } from 'node:path';
 import { DaemonError } from './daemon-error';
@@ -68,9 +68,23 @@ export function defaultTcDirection(t: InterfaceTarget): 'ingress' | 'egress' {
   return ['veth', 'tap', 'tun'].includes(t.linkKind) ? 'ingress' : 'egress';
 }
 
-/** ifindex -> name of every interface now (one netlink dump, for the target watcher). */
+/** ifindex -> name of every interface now (one netlink dump, at start-up). */
 export function interfaceSnapshot(): Map<number, string> {
   return new Map(ipLinks().map((l) => [l.ifindex, l.ifname]));
+}
+
+/** interfaceSnapshot without blocking the event loop (the periodic target watcher). */
+export function interfaceSnapshotAsync(): Promise<Map<number, string>> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }, (err, out) => {
+      if (err) return reject(new DaemonError('NETFENCE_ERR_DATAPATH', `cannot list network interfaces: ${err.message}`, { cause: err }));
+      try {
+        resolve(new Map((JSON.parse(out || '[]') as IpLink[]).map((l) => [l.ifindex, l.ifname])));
+      } catch (e) {
+        reject(new DaemonError('NETFENCE_ERR_DATAPATH', `cannot parse the interface list: ${(e as Error).message}`, { cause: e }));
+      }
+    });
+  });
 }
 
 /**
