@@ -2,7 +2,8 @@
 """Kernel-test client: runs probes concurrently and prints one JSON result per probe.
 
   probe.py '<json list of probes>'      tcp / udp / ping probes (see helpers.ts)
-  probe.py hold ADDR PORT                a long-lived TCP connection: prints CONNECTED,
+  probe.py hold ADDR PORT [udp]          a long-lived TCP connection (or connected UDP
+                                         socket to an echo server): prints CONNECTED,
                                          then exchanges a byte every 50 ms and prints
                                          ERR <errno name> when the connection dies
 """
@@ -91,19 +92,31 @@ def p_ping(p):
         s.close()
 
 
-def hold(addr, port):
-    s = socket.socket(fam(addr), socket.SOCK_STREAM)
+def hold(addr, port, udp=False):
+    s = socket.socket(fam(addr), socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     s.settimeout(2)
     s.connect((addr, port))
+    if udp:  # a first echo proves the path before CONNECTED is claimed
+        s.send(b'x')
+        s.recv(100)
     print('CONNECTED', flush=True)
     s.settimeout(0.3)
     while True:
         try:
-            s.sendall(b'x')
+            s.send(b'x')
             d = s.recv(100)
-            if not d:
+            if not d and not udp:
                 print('ERR EOF', flush=True)
                 return
+        except socket.timeout:
+            if not udp:  # a datagram may be lost; a TCP byte may not
+                print('ERR timeout', flush=True)
+                return
+        except PermissionError:
+            if not udp:
+                print('ERR EPERM', flush=True)
+                return
+            # a dropped datagram leaves a UDP socket as it was: keep it, wait for the abort
         except Exception as e:
             print('ERR ' + err_name(e), flush=True)
             return
@@ -112,7 +125,7 @@ def hold(addr, port):
 
 def main():
     if sys.argv[1] == 'hold':
-        hold(sys.argv[2], int(sys.argv[3]))
+        hold(sys.argv[2], int(sys.argv[3]), len(sys.argv) > 4 and sys.argv[4] == 'udp')
         return
     probes = json.loads(sys.argv[1])
     results = [None] * len(probes)
