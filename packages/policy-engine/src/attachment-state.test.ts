@@ -269,6 +269,16 @@ describe('learned addresses', () => {
           expect(next.learned).toEqual(naive(base, st.name, st.addrs, st.ttl * 1000));
           expect(next.learned.slice(0, base.learned.length).map((l) => [l.address, l.name])).toEqual(base.learned.map((l) => [l.address, l.name]));
           states.push(next);
+          // learnedFrom: a name among the latest-expiring entries for the address, on this state and an older one
+          for (const s of [next, states[st.from % states.length]!]) {
+            for (const a of st.addrs) {
+              const entries = s.learned.filter((l) => l.address === a);
+              const latest = Math.max(...entries.map((l) => l.expiresAt));
+              const got = learnedFrom(s, a.replace('/32', ''));
+              if (entries.length === 0) expect(got).toBeUndefined();
+              else expect(entries.filter((l) => l.expiresAt === latest).map((l) => l.name)).toContain(got);
+            }
+          }
         }
       }),
     );

@@ -359,6 +359,12 @@ const learnedPositions = new WeakMap<readonly LearnedAddress[], Map<string, numb
 
 const learnedKey = (address: string, name: string): string => `${address} ${name}`;
 
+/**
+ * Per learned list: each address's latest-expiring entry (for learnedFrom, asked on every drop
+ * event). Handed from list to list by learnAddresses like the positions above.
+ */
+const learnedIndex = new WeakMap<readonly LearnedAddress[], Map<string, LearnedAddress>>();
+
 function positionsOf(learned: readonly LearnedAddress[]): Map<string, number> {
   const owned = learnedPositions.get(learned);
   if (owned) {
@@ -404,16 +410,19 @@ export function learnAddresses(
   if (addresses.length === 0) return state;
   const index = positionsOf(state.learned);
   let learned: LearnedAddress[] | undefined; // copied on the first change
+  const changed: LearnedAddress[] = [];
   for (const address of new Set(addresses)) {
     const k = learnedKey(address, name);
     const i = index.get(k);
     if (i !== undefined && state.learned[i]!.expiresAt >= expiresAt) continue;
     learned ??= [...state.learned];
+    const entry = Object.freeze({ address, name, expiresAt });
+    changed.push(entry);
     if (i === undefined) {
       index.set(k, learned.length);
-      learned.push(Object.freeze({ address, name, expiresAt }));
+      learned.push(entry);
     } else {
-      learned[i] = Object.freeze({ address, name, expiresAt });
+      learned[i] = entry;
     }
   }
   if (!learned) {
@@ -422,6 +431,16 @@ export function learnAddresses(
   }
   Object.freeze(learned);
   learnedPositions.set(learned, index);
+  const byAddress = learnedIndex.get(state.learned);
+  if (byAddress) {
+    learnedIndex.delete(state.learned);
+    // changed entries are new or later-expiring versions of old ones
+    for (const l of changed) {
+      const best = byAddress.get(l.address);
+      if (best === undefined || l.expiresAt >= best.expiresAt) byAddress.set(l.address, l);
+    }
+    learnedIndex.set(learned, byAddress);
+  }
   return Object.freeze({ ...state, learned });
 }
 
@@ -481,12 +500,10 @@ export function nextExpiry(state: AttachmentPolicyState): number | undefined {
 }
 
 /**
- * The DNS name an address was learned from (the most recently refreshed one when
- * several names resolved to it), or undefined (also for an unparsable address).
+ * The DNS name an address was learned from (when several names resolved to it, the one whose
+ * entry expires last; any of those on a tie), or undefined (also for an unparsable address).
+ * Amortised O(1) on the latest state: the index is handed on by learnAddresses.
  */
-/** Per state (states are immutable): each learned address's latest-expiring entry. */
-const learnedIndex = new WeakMap<AttachmentPolicyState, Map<string, LearnedAddress>>();
-
 export function learnedFrom(state: AttachmentPolicyState, address: string): string | undefined {
   let text: string;
   try {
@@ -495,14 +512,14 @@ export function learnedFrom(state: AttachmentPolicyState, address: string): stri
     return undefined;
   }
   // Called for every drop event: index the state once instead of scanning it each time.
-  let index = learnedIndex.get(state);
+  let index = learnedIndex.get(state.learned);
   if (!index) {
     index = new Map();
     for (const l of state.learned) {
       const best = index.get(l.address);
       if (best === undefined || l.expiresAt >= best.expiresAt) index.set(l.address, l);
     }
-    learnedIndex.set(state, index);
+    learnedIndex.set(state.learned, index);
   }
   return index.get(text)?.name;
 }
