@@ -73,6 +73,33 @@ function datapathError(e: unknown, what: string): DaemonError {
   return new DaemonError('NETFENCE_ERR_DATAPATH', `${what}: ${(e as Error).message}`, { cause: e });
 }
 
+/**
+ * The last-seen times (kernel monotonic ns, as the programs write them) of the allow entries in
+ * the pinned maps under `dir`, by canonical prefix; maps whose layout is not this build's are
+ * skipped (their times are then lost: those addresses fall back to their TTL, failing closed).
+ */
+function pinnedLastSeen(dir: string, logger: Logger): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const m of [POLICY_MAPS.allowV4, POLICY_MAPS.allowV6]) {
+    const path = join(dir, m.name);
+    if (!existsSync(path)) continue;
+    let map: BpfMap | undefined;
+    try {
+      map = openPinnedMap(path, { type: m.type, keySize: m.keySize, valueSize: m.valueSize });
+      for (const key of map.keys()) {
+        const v = map.lookup(key);
+        const lastSeenNs = v ? decodeAllowValue(v).lastSeenNs : 0n;
+        if (lastSeenNs !== 0n) out.set(parseCidr(formatPrefix(decodeLpmKey(key))).text, lastSeenNs);
+      }
+    } catch (e) {
+      logger.warn({ err: e, map: path }, 'cannot read last-seen times from the old map; its learned addresses fall back to their TTL');
+    } finally {
+      map?.close();
+    }
+  }
+  return out;
+}
+
 /** The maps every attachment uses, opened (from a fresh load or from pins). */
 interface PolicyMaps {
   readonly config: BpfMap;
@@ -93,6 +120,8 @@ class BpfAttachment implements AttachmentDatapath {
   private closed = false;
   private cfg: AttachmentConfig;
   private severChain: Promise<void> = Promise.resolve();
+  /** Last-seen times carried over from the maps this attachment replaced (see reattach). */
+  private inherited = new Map<string, bigint>();
 
   constructor(
     private readonly dir: string,
@@ -111,8 +140,13 @@ class BpfAttachment implements AttachmentDatapath {
     this.cfg = cfg;
   }
 
+  /** Takes over the last-seen times of the maps this attachment replaces: written with each allow entry, and answered by lastSeenMs until then. */
+  inheritLastSeen(times: Map<string, bigint>): void {
+    this.inherited = times;
+  }
+
   private lpmOp(op: 'add' | 'delete', list: 'allow' | 'deny', cidr: string): void {
-    const entry = policyEntry(list, cidr);
+    const entry = policyEntry(list, cidr, list === 'allow' && op === 'add' ? (this.inherited.get(cidr) ?? 0n) : 0n);
     const map = this.maps.lpm[entry.map];
     if (op === 'add') map.update(entry.key, entry.value);
     else map.delete(entry.key);
@@ -170,8 +204,7 @@ class BpfAttachment implements AttachmentDatapath {
   lastSeenMs(cidr: string): number | undefined {
     const entry = policyEntry('allow', cidr);
     const v = this.maps.lpm[entry.map].lookup(entry.key);
-    if (!v) return undefined;
-    const { lastSeenNs } = decodeAllowValue(v);
+    const lastSeenNs = (v ? decodeAllowValue(v).lastSeenNs : 0n) || (this.inherited.get(cidr) ?? 0n);
     if (lastSeenNs === 0n) return undefined;
     const ageMs = Number((process.hrtime.bigint() - lastSeenNs) / 1_000_000n);
     return Date.now() - Math.max(0, ageMs);
@@ -451,7 +484,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     }
   }
 
-  async function attachTcFilter(p: TcAttachParams): Promise<AttachmentDatapath> {
+  async function attachTcFilter(p: TcAttachParams): Promise<BpfAttachment> {
     const dir = ensureDir(p.id);
     try {
       const { maps, links } = await attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
@@ -463,7 +496,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     }
   }
 
-  async function attachCgroupPrograms(p: CgroupAttachParams): Promise<AttachmentDatapath> {
+  async function attachCgroupPrograms(p: CgroupAttachParams): Promise<BpfAttachment> {
     const dir = ensureDir(p.id);
     try {
       const { maps, links } = await attachObject(dir, 'cgroup', CGROUP_ATTACHED_PROGRAMS, initialConfig(p.numericId, false), (c, k) =>
@@ -475,7 +508,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     }
   }
 
-  function attachFresh(p: AttachParams): Promise<AttachmentDatapath> {
+  function attachFresh(p: AttachParams): Promise<BpfAttachment> {
     return p.kind === 'tc' ? attachTcFilter(p) : attachCgroupPrograms(p);
   }
 
@@ -512,7 +545,11 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       }
       if (existsSync(dir)) renameSync(dir, aside);
       try {
+        // The old maps recorded when the kernel last saw traffic to each allow entry: carried
+        // over, a learned address past its TTL but still in use is not cut by an upgrade.
+        const lastSeen = existsSync(aside) ? pinnedLastSeen(aside, opts.logger) : new Map<string, bigint>();
         const a = await attachFresh(p);
+        a.inheritLastSeen(lastSeen);
         rmSync(aside, { recursive: true, force: true }); // unlinking the old link pins detaches them
         return a;
       } catch (e) {
