@@ -2,7 +2,7 @@
 # Installs the system packages Netfence builds and tests with (Debian), and
 # mounts bpffs if needed. Safe to run again.
 set -euo pipefail
-pkgs=(clang llvm gcc libc6-dev libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd dnsutils knot-dnsutils dnsperf iperf3 dnsmasq util-linux procps python3 openssl)
+pkgs=(clang llvm gcc libc6-dev libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd dnsutils knot-dnsutils dnsperf iperf3 dnsmasq util-linux procps python3 openssl postgresql)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -29,7 +29,11 @@ function statusOf(e: ControlPlaneError): number {
     case 'NETFENCE_ERR_RULE_NOT_FOUND':
       return 404;
     case 'NETFENCE_ERR_RULE_EXISTS':
+    case 'NETFENCE_ERR_POLICY_CONFLICT':
       return 409;
+    case 'NETFENCE_ERR_POLICY_READ':
+    case 'NETFENCE_ERR_POLICY_WRITE':
+      return 503;
     case 'NETFENCE_ERR_POLICY_INVALID':
     case 'NETFENCE_ERR_INVALID_REQUEST':
       return 400;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import pino from 'pino';
 import { createControlPlane } from './control-plane';
+import { createPostgresPolicyStore, type PolicyStore } from './postgres-store';
 import type { ControlPlane, ListeningAddress, Logger } from './control-plane';
 import { ControlPlaneError } from './errors';
 
@@ -17,6 +18,8 @@ export interface CliStarted {
   readonly grpc: ListeningAddress;
   readonly admin?: ListeningAddress;
   readonly log: Logger;
+  /** Closes the control plane, then its policy store (when --postgres). */
+  close(): Promise<void>;
 }
 
 /** Parses argv (process.argv shape), starts the control plane and its listeners. */
@@ -25,7 +28,9 @@ export async function startFromArgv(argv: string[], env: NodeJS.ProcessEnv = pro
     .name('netfence-controlplane')
     .description('Reference netfence.v1 control plane driven by a YAML policy file')
     .requiredOption('--listen <addr>', 'gRPC listen address: host:port, [v6]:port, :port or unix:/path')
-    .requiredOption('--policy <file>', 'YAML policy file (watched; edited by the admin API)')
+    .option('--policy <file>', 'YAML policy file (watched; edited by the admin API); with --postgres, only seeds an empty database')
+    .option('--postgres <url>', 'keep the policy in PostgreSQL, shared by every replica given the same URL (also NETFENCE_CP_POSTGRES)')
+    .option('--policy-name <name>', 'with --postgres: which stored policy set to serve', 'default')
     .option('--admin-listen <addr>', 'admin JSON API + /metrics listen address')
     .option('--tls-cert <file>', 'PEM certificate (enables TLS on both listeners)')
     .option('--tls-key <file>', 'PEM private key')
@@ -37,7 +42,9 @@ export async function startFromArgv(argv: string[], env: NodeJS.ProcessEnv = pro
     .parse(argv);
   const o = program.opts<{
     listen: string;
-    policy: string;
+    policy?: string;
+    postgres?: string;
+    policyName: string;
     adminListen?: string;
     tlsCert?: string;
     tlsKey?: string;
@@ -59,31 +66,53 @@ export async function startFromArgv(argv: string[], env: NodeJS.ProcessEnv = pro
   } catch (e) {
     throw new ControlPlaneError('NETFENCE_ERR_TLS', `cannot read TLS files: ${(e as Error).message}`, { cause: e });
   }
-  const cp = createControlPlane({
-    policy: o.policy,
-    logger: log,
-    ...(tokens.length > 0 ? { auth: { tokens } } : {}),
-    ...(tls ? { tls } : {}),
-  });
+  const postgres = o.postgres ?? env.NETFENCE_CP_POSTGRES;
+  if (!o.policy && !postgres) throw new ControlPlaneError('NETFENCE_ERR_INVALID_REQUEST', 'give --policy FILE, or --postgres URL (with --policy FILE to seed an empty database)');
+  let store: PolicyStore | undefined;
+  if (postgres) {
+    let seedText: string | undefined;
+    try {
+      seedText = o.policy ? readFileSync(o.policy, 'utf8') : undefined;
+    } catch (e) {
+      throw new ControlPlaneError('NETFENCE_ERR_POLICY_READ', `cannot read policy file ${o.policy}: ${(e as Error).message}`, { cause: e });
+    }
+    store = await createPostgresPolicyStore({ connectionString: postgres, name: o.policyName, logger: log, ...(seedText !== undefined ? { seedText } : {}) });
+  }
+  let cp: ControlPlane;
+  try {
+    cp = createControlPlane({
+      policy: store ?? (o.policy as string),
+      logger: log,
+      ...(tokens.length > 0 ? { auth: { tokens } } : {}),
+      ...(tls ? { tls } : {}),
+    });
+  } catch (e) {
+    await store?.close();
+    throw e;
+  }
+  const closeAll = async (): Promise<void> => {
+    await cp.close();
+    await store?.close();
+  };
   try {
     const grpc = await cp.listen(o.listen);
     const admin = o.adminListen ? await cp.listenAdmin(o.adminListen) : undefined;
     log.info({ grpc: grpc.url, admin: admin?.url, policies: cp.policySet().policies.length }, 'netfence-controlplane ready');
-    return admin ? { cp, grpc, admin, log } : { cp, grpc, log };
+    return admin ? { cp, grpc, admin, log, close: closeAll } : { cp, grpc, log, close: closeAll };
   } catch (e) {
-    await cp.close();
+    await closeAll();
     throw e;
   }
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { cp, log: logger } = await startFromArgv(argv);
+  const { cp, log: logger, close } = await startFromArgv(argv);
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal: sig }, 'shutting down');
-    cp.close().then(
+    close().then(
       () => process.exit(0),
       () => process.exit(1),
     );

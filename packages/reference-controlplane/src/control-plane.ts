@@ -35,6 +35,11 @@ import { bulkUpdateCommand, commandFactory, commandKind, subscribedAckCommand, s
 import { Histogram, renderGauge, renderLabelled } from './metrics';
 import { parseListenAddress } from './listen-address';
 import { createAdminHandler } from './admin';
+import type { PolicyStore } from './postgres-store';
+
+function isPolicyStore(p: unknown): p is PolicyStore {
+  return typeof p === 'object' && p !== null && typeof (p as PolicyStore).read === 'function' && typeof (p as PolicyStore).write === 'function';
+}
 
 /** pino-compatible logger. */
 export interface Logger {
@@ -63,8 +68,12 @@ export interface TlsOptions {
 }
 
 export interface ControlPlaneOptions {
-  /** Path of the YAML policy file (watched and editable), or a policy document object (in memory). */
-  readonly policy: string | PolicyDocument;
+  /**
+   * Path of the YAML policy file (watched and editable), a policy document object (in memory),
+   * or a PolicyStore holding the YAML text elsewhere (createPostgresPolicyStore: several
+   * replicas serving one policy). A store belongs to the caller: close() leaves it open.
+   */
+  readonly policy: string | PolicyDocument | PolicyStore;
   readonly logger?: Logger;
   /** Bearer tokens accepted on both APIs (`authorization: Bearer <token>`). Empty/absent = no auth. */
   readonly auth?: { readonly tokens: readonly string[] };
@@ -288,7 +297,8 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
   const now = opts.now ?? Date.now;
   const useNonces = opts.nonces ?? true;
   const filePath = typeof opts.policy === 'string' ? opts.policy : undefined;
-  let inlineDoc: PolicyDocument | undefined = typeof opts.policy === 'string' ? undefined : opts.policy;
+  const store = isPolicyStore(opts.policy) ? opts.policy : undefined;
+  let inlineDoc: PolicyDocument | undefined = typeof opts.policy === 'string' || store ? undefined : (opts.policy as PolicyDocument);
   const events = new EventEmitter();
   const tokenHashes = (opts.auth?.tokens ?? []).filter((t) => t.length > 0).map(tokenHash);
 
@@ -303,6 +313,8 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
       throw new ControlPlaneError('NETFENCE_ERR_POLICY_READ', `cannot read policy file ${filePath}: ${(e as Error).message}`, { cause: e });
     }
     set = parsePolicyText(text, filePath);
+  } else if (store) {
+    set = parsePolicyText(store.current().text, store.source);
   } else {
     set = compilePolicyDocument(inlineDoc);
   }
@@ -581,6 +593,19 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
 
   async function doReload(): Promise<ReloadResult> {
     if (closed) return { changed: false, commands: 0 };
+    if (store) {
+      let text: string;
+      try {
+        text = (await store.read()).text;
+      } catch (e) {
+        return rejectReload(ControlPlaneError.from(e, 'NETFENCE_ERR_POLICY_READ'));
+      }
+      try {
+        return acceptSet(parsePolicyText(text, store.source));
+      } catch (e) {
+        return rejectReload(ControlPlaneError.from(e, 'NETFENCE_ERR_POLICY_INVALID'));
+      }
+    }
     if (filePath === undefined) return acceptSet(compilePolicyDocument(inlineDoc));
     let text: string;
     try {
@@ -621,6 +646,22 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
   function editRule(policyName: string, rule: string, op: 'add' | 'remove'): Promise<ReloadResult> {
     return serial(async () => {
       if (closed) throw new ControlPlaneError('NETFENCE_ERR_CLOSED', 'control plane is closed');
+      if (store) {
+        // Compare and swap: a replica that wrote in between makes us read again (a few times).
+        for (let attempt = 1; ; attempt++) {
+          const { text, version } = await store.read();
+          const nextText = op === 'add' ? addRuleToText(text, policyName, rule) : removeRuleFromText(text, policyName, rule);
+          const next = parsePolicyText(nextText, store.source); // throws POLICY_INVALID: nothing written
+          try {
+            await store.write(nextText, version);
+          } catch (e) {
+            if (e instanceof ControlPlaneError && e.code === 'NETFENCE_ERR_POLICY_CONFLICT' && attempt < 5) continue;
+            throw e;
+          }
+          log.info({ policy: policyName, rule, op, source: store.source }, 'policy rule edited');
+          return acceptSet(next);
+        }
+      }
       if (filePath === undefined) {
         const nextDoc = editInlineDocument(inlineDoc as PolicyDocument, policyName, rule, op);
         const next = compilePolicyDocument(nextDoc);
@@ -640,6 +681,9 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
       return acceptSet(next);
     });
   }
+
+  // ---- store changes (other replicas' edits) ----
+  store?.onChange(() => schedule());
 
   // ---- file watching ----
   let watcher: FSWatcher | undefined;

@@ -28,3 +28,5 @@ export {
 export type { CompiledPolicy, PolicyDocument, PolicyDocumentEntry, PolicySet } from './policy-file';
 export { parseListenAddress } from './listen-address';
 export type { ListenTarget } from './listen-address';
+export { createPostgresPolicyStore } from './postgres-store';
+export type { PolicyStore, PostgresStoreOptions, StoredPolicy } from './postgres-store';
