@@ -282,9 +282,14 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
 
   async function restore(): Promise<void> {
     const { records, problems } = store.loadAll();
-    for (const p of problems) logger.error({ file: p.file, problem: p.error }, 'unreadable attachment record left in place');
     const removed: string[] = [];
+    // An attachment whose record cannot be read keeps its pinned filter (fail closed): it is left
+    // enforcing, unmanaged, never taken for an orphan and removed.
     const unmanaged = new Set<string>();
+    for (const p of problems) {
+      logger.error({ file: p.file, attachment: p.id, problem: p.error }, 'unreadable attachment record left in place; its pinned filter keeps enforcing, unmanaged');
+      unmanaged.add(p.id);
+    }
     const links = interfaceSnapshot();
     for (const rec of records) {
       nextNumericId = Math.max(nextNumericId, rec.numericId + 1);

@@ -85,7 +85,8 @@ async function writeFileAtomicAsync(path: string, data: string, current: () => b
 export interface StateStore {
   readonly dir: string;
   daemonId(): string;
-  loadAll(): { records: AttachmentRecord[]; problems: { file: string; error: string }[] };
+  /** Every saved record; `problems` are files that could not be read, with the attachment id their name carries. */
+  loadAll(): { records: AttachmentRecord[]; problems: { file: string; id: string; error: string }[] };
   save(record: AttachmentRecord): void;
   /** Same as save, off the event loop. */
   saveAsync(record: AttachmentRecord): Promise<void>;
@@ -126,7 +127,7 @@ export function createStateStore(dataDir: string, explicitDaemonId?: string): St
     },
     loadAll() {
       const records: AttachmentRecord[] = [];
-      const problems: { file: string; error: string }[] = [];
+      const problems: { file: string; id: string; error: string }[] = [];
       for (const name of readdirSync(attDir)) {
         const file = join(attDir, name);
         if (name.endsWith('.tmp')) {
@@ -143,7 +144,7 @@ export function createStateStore(dataDir: string, explicitDaemonId?: string): St
           if (raw.version !== 1 || typeof raw.id !== 'string' || (raw.kind !== 'tc' && raw.kind !== 'cgroup')) throw new Error('unknown record format');
           records.push({ ...raw, policy: parseState(raw.policy) });
         } catch (e) {
-          problems.push({ file, error: (e as Error).message });
+          problems.push({ file, id: name.slice(0, -'.json'.length), error: (e as Error).message });
         }
       }
       records.sort((a, b) => a.attachedAt.localeCompare(b.attachedAt) || a.id.localeCompare(b.id));

@@ -3,7 +3,7 @@
 // (no duplicate kernel attachment, same DNS address), rolls back an attach that never got its
 // ack, and unsubscribes targets that vanished meanwhile.
 
-import { readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabCgroup } from '@netfence/lab';
 import {
@@ -14,7 +14,6 @@ import {
   pinnedAllowV4,
   pinnedIds,
   savedIds,
-  sleep,
   startDaemon,
   startForwardedControlPlane,
   tcxProgIds,
@@ -124,6 +123,27 @@ test('SIGTERM (detach_on_exit off): the filters stay pinned and enforcing; a res
   expect(tcxProgIds(dl.host, dl.wlVeth.a)).toHaveLength(1);
 });
 
+test('an unreadable saved record: its pinned filter keeps enforcing, unmanaged, until the record is readable again', async () => {
+  await d.kill9();
+  const file = join(d.dataDir, 'attachments', `${cgId}.json`);
+  const original = readFileSync(file, 'utf8');
+  writeFileSync(file, '{"version": 99, "garbage": ');
+  try {
+    const sync = await restart();
+    expect(sync.attachments.map((a) => a.id)).toEqual([tcId]);
+    expect((await d.api.listAll()).map((a) => a.id)).toEqual([tcId]);
+    // not removed as an orphan: still pinned, still attached, still filtering
+    expect(pinnedIds(dl).sort()).toEqual([tcId, cgId].sort());
+    expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
+    expect(await dl.canConnect('203.0.113.30', { cgroup: cg })).toBe(true);
+  } finally {
+    await d.kill9();
+    writeFileSync(file, original);
+  }
+  const sync = await restart();
+  expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
+});
+
 test('kill -9 in the middle of an attach (before the ack): the restart rolls the pending attachment back', async () => {
   const cg2 = dl.cgroup('pend');
   cp.ackMode = 'never';
@@ -164,12 +184,15 @@ test('pins that cannot be re-opened: attached again under the same id, the old f
   expect(before).toHaveLength(1);
   // A map pin goes missing (the program and its link still hold the map: still enforcing).
   rmSync(join(dl.bpffsRoot, tcId, 'stats'));
-  // Let the address learned through DNS pass the TTL it was saved with: from then on only
-  // the traffic the old maps saw (within the 5 min grace) can keep it.
-  const saved = JSON.parse(readFileSync(join(d.dataDir, 'attachments', `${tcId}.json`), 'utf8')) as { policy: { learned: { address: string; expiresAt: number }[] } };
+  // The address learned through DNS outlived its TTL while the daemon was down (its saved
+  // expiry is moved into the past): from then on only the traffic the old maps saw (within
+  // the 5 min grace) can keep it.
+  const file = join(d.dataDir, 'attachments', `${tcId}.json`);
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { policy: { learned: { address: string; expiresAt: number }[] } };
   const learned = saved.policy.learned.find((l) => l.address === `${NAMES['allowed.test']}/32`);
   expect(learned).toBeDefined();
-  await sleep(Math.max(0, learned!.expiresAt - Date.now() + 100));
+  learned!.expiresAt = Date.now() - 1000;
+  writeFileSync(file, JSON.stringify(saved));
   expect(await dl.canConnect('203.0.113.20')).toBe(false);
   const sync = await restart();
   expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
