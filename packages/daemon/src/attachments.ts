@@ -43,6 +43,19 @@ type OwnedKernelView = Omit<KernelView, 'allow'> & { readonly allow: Set<string>
 /** Learned addresses reach the disk at most this often (a crash loses only widenings, which fails closed). */
 const LEARNED_SAVE_DELAY_MS = 1000;
 
+/**
+ * An expiry sweep costs O(learned addresses): learned addresses are swept at most this often
+ * (one may outlive its DNS TTL by up to this much; it already has a grace period while in
+ * use). CIDR rules with a TTL expire on time.
+ */
+const LEARNED_SWEEP_INTERVAL_MS = 1000;
+
+function nextCidrExpiry(state: AttachmentPolicyState): number | undefined {
+  let min: number | undefined;
+  for (const r of [...state.allowCidrs, ...state.denyCidrs]) if (r.expiresAt !== undefined && (min === undefined || r.expiresAt < min)) min = r.expiresAt;
+  return min;
+}
+
 /** Which allow entries a plan removes, and which of those the new view no longer allows at all. */
 function severedPrefixes(ops: readonly KernelOp[], to: KernelView): string[] {
   const out: string[] = [];
@@ -62,6 +75,7 @@ export class AttachmentRuntime {
   private expiryTimer: NodeJS.Timeout | undefined;
   /** When the expiry timer is due (ms, deps.now clock); undefined without a timer. */
   private expiryAt: number | undefined;
+  private lastSweepAt = -Infinity;
   private saveTimer: NodeJS.Timeout | undefined;
   /** A background save in progress; whether the record changed since the last save began; whether that change should not wait. */
   private writing: Promise<void> | undefined;
@@ -193,13 +207,18 @@ export class AttachmentRuntime {
     this.expiryTimer = undefined;
     this.expiryAt = undefined;
     if (this.closed || at === undefined) return;
-    const delay = retryMs ?? Math.max(50, Math.min(at - this.deps.now(), 2 ** 31 - 1));
-    this.expiryAt = this.deps.now() + delay;
+    const now = this.deps.now();
+    let due = Math.max(at, this.lastSweepAt + LEARNED_SWEEP_INTERVAL_MS);
+    const cidrAt = nextCidrExpiry(this.state);
+    if (cidrAt !== undefined) due = Math.min(due, cidrAt);
+    const delay = retryMs ?? Math.max(50, Math.min(due - now, 2 ** 31 - 1));
+    this.expiryAt = now + delay;
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = undefined;
       this.expiryAt = undefined;
       this.serial(() => {
         const now = this.deps.now();
+        this.lastSweepAt = now;
         const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
         if (next !== this.state) {
           this.commit(next); // schedules the next expiry itself

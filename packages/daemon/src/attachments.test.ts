@@ -1,0 +1,111 @@
+// The attachment runtime's scheduling, on an in-memory datapath (the kernel side of the
+// runtime is covered end to end in test/): what reaches the datapath, and when expiry runs.
+import { applyCommand, emptyState, type KernelOp, type KernelView } from '@netfence/policy-engine';
+import pino from 'pino';
+import type { AttachmentDatapath } from './datapath';
+import { AttachmentRuntime } from './attachments';
+import type { AttachmentRecord, StateStore } from './state-store';
+
+function memoryDatapath() {
+  const view = { mode: 'disabled', dryRun: false, allow: new Set<string>(), deny: new Set<string>() } as { mode: KernelView['mode']; dryRun: boolean; allow: Set<string>; deny: Set<string> };
+  const applied: KernelOp[][] = [];
+  const dp: AttachmentDatapath = {
+    tcDirection: undefined,
+    apply(ops) {
+      applied.push([...ops]);
+      for (const o of ops) {
+        if (o.op === 'setMode') {
+          view.mode = o.mode;
+          view.dryRun = o.dryRun;
+        } else if (o.op === 'add') view[o.map].add(o.cidr);
+        else view[o.map].delete(o.cidr);
+      }
+    },
+    readView: () => ({ ...view, allow: new Set(view.allow), deny: new Set(view.deny) }),
+    configureDns: () => undefined,
+    counters: () => ({ allowed: 0n, blocked: 0n, dryRunWouldBlock: 0n }),
+    lastSeenMs: () => undefined,
+    sever: () => Promise.resolve(),
+    close: () => undefined,
+    destroy: () => undefined,
+  };
+  return { dp, view, applied };
+}
+
+const store: StateStore = {
+  dir: '/nonexistent',
+  daemonId: () => 'nfd-test',
+  loadAll: () => ({ records: [], problems: [] }),
+  save: () => undefined,
+  saveAsync: () => Promise.resolve(),
+  remove: () => undefined,
+};
+
+function runtime() {
+  let policy = emptyState();
+  for (const cmd of [
+    { type: 'setMode', mode: 'allowlist' },
+    { type: 'setDnsMode', mode: 'allowlist' },
+    { type: 'allowDomain', entry: { domain: 'example.com', includeSubdomains: true } },
+  ] as const)
+    policy = applyCommand(policy, cmd, Date.now());
+  const record: AttachmentRecord = {
+    version: 1,
+    id: 'att-000000000001',
+    numericId: 1,
+    kind: 'cgroup',
+    target: '/sys/fs/cgroup/nf-test',
+    identity: { cgroupId: '1' },
+    metadata: {},
+    dnsAddress: '127.0.0.1:11000',
+    attachedAt: new Date().toISOString(),
+    policy,
+  };
+  const m = memoryDatapath();
+  const rt = new AttachmentRuntime(record, m.dp, undefined, { store, logger: pino({ level: 'silent' }), minTtlSec: 0, maxTtlSec: 3600, graceMs: 0, now: () => Date.now() });
+  return { rt, ...m };
+}
+
+describe('attachment runtime', () => {
+  beforeEach(() => jest.useFakeTimers({ now: 1_000_000 }));
+  afterEach(() => jest.useRealTimers());
+
+  it('a DNS answer adds only its own new addresses to the datapath', async () => {
+    const { rt, applied, view } = runtime();
+    await rt.applyCommand({ type: 'setMode', mode: 'allowlist' }); // sync the kernel view
+    applied.length = 0;
+    await rt.learn({ name: 'a.example.com', addresses: ['203.0.113.1', '203.0.113.2'], ttlSec: 60 });
+    await rt.learn({ name: 'b.example.com', addresses: ['203.0.113.2', '203.0.113.3'], ttlSec: 60 });
+    await rt.learn({ name: 'a.example.com', addresses: ['203.0.113.1'], ttlSec: 120 }); // a refresh: nothing for the kernel
+    expect(applied).toEqual([
+      [
+        { op: 'add', map: 'allow', cidr: '203.0.113.1/32' },
+        { op: 'add', map: 'allow', cidr: '203.0.113.2/32' },
+      ],
+      [{ op: 'add', map: 'allow', cidr: '203.0.113.3/32' }],
+    ]);
+    expect([...view.allow].sort()).toEqual(['203.0.113.1/32', '203.0.113.2/32', '203.0.113.3/32']);
+    expect(rt.state.learned).toHaveLength(4);
+    await rt.shutdown();
+  });
+
+  it('learned addresses are swept at most once a second; a CIDR TTL still expires on time', async () => {
+    const { rt, applied, view } = runtime();
+    // 20 answers whose TTLs lapse 100 ms apart, over 2 s
+    for (let i = 1; i <= 20; i++) await rt.learn({ name: `h${i}.example.com`, addresses: [`203.0.113.${i}`], ttlSec: i / 10 });
+    await rt.applyCommand({ type: 'allowCidr', entry: { cidr: '198.51.100.0/24', ttlMs: 1250 } });
+    applied.length = 0;
+    await jest.advanceTimersByTimeAsync(1300);
+    // the CIDR went at its time, not at the next learned sweep
+    expect(view.allow.has('198.51.100.0/24')).toBe(false);
+    expect(rt.state.allowCidrs).toEqual([]);
+    await jest.advanceTimersByTimeAsync(2000);
+    expect(rt.state.learned).toEqual([]);
+    expect(view.allow.size).toBe(0);
+    const sweeps = applied.filter((ops) => ops.some((o) => o.op === 'delete'));
+    // without the limit: one sweep per 100 ms (20); with it: about one a second, plus the CIDR's
+    expect(sweeps.length).toBeGreaterThanOrEqual(3);
+    expect(sweeps.length).toBeLessThanOrEqual(5);
+    await rt.shutdown();
+  });
+});
