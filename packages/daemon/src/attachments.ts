@@ -52,7 +52,7 @@ const LEARNED_SWEEP_INTERVAL_MS = 1000;
 
 function nextCidrExpiry(state: AttachmentPolicyState): number | undefined {
   let min: number | undefined;
-  for (const r of [...state.allowCidrs, ...state.denyCidrs]) if (r.expiresAt !== undefined && (min === undefined || r.expiresAt < min)) min = r.expiresAt;
+  for (const rules of [state.allowCidrs, state.denyCidrs]) for (const r of rules) if (r.expiresAt !== undefined && (min === undefined || r.expiresAt < min)) min = r.expiresAt;
   return min;
 }
 
@@ -187,7 +187,8 @@ export class AttachmentRuntime {
       for (const cidr of added) this.kernel.allow.add(cidr);
       this.record = { ...this.record, policy: next };
       if (!this.record.pending) this.persistLater();
-      if (soonest < (this.expiryAt ?? Infinity)) this.scheduleExpiry(soonest);
+      // Re-armed only when the new entry makes the next sweep come sooner (rarely: TTLs are alike).
+      if (Math.max(soonest, this.lastSweepAt + LEARNED_SWEEP_INTERVAL_MS) < (this.expiryAt ?? Infinity)) this.scheduleExpiry(soonest);
     });
   }
 

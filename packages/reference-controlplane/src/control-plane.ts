@@ -591,30 +591,28 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
     return r;
   }
 
+  /** The policy text, the name its errors carry, and (from a store) its version: from the store, or the file. */
+  async function readPolicySource(): Promise<{ text: string; source: string; version?: number }> {
+    if (store) return { ...(await store.read()), source: store.source };
+    const path = filePath as string;
+    try {
+      return { text: await fsp.readFile(path, 'utf8'), source: path };
+    } catch (e) {
+      throw new ControlPlaneError('NETFENCE_ERR_POLICY_READ', `cannot read policy file ${path}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   async function doReload(): Promise<ReloadResult> {
     if (closed) return { changed: false, commands: 0 };
-    if (store) {
-      let text: string;
-      try {
-        text = (await store.read()).text;
-      } catch (e) {
-        return rejectReload(ControlPlaneError.from(e, 'NETFENCE_ERR_POLICY_READ'));
-      }
-      try {
-        return acceptSet(parsePolicyText(text, store.source));
-      } catch (e) {
-        return rejectReload(ControlPlaneError.from(e, 'NETFENCE_ERR_POLICY_INVALID'));
-      }
-    }
-    if (filePath === undefined) return acceptSet(compilePolicyDocument(inlineDoc));
-    let text: string;
+    if (!store && filePath === undefined) return acceptSet(compilePolicyDocument(inlineDoc));
+    let src: { text: string; source: string };
     try {
-      text = await fsp.readFile(filePath, 'utf8');
+      src = await readPolicySource();
     } catch (e) {
-      return rejectReload(new ControlPlaneError('NETFENCE_ERR_POLICY_READ', `cannot read policy file ${filePath}: ${(e as Error).message}`, { cause: e }));
+      return rejectReload(ControlPlaneError.from(e, 'NETFENCE_ERR_POLICY_READ'));
     }
     try {
-      return acceptSet(parsePolicyText(text, filePath));
+      return acceptSet(parsePolicyText(src.text, src.source));
     } catch (e) {
       return rejectReload(ControlPlaneError.from(e, 'NETFENCE_ERR_POLICY_INVALID'));
     }
@@ -646,39 +644,27 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
   function editRule(policyName: string, rule: string, op: 'add' | 'remove'): Promise<ReloadResult> {
     return serial(async () => {
       if (closed) throw new ControlPlaneError('NETFENCE_ERR_CLOSED', 'control plane is closed');
-      if (store) {
-        // Compare and swap: a replica that wrote in between makes us read again (a few times).
-        for (let attempt = 1; ; attempt++) {
-          const { text, version } = await store.read();
-          const nextText = op === 'add' ? addRuleToText(text, policyName, rule) : removeRuleFromText(text, policyName, rule);
-          const next = parsePolicyText(nextText, store.source); // throws POLICY_INVALID: nothing written
-          try {
-            await store.write(nextText, version);
-          } catch (e) {
-            if (e instanceof ControlPlaneError && e.code === 'NETFENCE_ERR_POLICY_CONFLICT' && attempt < 5) continue;
-            throw e;
-          }
-          log.info({ policy: policyName, rule, op, source: store.source }, 'policy rule edited');
-          return acceptSet(next);
-        }
-      }
-      if (filePath === undefined) {
+      if (!store && filePath === undefined) {
         const nextDoc = editInlineDocument(inlineDoc as PolicyDocument, policyName, rule, op);
         const next = compilePolicyDocument(nextDoc);
         inlineDoc = nextDoc;
         return acceptSet(next);
       }
-      let text: string;
-      try {
-        text = await fsp.readFile(filePath, 'utf8');
-      } catch (e) {
-        throw new ControlPlaneError('NETFENCE_ERR_POLICY_READ', `cannot read policy file ${filePath}: ${(e as Error).message}`, { cause: e });
+      // A store writes by compare and swap: a replica that wrote in between makes us read again (a few times).
+      for (let attempt = 1; ; attempt++) {
+        const { text, source, version } = await readPolicySource();
+        const nextText = op === 'add' ? addRuleToText(text, policyName, rule) : removeRuleFromText(text, policyName, rule);
+        const next = parsePolicyText(nextText, source); // throws POLICY_INVALID: nothing written
+        try {
+          if (store) await store.write(nextText, version as number);
+          else await atomicWrite(source, nextText);
+        } catch (e) {
+          if (e instanceof ControlPlaneError && e.code === 'NETFENCE_ERR_POLICY_CONFLICT' && attempt < 5) continue;
+          throw e;
+        }
+        log.info({ policy: policyName, rule, op, source }, 'policy rule edited');
+        return acceptSet(next);
       }
-      const nextText = op === 'add' ? addRuleToText(text, policyName, rule) : removeRuleFromText(text, policyName, rule);
-      const next = parsePolicyText(nextText, filePath); // throws POLICY_INVALID: nothing written
-      await atomicWrite(filePath, nextText);
-      log.info({ policy: policyName, rule, op }, 'policy rule edited');
-      return acceptSet(next);
     });
   }
 
