@@ -11,7 +11,7 @@ export const LAYOUT = {
   config: { size: 48, mode: 0, flags: 4, attachmentId: 8, dnsPort: 12, dnsV4: 16, dnsV6: 20 },
   lpmKeyV4: { size: 8, prefixLen: 0, addr: 4 },
   lpmKeyV6: { size: 20, prefixLen: 0, addr: 4 },
-  allowValue: { size: 16, lastSeenNs: 0, prefixLen: 8 },
+  allowValue: { size: 16, lastSeenNs: 0, prefixLen: 8, expiresS: 12 },
   denyValue: { size: 8, prefixLen: 0 },
   event: {
     size: 56,
@@ -161,19 +161,26 @@ export interface AllowValue {
   /** CLOCK_MONOTONIC ns (coarse) of the last traffic the kernel let through by this entry; 0n = never. */
   readonly lastSeenNs: bigint;
   readonly prefixLen: number;
+  /** CLOCK_MONOTONIC seconds after which the entry allows nothing (a TTL the kernel enforces itself); 0 = never. */
+  readonly expiresS: number;
 }
 
 /** Encodes an allow map value (16 bytes). prefixLen MUST equal the key's prefix length. */
-export function encodeAllowValue(prefixLen: number, lastSeenNs = 0n): Buffer {
+export function encodeAllowValue(prefixLen: number, lastSeenNs = 0n, expiresS = 0): Buffer {
   const b = Buffer.alloc(LAYOUT.allowValue.size);
   b.writeBigUInt64LE(lastSeenNs, LAYOUT.allowValue.lastSeenNs);
   b.writeUInt32LE(checkLen(prefixLen), LAYOUT.allowValue.prefixLen);
+  b.writeUInt32LE(u32('allow value deadline (monotonic seconds)', expiresS), LAYOUT.allowValue.expiresS);
   return b;
 }
 
 export function decodeAllowValue(buf: Uint8Array): AllowValue {
   const b = need(buf, LAYOUT.allowValue.size, 'allow value');
-  return { lastSeenNs: b.readBigUInt64LE(LAYOUT.allowValue.lastSeenNs), prefixLen: b.readUInt32LE(LAYOUT.allowValue.prefixLen) };
+  return {
+    lastSeenNs: b.readBigUInt64LE(LAYOUT.allowValue.lastSeenNs),
+    prefixLen: b.readUInt32LE(LAYOUT.allowValue.prefixLen),
+    expiresS: b.readUInt32LE(LAYOUT.allowValue.expiresS),
+  };
 }
 
 /** Encodes a deny map value (8 bytes). prefixLen MUST equal the key's prefix length. */
@@ -210,10 +217,10 @@ export interface PolicyEntry {
  * (IPv4-mapped IPv6 goes to the v4 map), zeroes host bits, and writes the prefix
  * length into both key and value.
  */
-export function policyEntry(list: 'allow' | 'deny', cidr: string, lastSeenNs = 0n): PolicyEntry {
+export function policyEntry(list: 'allow' | 'deny', cidr: string, allow: { readonly lastSeenNs?: bigint; readonly expiresS?: number } = {}): PolicyEntry {
   const prefix = parsePrefix(cidr);
   const key = prefix.family === 4 ? encodeLpmKeyV4(prefix.bytes, prefix.prefixLen) : encodeLpmKeyV6(prefix.bytes, prefix.prefixLen);
-  const value = list === 'allow' ? encodeAllowValue(prefix.prefixLen, lastSeenNs) : encodeDenyValue(prefix.prefixLen);
+  const value = list === 'allow' ? encodeAllowValue(prefix.prefixLen, allow.lastSeenNs, allow.expiresS) : encodeDenyValue(prefix.prefixLen);
   const map =
     list === 'allow'
       ? prefix.family === 4
@@ -392,7 +399,7 @@ function codec<T>(size: number, enc: (v: T) => Buffer, dec: (b: Buffer) => T): L
 /** Codecs for typed map views (createArrayMap, createLpmTrieMap, createPerCpuArrayMap). */
 export const CODECS = {
   config: codec<AttachmentConfig>(LAYOUT.config.size, encodeConfig, decodeConfig),
-  allowValue: codec<AllowValue>(LAYOUT.allowValue.size, (v) => encodeAllowValue(v.prefixLen, v.lastSeenNs), decodeAllowValue),
+  allowValue: codec<AllowValue>(LAYOUT.allowValue.size, (v) => encodeAllowValue(v.prefixLen, v.lastSeenNs, v.expiresS), decodeAllowValue),
   denyValue: codec<{ readonly prefixLen: number }>(LAYOUT.denyValue.size, (v) => encodeDenyValue(v.prefixLen), decodeDenyValue),
   severConfig: codec<SeverTarget>(LAYOUT.severConfig.size, encodeSeverConfig, decodeSeverConfig),
   stat: {

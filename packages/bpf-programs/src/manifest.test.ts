@@ -124,7 +124,7 @@ describe('layouts', () => {
     const a = policyEntry('allow', '10.1.2.3/16');
     expect(a.map).toBe('allow_v4');
     expect([...a.key]).toEqual([16, 0, 0, 0, 10, 1, 0, 0]);
-    expect(decodeAllowValue(a.value)).toEqual({ lastSeenNs: 0n, prefixLen: 16 });
+    expect(decodeAllowValue(a.value)).toEqual({ lastSeenNs: 0n, prefixLen: 16, expiresS: 0 });
     const d = policyEntry('deny', '2001:db8::1/32');
     expect(d.map).toBe('deny_v6');
     expect(d.key.length).toBe(LAYOUT.lpmKeyV6.size);

@@ -95,6 +95,12 @@
 #define NF_STAT_COUNT 16
 
 #define NF_LAST_SEEN_REFRESH_NS 1000000000ULL
+#define NF_NS_PER_SEC 1000000000ULL
+/* CLOCK_MONOTONIC for allow deadlines: the coarse read where the program type has it (the
+ * filters); iterators, which cannot call it, define NF_MONO_NS as bpf_ktime_get_ns first. */
+#ifndef NF_MONO_NS
+#define NF_MONO_NS() bpf_ktime_get_coarse_ns()
+#endif
 #define NF_NO_RULE 0xff
 
 /* ---- layouts ---- */
@@ -126,7 +132,7 @@ struct nf_lpm_v6 {
 struct nf_allow_value {
 	__u64 last_seen_ns; /* 0: CLOCK_MONOTONIC (coarse) of the last packet/connect seen, 0 = never */
 	__u32 prefix_len;   /* 8: must equal the key's prefix length */
-	__u32 _pad;         /* 12 */
+	__u32 expires_s;    /* 12: CLOCK_MONOTONIC seconds after which the entry no longer allows, 0 = never */
 };
 
 /* deny map value, 8 bytes */
@@ -191,6 +197,7 @@ NF_ASSERT_OFF(nf_lpm_v6, addr, 4);
 NF_ASSERT_SIZE(nf_allow_value, 16);
 NF_ASSERT_OFF(nf_allow_value, last_seen_ns, 0);
 NF_ASSERT_OFF(nf_allow_value, prefix_len, 8);
+NF_ASSERT_OFF(nf_allow_value, expires_s, 12);
 NF_ASSERT_SIZE(nf_deny_value, 8);
 NF_ASSERT_OFF(nf_deny_value, prefix_len, 0);
 NF_ASSERT_SIZE(nf_event, 56);
@@ -442,6 +449,10 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 		dn = bpf_map_lookup_elem(&deny_v6, &k);
 	}
 
+	/* A lapsed deadline (a CIDR TTL while the daemon is away to remove the entry) allows nothing:
+	 * the entry counts as absent (a shorter allow prefix is not looked for: fail closed). */
+	if (a && a->expires_s && NF_MONO_NS() / NF_NS_PER_SEC >= a->expires_s)
+		a = NULL;
 	__u32 alen = a ? a->prefix_len : 0;
 	__u32 dlen = dn ? dn->prefix_len : 0;
 	/* longest prefix across both lists wins, deny wins a tie */

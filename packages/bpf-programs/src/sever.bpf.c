@@ -9,6 +9,8 @@
  * (SEVER_SHARED_MAPS in the manifest): it reads that attachment's policy.
  */
 #define NF_USE_VMLINUX
+/* iterators cannot read the coarse clock; the same CLOCK_MONOTONIC, finer */
+#define NF_MONO_NS() bpf_ktime_get_ns()
 #include "netfence_common.h"
 #include "netfence_sever.h"
 #include <bpf/bpf_core_read.h>

@@ -3,7 +3,7 @@
 // and unknown frames, implicit allows, DNS bypass, dry-run, events and stats.
 // The same frames go through the TC program and the cgroup_skb backstop.
 import type { BpfProgram } from '@netfence/bpf-loader';
-import { isTcDrop, mapSizes, OBJECTS, REASON, type AttachmentConfig, type ReasonName } from '@netfence/bpf-programs';
+import { isTcDrop, mapSizes, OBJECTS, policyEntry, REASON, type AttachmentConfig, type ReasonName } from '@netfence/bpf-programs';
 import { arp, eth, ETH_P, extAuth, extFragment, extOpts, extRouting, icmp, ipv4, ipv6, NEXTHDR, PROTO, tcp, udp } from './frames';
 import { assertKernelTestable, Policy } from './helpers';
 
@@ -313,6 +313,29 @@ describe('datapath decisions on crafted frames', () => {
     tc.allow('10.200.7.0/24');
     runTc(v4('10.200.7.2', tcp(80), PROTO.TCP));
     expect(tc.lastSeen('10.200.7.0/24')).toBe(0n);
+  });
+
+  it('an allow entry past its deadline (expires_s, monotonic seconds) allows nothing, in TC and the cgroup backstop', () => {
+    const nowS = Number(process.hrtime.bigint() / 1_000_000_000n);
+    const frame = v4('10.200.6.9', tcp(80), PROTO.TCP);
+    for (const [p, run] of [
+      [tc, runTc],
+      [cg, runSkb],
+    ] as const) {
+      p.setConfig(base('ALLOWLIST'));
+      const set = (expiresS: number) => {
+        const e = policyEntry('allow', '10.200.6.0/24', { expiresS });
+        p.map(e.map).update(e.key, e.value);
+      };
+      set(0); // no deadline
+      expect(run(frame)).toBe('pass');
+      set(nowS + 60);
+      expect(run(frame)).toBe('pass');
+      set(nowS - 1); // lapsed while nobody removed it (the daemon is down)
+      expect(run(frame)).toBe('drop');
+      expect(p.drain().at(-1)).toMatchObject({ reason: 'NOT_ALLOWED' });
+      p.remove('allow', '10.200.6.0/24');
+    }
   });
 
   it('a full ring buffer counts events_lost and never changes the verdict', () => {
