@@ -9,6 +9,7 @@ import type { AttachmentRecord, StateStore } from './state-store';
 function memoryDatapath() {
   const view = { mode: 'disabled', dryRun: false, allow: new Set<string>(), deny: new Set<string>() } as { mode: KernelView['mode']; dryRun: boolean; allow: Set<string>; deny: Set<string> };
   const applied: KernelOp[][] = [];
+  let deadlines = new Map<string, number>();
   const dp: AttachmentDatapath = {
     tcDirection: undefined,
     apply(ops) {
@@ -24,12 +25,15 @@ function memoryDatapath() {
     readView: () => ({ ...view, allow: new Set(view.allow), deny: new Set(view.deny) }),
     configureDns: () => undefined,
     counters: () => ({ allowed: 0n, blocked: 0n, dryRunWouldBlock: 0n }),
+    setAllowDeadlines: (d) => {
+      deadlines = new Map(d);
+    },
     lastSeenMs: () => undefined,
     sever: () => Promise.resolve(),
     close: () => undefined,
     destroy: () => undefined,
   };
-  return { dp, view, applied };
+  return { dp, view, applied, deadlines: () => deadlines };
 }
 
 const store: StateStore = {
@@ -86,6 +90,28 @@ describe('attachment runtime', () => {
     ]);
     expect([...view.allow].sort()).toEqual(['203.0.113.1/32', '203.0.113.2/32', '203.0.113.3/32']);
     expect(rt.state.learned).toHaveLength(4);
+    await rt.shutdown();
+  });
+
+  it('the kernel is given a deadline for each allow CIDR whose only source has a TTL', async () => {
+    const { rt, deadlines } = runtime();
+    const t = Date.now();
+    await rt.applyCommand({ type: 'allowCidr', entry: { cidr: '198.51.100.0/24', ttlMs: 60_000 } });
+    await rt.applyCommand({ type: 'allowCidr', entry: { cidr: '198.51.100.7/32', ttlMs: 30_000 } });
+    await rt.applyCommand({ type: 'allowCidr', entry: { cidr: '203.0.113.0/24' } });
+    expect([...deadlines()]).toEqual([
+      ['198.51.100.0/24', t + 60_000],
+      ['198.51.100.7/32', t + 30_000],
+    ]);
+    // a TTL extended moves the deadline; made permanent, it has none
+    await rt.applyCommand({ type: 'allowCidr', entry: { cidr: '198.51.100.0/24', ttlMs: 120_000 } });
+    await rt.applyCommand({ type: 'allowCidr', entry: { cidr: '198.51.100.7/32' } });
+    expect([...deadlines()]).toEqual([['198.51.100.0/24', t + 120_000]]);
+    // an address that is also learned from DNS: its expiry is the daemon's, with grace
+    await rt.applyCommand({ type: 'allowCidr', entry: { cidr: '203.0.113.9/32', ttlMs: 5_000 } });
+    expect(deadlines().get('203.0.113.9/32')).toBe(t + 5_000);
+    await rt.learn({ name: 'a.example.com', addresses: ['203.0.113.9'], ttlSec: 60 });
+    expect(deadlines().has('203.0.113.9/32')).toBe(false);
     await rt.shutdown();
   });
 

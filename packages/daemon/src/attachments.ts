@@ -50,6 +50,22 @@ const LEARNED_SAVE_DELAY_MS = 1000;
  */
 const LEARNED_SWEEP_INTERVAL_MS = 1000;
 
+/**
+ * The allow CIDRs whose only source is a rule with a TTL, and when it lapses: the kernel
+ * enforces these deadlines itself, so a grant does not outlive its TTL while the daemon is
+ * down. (An address also learned from DNS has none: its expiry is the daemon's, with grace.)
+ */
+function allowDeadlines(state: AttachmentPolicyState): Map<string, number> {
+  const out = new Map<string, number>();
+  let learned: Set<string> | undefined;
+  for (const r of state.allowCidrs) {
+    if (r.expiresAt === undefined) continue;
+    learned ??= new Set(state.learned.map((l) => l.address));
+    if (!learned.has(r.cidr)) out.set(r.cidr, r.expiresAt);
+  }
+  return out;
+}
+
 function nextCidrExpiry(state: AttachmentPolicyState): number | undefined {
   let min: number | undefined;
   for (const rules of [state.allowCidrs, state.denyCidrs]) for (const r of rules) if (r.expiresAt !== undefined && (min === undefined || r.expiresAt < min)) min = r.expiresAt;
@@ -71,6 +87,8 @@ function severedPrefixes(ops: readonly KernelOp[], to: KernelView): string[] {
 export class AttachmentRuntime {
   record: AttachmentRecord;
   private kernel: OwnedKernelView;
+  /** The deadlines the kernel was last given (see allowDeadlines). */
+  private deadlines = new Map<string, number>();
   private chain: Promise<unknown> = Promise.resolve();
   private expiryTimer: NodeJS.Timeout | undefined;
   /** When the expiry timer is due (ms, deps.now clock); undefined without a timer. */
@@ -130,9 +148,18 @@ export class AttachmentRuntime {
     const previous = this.record;
     const next = { ...this.record, policy: state };
     if (narrows && !this.record.pending) this.deps.store.save(next);
+    const previousDeadlines = this.deadlines;
     try {
+      this.deadlines = allowDeadlines(state);
+      this.datapath.setAllowDeadlines(this.deadlines);
       if (ops.length) this.datapath.apply(ops); // undoes itself on failure
     } catch (e) {
+      this.deadlines = previousDeadlines;
+      try {
+        this.datapath.setAllowDeadlines(previousDeadlines);
+      } catch (de) {
+        this.deps.logger.error({ err: de, attachment: this.id }, 'could not restore the kernel deadlines');
+      }
       if (narrows && !previous.pending) this.deps.store.save(previous);
       throw e;
     }
@@ -178,10 +205,19 @@ export class AttachmentRuntime {
       const added = new Set<string>();
       let soonest = Infinity;
       // Entries before prev's length were only extended: already in the kernel, and expiring no sooner.
+      const cleared: string[] = [];
       for (let i = prev.learned.length; i < next.learned.length; i++) {
         const l = next.learned[i]!;
         soonest = Math.min(soonest, l.expiresAt);
         if (!this.kernel.allow.has(l.address)) added.add(l.address);
+        // also a TTL'd rule: now learned, its expiry is the daemon's (with grace), not the kernel's
+        else if (this.deadlines.has(l.address)) cleared.push(l.address);
+      }
+      if (cleared.length) {
+        const deadlines = new Map(this.deadlines);
+        for (const c of cleared) deadlines.delete(c);
+        this.datapath.setAllowDeadlines(deadlines);
+        this.deadlines = deadlines;
       }
       if (added.size) this.datapath.apply([...added].map((cidr): KernelOp => ({ op: 'add', map: 'allow', cidr }))); // undoes itself on failure
       for (const cidr of added) this.kernel.allow.add(cidr);

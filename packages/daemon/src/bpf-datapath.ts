@@ -100,6 +100,13 @@ function pinnedLastSeen(dir: string, logger: Logger): Map<string, bigint> {
   return out;
 }
 
+/** A wall-clock deadline (ms) as the programs read it: CLOCK_MONOTONIC seconds, rounded up; 0 (none) for undefined. */
+function monotonicSeconds(wallMs: number | undefined): number {
+  if (wallMs === undefined) return 0;
+  const monoNs = process.hrtime.bigint() + BigInt(Math.round((wallMs - Date.now()) * 1e6));
+  return Math.max(1, Number((monoNs + 999_999_999n) / 1_000_000_000n));
+}
+
 /** The maps every attachment uses, opened (from a fresh load or from pins). */
 interface PolicyMaps {
   readonly config: BpfMap;
@@ -122,6 +129,8 @@ class BpfAttachment implements AttachmentDatapath {
   private severChain: Promise<void> = Promise.resolve();
   /** Last-seen times carried over from the maps this attachment replaced (see reattach). */
   private inherited = new Map<string, bigint>();
+  /** Wall-clock deadlines (ms) of allow entries, enforced by the programs themselves (see setAllowDeadlines). */
+  private deadlines: ReadonlyMap<string, number> = new Map();
 
   constructor(
     private readonly dir: string,
@@ -145,8 +154,27 @@ class BpfAttachment implements AttachmentDatapath {
     this.inherited = times;
   }
 
+  setAllowDeadlines(next: ReadonlyMap<string, number>): void {
+    const prev = this.deadlines;
+    this.deadlines = next;
+    const changed = new Set<string>();
+    for (const [c, ms] of next) if (prev.get(c) !== ms) changed.add(c);
+    for (const c of prev.keys()) if (!next.has(c)) changed.add(c);
+    for (const cidr of changed) {
+      const entry = policyEntry('allow', cidr);
+      const map = this.maps.lpm[entry.map];
+      const held = map.lookup(entry.key);
+      if (!held) continue; // written with its deadline when it is added
+      const { lastSeenNs } = decodeAllowValue(held);
+      map.update(entry.key, policyEntry('allow', cidr, { lastSeenNs, expiresS: monotonicSeconds(next.get(cidr)) }).value);
+    }
+  }
+
   private lpmOp(op: 'add' | 'delete', list: 'allow' | 'deny', cidr: string): void {
-    const entry = policyEntry(list, cidr, list === 'allow' && op === 'add' ? (this.inherited.get(cidr) ?? 0n) : 0n);
+    const entry =
+      list === 'allow' && op === 'add'
+        ? policyEntry(list, cidr, { lastSeenNs: this.inherited.get(cidr) ?? 0n, expiresS: monotonicSeconds(this.deadlines.get(cidr)) })
+        : policyEntry(list, cidr);
     const map = this.maps.lpm[entry.map];
     if (op === 'add') map.update(entry.key, entry.value);
     else map.delete(entry.key);

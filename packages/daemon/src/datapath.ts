@@ -34,6 +34,13 @@ export interface AttachmentDatapath {
   /** The attachment's DNS server (always allowed) and whether DNS filtering (bypass drop/redirect) is on. */
   configureDns(server: { address: string; port: number }, filtering: boolean): void;
   counters(): DatapathCounters;
+  /**
+   * The allow entries the kernel must stop honouring on its own at a wall-clock time (ms): CIDR
+   * TTLs, so that a grant does not outlive its TTL while the daemon is down. Entries written
+   * from now on carry their deadline; entries already in the kernel whose deadline changed are
+   * rewritten in place. Entries not listed have none.
+   */
+  setAllowDeadlines(deadlines: ReadonlyMap<string, number>): void;
   /** Last time (ms, wall clock) the kernel saw traffic to this allow entry; undefined if never / unknown. */
   lastSeenMs(cidr: string): number | undefined;
   /**

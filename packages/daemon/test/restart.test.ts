@@ -14,6 +14,7 @@ import {
   pinnedAllowV4,
   pinnedIds,
   savedIds,
+  sleep,
   startDaemon,
   startForwardedControlPlane,
   tcxProgIds,
@@ -121,6 +122,21 @@ test('SIGTERM (detach_on_exit off): the filters stay pinned and enforcing; a res
   const sync = await restart();
   expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
   expect(tcxProgIds(dl.host, dl.wlVeth.a)).toHaveLength(1);
+});
+
+test('a CIDR TTL lapses in the kernel while the daemon is down', async () => {
+  cp.send({ id: tcId, allow_cidr: { cidr: '203.0.113.20/32', ttl: { seconds: 3, nanos: 0 } } });
+  await eventually(() => pinnedAllowV4(dl, tcId).includes('203.0.113.20/32'), 'AllowCIDR with a TTL');
+  const t0 = Date.now(); // the TTL started a little before
+  expect(await dl.canConnect('203.0.113.20')).toBe(true);
+  await d.kill9();
+  expect(await dl.canConnect('203.0.113.20')).toBe(true); // within its TTL: nobody home, still allowed
+  await sleep(Math.max(0, t0 + 3000 + 1200 - Date.now())); // the kernel's deadline is in whole seconds, rounded up
+  expect(pinnedAllowV4(dl, tcId)).toContain('203.0.113.20/32'); // nobody removed the entry...
+  expect(await dl.canConnect('203.0.113.20')).toBe(false); // ...and it allows nothing any more
+  await restart();
+  await eventually(() => !pinnedAllowV4(dl, tcId).includes('203.0.113.20/32'), 'the lapsed entry removed on start');
+  expect(await dl.canConnect('203.0.113.20')).toBe(false);
 });
 
 test('an unreadable saved record: its pinned filter keeps enforcing, unmanaged, until the record is readable again', async () => {
