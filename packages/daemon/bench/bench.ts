@@ -27,7 +27,7 @@ async function main(): Promise<number> {
     const veths = Array.from({ length: VETHS }, () => dl.extraVeth().a);
     process.stderr.write(`lab ready in ${Date.now() - t0} ms (${CGROUPS} cgroups, ${VETHS} veths)\n`);
     const args: BenchArgs = { tmp: dl.tmp, bpffsRoot: dl.bpffsRoot, cgroups, veths, dnsListen: HOST_ADDR, upstream: UPSTREAM };
-    const worker = spawn('nsenter', [`--net=${dl.host.path}`, '--', process.execPath, '-r', join(__dirname, 'register.js'), join(__dirname, 'worker.ts')], {
+    const worker = spawn('nsenter', [`--net=${dl.host.path}`, '--', process.execPath, '-r', join(__dirname, '..', '..', '..', 'tools', 'swc-register.cjs'), join(__dirname, 'worker.ts')], {
       stdio: 'inherit',
       env: { ...process.env, NFBENCH_ARGS: JSON.stringify(args) },
     });

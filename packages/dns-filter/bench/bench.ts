@@ -67,7 +67,7 @@ function dnsperf(address: string, port: number, file: string, args: string[], ve
 }
 
 async function startFilter(address: string, upstream: string, hook: string, obj: string): Promise<{ port: number; hook: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['-r', join(__dirname, 'register.js'), join(__dirname, 'serve.ts')], {
+  const child = spawn(process.execPath, ['-r', join(__dirname, '..', '..', '..', 'tools', 'swc-register.cjs'), join(__dirname, 'serve.ts')], {
     env: { ...process.env, LISTEN_ADDR: address, UPSTREAM: upstream, HOOK: hook, BPF_OBJ: obj },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

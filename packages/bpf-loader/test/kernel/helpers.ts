@@ -55,7 +55,7 @@ export function removePinDir(dir: string): void {
 
 /** Runs a TypeScript file in a fresh node process (transpiled with @swc/core on the fly). */
 export function runTsChild(file: string, args: readonly string[], timeoutMs = 20_000): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['-r', join(__dirname, 'swc-register.js'), file, ...args], { encoding: 'utf8', timeout: timeoutMs });
+  const r = spawnSync(process.execPath, ['-r', join(__dirname, '..', '..', '..', '..', 'tools', 'swc-register.cjs'), file, ...args], { encoding: 'utf8', timeout: timeoutMs });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

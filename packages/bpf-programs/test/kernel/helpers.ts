@@ -30,7 +30,7 @@ import {
 
 export const PROBE = join(__dirname, 'probe.py');
 export const SERVERS = join(__dirname, 'servers.py');
-export const SWC_REGISTER = join(__dirname, '..', '..', 'scripts', 'swc-register.cjs');
+export const SWC_REGISTER = join(__dirname, '..', '..', '..', '..', 'tools', 'swc-register.cjs');
 
 /** Kernel tests need root; they fail (never skip) without it. */
 export function assertKernelTestable(): void {

@@ -1,12 +1,12 @@
-// Require hook for the benchmark and for kernel-test child processes: compiles .ts
-// with @swc/core and maps @netfence/<pkg> to the sibling package's src/index.ts
-// (as the jest preset does), so nothing needs a build.
+// The one require hook for benchmarks and for test child processes: compiles .ts with
+// @swc/core and maps @netfence/<pkg> to the package's src/index.ts (as the jest preset
+// does), so nothing needs a build. `node -r <repo>/tools/swc-register.cjs file.ts`
 const fs = require('node:fs');
 const path = require('node:path');
 const Module = require('node:module');
 const swc = require('@swc/core');
 
-const root = path.join(__dirname, '..', '..', '..');
+const root = path.join(__dirname, '..');
 const origResolve = Module._resolveFilename;
 Module._resolveFilename = function (request, ...rest) {
   const m = /^@netfence\/([a-z-]+)$/.exec(request);
