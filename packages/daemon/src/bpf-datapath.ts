@@ -73,6 +73,11 @@ function datapathError(e: unknown, what: string): DaemonError {
   return new DaemonError('NETFENCE_ERR_DATAPATH', `${what}: ${(e as Error).message}`, { cause: e });
 }
 
+/** An LPM map key as the canonical prefix text the policy engine uses. */
+function cidrOfKey(key: Buffer): string {
+  return parseCidr(formatPrefix(decodeLpmKey(key))).text;
+}
+
 /**
  * The last-seen times (kernel monotonic ns, as the programs write them) of the allow entries in
  * the pinned maps under `dir`, by canonical prefix; maps whose layout is not this build's are
@@ -89,7 +94,7 @@ function pinnedLastSeen(dir: string, logger: Logger): Map<string, bigint> {
       for (const key of map.keys()) {
         const v = map.lookup(key);
         const lastSeenNs = v ? decodeAllowValue(v).lastSeenNs : 0n;
-        if (lastSeenNs !== 0n) out.set(parseCidr(formatPrefix(decodeLpmKey(key))).text, lastSeenNs);
+        if (lastSeenNs !== 0n) out.set(cidrOfKey(key), lastSeenNs);
       }
     } catch (e) {
       logger.warn({ err: e, map: path }, 'cannot read last-seen times from the old map; its learned addresses fall back to their TTL');
@@ -212,7 +217,7 @@ class BpfAttachment implements AttachmentDatapath {
     const deny = new Set<string>();
     for (const [name, map] of Object.entries(this.maps.lpm)) {
       for (const key of map.keys()) {
-        const text = parseCidr(formatPrefix(decodeLpmKey(key))).text;
+        const text = cidrOfKey(key);
         (name.startsWith('allow') ? allow : deny).add(text);
       }
     }

@@ -70,6 +70,18 @@ async function listed(id: string) {
   return (await d.api.listAll()).find((a) => a.id === id);
 }
 
+/** What a rejected command must leave as it was: the kernel map, the listed modes, the traffic verdicts. */
+async function snapshot(id: string): Promise<() => Promise<void>> {
+  const mapBefore = pinnedAllowV4(dl, id).sort();
+  const infoBefore = await listed(id);
+  return async () => {
+    expect(pinnedAllowV4(dl, id).sort()).toEqual(mapBefore);
+    const infoAfter = await listed(id);
+    expect(infoAfter?.mode).toBe(infoBefore?.mode);
+    expect(infoAfter?.dns_mode).toBe(infoBefore?.dns_mode);
+  };
+}
+
 test('the first message of the stream is a SyncRequest, answered with SyncAck', async () => {
   const first = await cp.waitFor((e) => e.stream === 1);
   expect(first.msg.event).toBe('sync');
@@ -138,8 +150,7 @@ describe('a cgroup attachment driven by commands', () => {
   });
 
   test('an invalid command gets CommandResult ok=false with a code, and changes nothing', async () => {
-    const mapBefore = pinnedAllowV4(dl, id).sort();
-    const infoBefore = await listed(id);
+    const expectUnchanged = await snapshot(id);
     const bad = await command(id, { allow_cidr: { cidr: '203.0.113.300/32' } });
     expect(bad.ok).toBe(false);
     expect(bad.error_code).toMatch(/^NETFENCE_ERR_/);
@@ -152,10 +163,7 @@ describe('a cgroup attachment driven by commands', () => {
     expect(bulk.error_code).toMatch(/^NETFENCE_ERR_/);
     const badMode = await command(id, { set_mode: { mode: 'POLICY_MODE_UNSPECIFIED' } });
     expect(badMode.ok).toBe(false);
-    expect(pinnedAllowV4(dl, id).sort()).toEqual(mapBefore);
-    const infoAfter = await listed(id);
-    expect(infoAfter?.mode).toBe(infoBefore?.mode);
-    expect(infoAfter?.dns_mode).toBe(infoBefore?.dns_mode);
+    await expectUnchanged();
     expect(await dl.canConnect('203.0.113.30', { cgroup: cg })).toBe(true);
     expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
   });
@@ -199,17 +207,13 @@ describe('a cgroup attachment driven by commands', () => {
   });
 
   test('a BulkUpdate larger than the allow map: MAP_FULL reported to the control plane, kernel and state unchanged', async () => {
-    const mapBefore = pinnedAllowV4(dl, id).sort();
-    const infoBefore = await listed(id);
+    const expectUnchanged = await snapshot(id);
     // 65,537 distinct /32s in 10.200.0.0/16 and beyond: one more than the default 65,536 entries.
     const allow = Array.from({ length: 65_537 }, (_, i) => ({ cidr: `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32` }));
     const r = await command(id, { bulk_update: { mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: allow } });
     expect(r.ok).toBe(false);
     expect(r.error_code).toBe('NETFENCE_ERR_MAP_FULL');
-    expect(pinnedAllowV4(dl, id).sort()).toEqual(mapBefore);
-    const infoAfter = await listed(id);
-    expect(infoAfter?.mode).toBe(infoBefore?.mode);
-    expect(infoAfter?.dns_mode).toBe(infoBefore?.dns_mode);
+    await expectUnchanged();
     expect(await dl.canConnect('203.0.113.30', { cgroup: cg })).toBe(true);
     expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false);
   }, 60_000);
