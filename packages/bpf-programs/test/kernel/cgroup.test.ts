@@ -17,8 +17,8 @@ import {
   SEVER_SHARED_MAPS,
   type SeverTarget,
 } from '@netfence/bpf-programs';
-import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, sleep, spawnIn, type Probe, type ProbeResult } from './helpers';
-import { ADDR, configFor, createTopology, PORT, PROBES, type Topology } from './topology';
+import { assertKernelTestable, makePinDir, Policy, removePinDir, sleep, spawnIn, type Probe } from './helpers';
+import { ADDR, configFor, createTopology, oks, PORT, PROBES, runProbes, type Topology } from './topology';
 
 jest.setTimeout(30_000);
 
@@ -64,13 +64,7 @@ describe('cgroup filter with real traffic', () => {
     await topo?.lab.close();
   });
 
-  async function run(names: Name[], inCgroup = true): Promise<Record<Name, ProbeResult>> {
-    const res = await probe(topo.lab, topo.w, names.map((n) => P[n]), inCgroup ? cg : undefined);
-    return Object.fromEntries(names.map((n, i) => [n, res[i]])) as Record<Name, ProbeResult>;
-  }
-  function oks(r: Partial<Record<Name, ProbeResult>>): Record<string, boolean> {
-    return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v?.ok ?? false]));
-  }
+  const run = (names: Name[], inCgroup = true) => runProbes(topo, P, names, inCgroup ? cg : undefined);
 
   it('disabled: everything passes and is counted', async () => {
     pol.setConfig(cfg('DISABLED'));

@@ -6,8 +6,8 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { attachTcx, openPinnedLink, openPinnedMap, type BpfLink } from '@netfence/bpf-loader';
 import { OBJECTS, policyEntry, POLICY_MAPS } from '@netfence/bpf-programs';
-import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, runTsChild, sleep, type Probe, type ProbeResult } from './helpers';
-import { ADDR, configFor, createTopology, OWN_DNS, PORT, PROBES, type Topology } from './topology';
+import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, runTsChild, sleep, type Probe } from './helpers';
+import { ADDR, configFor, createTopology, oks, OWN_DNS, PORT, PROBES, runProbes, type Topology } from './topology';
 
 jest.setTimeout(30_000);
 
@@ -38,13 +38,7 @@ describe('TC filter with real traffic', () => {
     await topo?.lab.close();
   });
 
-  async function run(names: Name[]): Promise<Record<Name, ProbeResult>> {
-    const res = await probe(topo.lab, topo.w, names.map((n) => P[n]));
-    return Object.fromEntries(names.map((n, i) => [n, res[i]])) as Record<Name, ProbeResult>;
-  }
-  function oks(r: Partial<Record<Name, ProbeResult>>): Record<string, boolean> {
-    return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v?.ok ?? false]));
-  }
+  const run = (names: Name[]) => runProbes(topo, P, names);
 
   it('disabled: everything passes and is counted', async () => {
     pol.setConfig(cfg('DISABLED'));

@@ -2,9 +2,9 @@
 // TC filters go on h's end of the w-h veth at ingress (the workload's
 // outbound direction); cgroup tests run their clients in w inside a cgroup.
 import type { ChildProcess } from 'node:child_process';
-import { createLab, type Lab, type LabNetns, type LabVeth } from '@netfence/lab';
+import { createLab, type Lab, type LabCgroup, type LabNetns, type LabVeth } from '@netfence/lab';
 import type { AttachmentConfig } from '@netfence/bpf-programs';
-import { sleep, startServers, type Probe, type ServerSpec } from './helpers';
+import { probe, sleep, startServers, type Probe, type ProbeResult, type ServerSpec } from './helpers';
 
 export const ADDR = {
   w4: '10.200.1.2',
@@ -57,6 +57,17 @@ export interface Topology {
   /** a in w, b in h */
   readonly wh: LabVeth;
   readonly servers: ChildProcess;
+}
+
+/** Runs the named probes of `table` from the workload namespace (inside `cgroup` when given); results by name. */
+export async function runProbes<N extends string>(topo: Topology, table: Readonly<Record<N, Probe>>, names: N[], cgroup?: LabCgroup): Promise<Record<N, ProbeResult>> {
+  const res = await probe(topo.lab, topo.w, names.map((n) => table[n]), cgroup);
+  return Object.fromEntries(names.map((n, i) => [n, res[i]])) as Record<N, ProbeResult>;
+}
+
+/** Which probes got through, by name. */
+export function oks(r: Partial<Record<string, ProbeResult>>): Record<string, boolean> {
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v?.ok ?? false]));
 }
 
 export async function createTopology(): Promise<Topology> {
