@@ -4,16 +4,7 @@ import { MapType, mapTypeName } from './constants';
 import { closeFd, dupFd, getLibbpf, numPossibleCpus } from './libbpf';
 import { queryMapInfo } from './obj-info';
 import { offsetOf, sizeOf } from './structs';
-import type { BpfMap, MapExpectation, MapInfo } from './types';
-
-export interface MapMeta {
-  readonly name: string;
-  readonly type: number;
-  readonly keySize: number;
-  readonly valueSize: number;
-  readonly maxEntries: number;
-  readonly flags: number;
-}
+import type { BpfMap, MapExpectation, MapInfo, MapSpec } from './types';
 
 const PER_CPU_TYPES: ReadonlySet<number> = new Set([
   MapType.PERCPU_HASH,
@@ -40,7 +31,7 @@ class BpfMapImpl extends KernelFdObject implements BpfMap {
   readonly #count = Buffer.alloc(4);
   #batchOpts: Buffer | undefined;
 
-  constructor(fd: number, meta: MapMeta, pinnedPath: string | undefined) {
+  constructor(fd: number, meta: MapSpec, pinnedPath: string | undefined) {
     super(fd, pinnedPath);
     this.name = meta.name;
     this.type = meta.type;
@@ -221,7 +212,7 @@ class BpfMapImpl extends KernelFdObject implements BpfMap {
 }
 
 /** Wraps an fd the caller hands over (the map now owns and closes it). */
-export function adoptMapFd(fd: number, meta: MapMeta, pinnedPath?: string): BpfMap {
+export function adoptMapFd(fd: number, meta: MapSpec, pinnedPath?: string): BpfMap {
   return new BpfMapImpl(fd, meta, pinnedPath);
 }
 

@@ -32,14 +32,8 @@ export interface ObjectSpec {
 }
 
 /** Kernel facts about a map fd (bpf_obj_get_info_by_fd). */
-export interface MapInfo {
+export interface MapInfo extends MapSpec {
   readonly id: number;
-  readonly name: string;
-  readonly type: number;
-  readonly keySize: number;
-  readonly valueSize: number;
-  readonly maxEntries: number;
-  readonly flags: number;
 }
 
 export interface ProgramInfo {
@@ -69,14 +63,8 @@ export interface MapExpectation {
  * Owner: whoever created it (a Collection until `takeMap`, else the caller). close() releases
  * the fd; the map lives on while pinned or used by a loaded program.
  */
-export interface BpfMap extends Disposable {
+export interface BpfMap extends MapSpec, Disposable {
   readonly fd: number;
-  readonly name: string;
-  readonly type: number;
-  readonly keySize: number;
-  readonly valueSize: number;
-  readonly maxEntries: number;
-  readonly flags: number;
   /** Per-CPU map: values are `roundUp(valueSize, 8) * possibleCpus` bytes. */
   readonly perCpu: boolean;
   /** Bytes of a value buffer for lookup/update (valueSize, or the per-CPU size). */
