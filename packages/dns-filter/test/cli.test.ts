@@ -11,7 +11,7 @@ import { dig, sleep, startDnsmasq, type Dnsmasq } from './helpers';
 jest.setTimeout(30000);
 
 const root = join(__dirname, '..');
-const nodeArgs = ['-r', join(root, 'bench/register.js'), join(root, 'src/cli.ts')];
+const nodeArgs = ['-r', join(root, '..', '..', 'tools', 'swc-register.cjs'), join(root, 'src/cli.ts')];
 
 let up: Dnsmasq;
 beforeAll(async () => {
