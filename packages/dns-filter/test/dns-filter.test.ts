@@ -1,9 +1,9 @@
 // End-to-end: dnsmasq as the upstream (its query log proves what was forwarded),
 // dig as the client, over UDP and TCP, on loopback only.
 
-import { createDnsFilter, type DnsFilter, type QueryEvent, type ResolvedInfo } from '@netfence/dns-filter';
+import { type QueryEvent, type ResolvedInfo } from '@netfence/dns-filter';
 
-import { dig, sleep, startDnsmasq, type Dnsmasq } from './helpers';
+import { dig, filterStarter, sleep, startDnsmasq, type Dnsmasq } from './helpers';
 
 jest.setTimeout(30000);
 
@@ -30,16 +30,7 @@ afterAll(async () => {
   await up?.stop();
 });
 
-const filters: DnsFilter[] = [];
-afterEach(async () => {
-  await Promise.all(filters.splice(0).map((f) => f.close()));
-});
-
-async function start(opts: Partial<Parameters<typeof createDnsFilter>[0]> = {}): Promise<DnsFilter> {
-  const f = await createDnsFilter({ mode: 'allowlist', upstreams: [up.upstream], cacheSize: 0, ...opts });
-  filters.push(f);
-  return f;
-}
+const start = filterStarter(() => ({ mode: 'allowlist', upstreams: [up.upstream], cacheSize: 0 }));
 
 const both = [[], ['+tcp']] as const;
 

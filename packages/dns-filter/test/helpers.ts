@@ -9,8 +9,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import dns2 from 'dns2';
+import { createDnsFilter, type DnsFilter } from '@netfence/dns-filter';
 
 const { Packet } = dns2;
+
+type FilterOptions = Parameters<typeof createDnsFilter>[0];
+
+/**
+ * A `start(opts)` that creates a filter over `defaults()` (read at each start: they may name
+ * an upstream started in beforeAll), and closes every filter it started after each test.
+ */
+export function filterStarter(defaults: () => FilterOptions): (opts?: Partial<FilterOptions>) => Promise<DnsFilter> {
+  const filters: DnsFilter[] = [];
+  afterEach(async () => {
+    await Promise.all(filters.splice(0).map((f) => f.close()));
+  });
+  return async (opts = {}) => {
+    const f = await createDnsFilter({ ...defaults(), ...opts });
+    filters.push(f);
+    return f;
+  };
+}
 
 /** A random loopback address 127.x.y.z (x in 80..119) so parallel suites don't collide. */
 export function loopbackAddress(): string {

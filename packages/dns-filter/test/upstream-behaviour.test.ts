@@ -5,10 +5,10 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 
-import { createDnsFilter, type DnsFilter, type ResolvedInfo } from '@netfence/dns-filter';
+import { type ResolvedInfo } from '@netfence/dns-filter';
 import { domainRuleSetFromDns } from '@netfence/policy-engine';
 
-import { Packet, answer, dig, freePort, loopbackAddress, sleep, startFakeUpstream, type FakeUpstream } from './helpers';
+import { Packet, answer, dig, filterStarter, freePort, loopbackAddress, sleep, startFakeUpstream, type FakeUpstream } from './helpers';
 
 jest.setTimeout(30000);
 
@@ -75,16 +75,7 @@ afterAll(async () => {
   await up?.stop();
 });
 
-const filters: DnsFilter[] = [];
-afterEach(async () => {
-  await Promise.all(filters.splice(0).map((f) => f.close()));
-});
-
-async function start(opts: Partial<Parameters<typeof createDnsFilter>[0]> = {}): Promise<DnsFilter> {
-  const f = await createDnsFilter({ mode: 'allowlist', allow: ['*.test'], upstreams: [up.upstream], cacheSize: 0, ...opts });
-  filters.push(f);
-  return f;
-}
+const start = filterStarter(() => ({ mode: 'allowlist', allow: ['*.test'], upstreams: [up.upstream], cacheSize: 0 }));
 
 test('upstream TC=1 over UDP: the filter retries over TCP; a large answer reaches a TCP client in full', async () => {
   const seen: ResolvedInfo[] = [];
