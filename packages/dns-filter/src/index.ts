@@ -22,3 +22,5 @@ export type { UpstreamServer, UpstreamStatus } from './upstream-pool';
 export { isPrivateAddress } from './private-address';
 export { loadDnsFilterConfig, parseDnsFilterConfig } from './config-file';
 export type { DnsFilterFileConfig } from './config-file';
+export { createLogRateLimiter } from './log-rate-limiter';
+export type { LogPermit, LogRateLimiter, LogRateLimiterOptions } from './log-rate-limiter';
