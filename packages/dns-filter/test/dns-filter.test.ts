@@ -73,7 +73,15 @@ describe.each(both)('transport %p', (...transportFlags) => {
   });
 });
 
-test('more specific rule wins; exact beats wildcard; blockResponse nxdomain', async () => {
+test("netfence.v1's walk: at the same name a wildcard deny beats an exact allow", async () => {
+  const f = await start({ allow: ['exact.test', 'sub.exact.test'], deny: ['*.exact.test'] });
+  const { address, port } = f.address;
+  expect((await dig(address, port, 'exact.test')).status).toBe('REFUSED');
+  expect((await dig(address, port, 'other.exact.test')).status).toBe('REFUSED');
+  expect((await dig(address, port, 'sub.exact.test')).status).toBe('NOERROR'); // a more specific name decides
+});
+
+test('more specific rule wins; an exact allow below a denied wildcard; blockResponse nxdomain', async () => {
   const f = await start({
     allow: ['*.pypi.org', 'www.example.com'],
     deny: ['*.example.com', 'ads.pypi.org'],

@@ -17,8 +17,10 @@ describe('domain rule semantics (spec point 7)', () => {
     ['most specific wins (deny below allow)', [allow('example.com', true), deny('ads.example.com', true)], 'x.ads.example.com', 'deny', deny('ads.example.com', true)],
     ['most specific wins (allow below deny)', [deny('example.com', true), allow('api.example.com')], 'api.example.com', 'allow', allow('api.example.com')],
     ['less specific applies beside the exception', [deny('example.com', true), allow('api.example.com')], 'www.example.com', 'deny', deny('example.com', true)],
-    ['exact beats wildcard at the same name', [deny('example.com', true), allow('example.com')], 'example.com', 'allow', allow('example.com')],
-    ['exact beats wildcard at the same name (deny exact)', [allow('example.com', true), deny('example.com')], 'example.com', 'deny', deny('example.com')],
+    // netfence.v1: at the same name deny beats allow whatever the kind (the spec's example)
+    ['deny subdomain rule beats an exact allow at the same name', [deny('foo.com', true), allow('foo.com')], 'foo.com', 'deny', deny('foo.com', true)],
+    ['exact deny beats a subdomain allow at the same name', [allow('example.com', true), deny('example.com')], 'example.com', 'deny', deny('example.com')],
+    ['an exact allow below a denied subtree still wins (more specific name)', [deny('foo.com', true), allow('api.foo.com')], 'api.foo.com', 'allow', allow('api.foo.com')],
     ['the wildcard still decides below when the exact rule is at the apex', [allow('example.com', true), deny('example.com')], 'www.example.com', 'allow', allow('example.com', true)],
     ['deny beats allow at the same name (exact)', [allow('example.com'), deny('example.com')], 'example.com', 'deny', deny('example.com')],
     ['deny beats allow at the same name (wildcard)', [allow('example.com', true), deny('example.com', true)], 'a.example.com', 'deny', deny('example.com', true)],
@@ -81,22 +83,26 @@ describe('domain rule semantics (spec point 7)', () => {
   });
 });
 
-// Naive reference: scan all rules, rank the matching ones.
+// Reference written straight from the walk of spec/netfence-v1-compat.md ("DNS rule
+// decision"): from the queried name up through each parent; at each name a rule matches if
+// it is for exactly that name, or for that name with include_subdomains; at the first name
+// where any rule matches, deny if a deny rule matches there, else allow. (Which rule is
+// reported when two of the winning action match there is ours: the exact one.)
 function naiveDecide(rules: DomainRule[], name: string): { verdict: string; rule?: DomainRule } {
-  let best: DomainRule | undefined;
-  const rank = (r: DomainRule): number[] => [r.domain.split('.').length, r.includeSubdomains ? 0 : 1, r.action === 'deny' ? 1 : 0];
-  const better = (a: number[], b: number[]): boolean => {
-    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! > b[i]!;
-    return false;
-  };
-  for (const r of rules) {
-    const matches = name === r.domain || (r.includeSubdomains && name.endsWith(`.${r.domain}`));
-    if (matches && (best === undefined || better(rank(r), rank(best)))) best = r;
+  const labels = name.split('.');
+  for (let i = 0; i < labels.length; i++) {
+    const at = labels.slice(i).join('.');
+    const matching = rules.filter((r) => r.domain === at && (i === 0 || r.includeSubdomains));
+    if (matching.length === 0) continue;
+    const action = matching.some((r) => r.action === 'deny') ? 'deny' : 'allow';
+    const winners = matching.filter((r) => r.action === action);
+    const rule = winners.find((r) => !r.includeSubdomains) ?? winners[0]!;
+    return { verdict: action, rule };
   }
-  return best ? { verdict: best.action, rule: best } : { verdict: 'none' };
+  return { verdict: 'none' };
 }
 
-describe('domain decisions against a naive reference (property)', () => {
+describe('domain decisions against the spec\'s walk (property)', () => {
   const label = fc.constantFrom('a', 'b', 'c', 'www', 'x-y', '_s');
   const name = fc.array(label, { minLength: 1, maxLength: 4 }).map((ls) => ls.join('.'));
   const rule = fc.record({ domain: name, includeSubdomains: fc.boolean(), action: fc.constantFrom('allow' as const, 'deny' as const) });

@@ -9,9 +9,10 @@ export interface DomainRuleSet {
   /** Remove every rule at that name (allow and deny, exact and subdomain); returns how many were removed. */
   remove(domain: string): number;
   /**
-   * Decide a name: most specific (longest) matching rule wins; at the same name an exact
-   * rule beats a subdomain rule; deny beats allow at the same name and kind; a subdomain
-   * rule also covers its apex. Throws NETFENCE_ERR_INVALID_DOMAIN on a bad name.
+   * Decide a name by netfence.v1's walk (spec/netfence-v1-compat.md): from the name up
+   * through its parents, the first name where any rule matches decides; there a deny rule
+   * (exact or subdomain) beats an allow rule. A subdomain rule also covers its apex.
+   * No match at any level: verdict 'none'. Throws NETFENCE_ERR_INVALID_DOMAIN on a bad name.
    */
   decide(name: string): DomainDecision;
   rules(): DomainRule[];
@@ -136,10 +137,11 @@ class DomainRuleSetImpl implements DomainRuleSet {
       }
       h = (Math.imul(h, 31) + c) | 0;
     }
-    // the whole name: exact rules first, then subdomain rules (which cover their apex)
+    // the whole name: exact and subdomain rules (which cover their apex) both match here;
+    // a deny of either kind beats an allow of either kind
     for (let s = table.get(h & SMI_MASK); s !== undefined; s = s.next) {
       if (s.domain === n) {
-        const d = s.exactDeny ?? s.exactAllow ?? s.subDeny ?? s.subAllow;
+        const d = s.exactDeny ?? s.subDeny ?? s.exactAllow ?? s.subAllow;
         if (d !== undefined) return d;
         break;
       }

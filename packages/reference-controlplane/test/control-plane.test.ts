@@ -304,6 +304,16 @@ describe('QueryDns (proxy mode)', () => {
     expect(await queryDns(env.client, { id: 'p1', domain: 'anything.test' })).toMatchObject({ allow: true });
     expect(await queryDns(env.client, { id: 'p1', domain: 'x.tracker.test' })).toMatchObject({ allow: false });
   });
+
+  it("follows netfence.v1's walk: at the same name a subdomain deny beats an exact allow", async () => {
+    const env = await setup('policies:\n  - name: open\n    mode: denylist\n    dns: { mode: proxy, proxy_default: allow }\n    rules: [DENY *.foo.test, ALLOW foo.test, ALLOW api.foo.test]\n');
+    const d = daemon(env);
+    d.sync([{ id: 'p1' }]);
+    await d.next(2, 0);
+    expect(await queryDns(env.client, { id: 'p1', domain: 'foo.test' })).toMatchObject({ allow: false });
+    expect(await queryDns(env.client, { id: 'p1', domain: 'www.foo.test' })).toMatchObject({ allow: false });
+    expect(await queryDns(env.client, { id: 'p1', domain: 'api.foo.test' })).toMatchObject({ allow: true }); // more specific name
+  });
 });
 
 async function admin(url: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: any; text: string }> {
