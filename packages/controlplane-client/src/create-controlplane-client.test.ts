@@ -360,20 +360,56 @@ describe('createControlPlaneClient (router transport)', () => {
     expect(s.cases()).toEqual(['sync', 'unsubscribed', 'unsubscribed', 'commandResult']);
   });
 
-  test('backoff grows exponentially up to maxMs and resets after a stable connection', async () => {
+  test('backoff grows exponentially up to maxMs and resets after a stable connection (no SyncAck)', async () => {
     const cp = new FakeControlPlane();
     cp.down = true;
+    cp.autoSyncAck = false; // only the stable-link rule can reset the backoff here
     const h = setup({ backoff: { initialMs: 5, maxMs: 40, jitter: false }, stableAfterMs: 50 }, cp);
     await waitUntil(() => h.states.filter((x) => x.state === 'disconnected').length >= 6, 3000);
     const delays = h.states.filter((x) => x.state === 'disconnected').map((x) => x.info.retryInMs);
     expect(delays.slice(0, 6)).toEqual([5, 10, 20, 40, 40, 40]);
     cp.down = false;
+    (await cp.waitForStream(1)).send({ id: 'x', command: { case: 'removeCidr', value: '203.0.113.0/24' } });
     await waitUntil(() => h.client.state === 'connected', 2000);
     await sleep(80); // longer than stableAfterMs
     const before = h.states.length;
     cp.endAll();
     await waitUntil(() => h.states.length > before);
     expect(h.states[before]?.info.retryInMs).toBe(5);
+  });
+
+  test('a SyncAck resets the backoff: a drop right after a resync retries after the base delay', async () => {
+    const cp = new FakeControlPlane();
+    cp.down = true;
+    // stableAfterMs far beyond the test: only the SyncAck can reset the backoff
+    const h = setup({ backoff: { initialMs: 5, maxMs: 40, jitter: false }, stableAfterMs: 60_000 }, cp);
+    await waitUntil(() => h.states.filter((x) => x.state === 'disconnected').length >= 5, 3000);
+    cp.down = false;
+    await waitUntil(() => h.received.some((c) => c.command.case === 'syncAck'), 2000);
+    const before = h.states.length;
+    cp.endAll(); // the control plane restarts moments after the resync
+    await waitUntil(() => h.states.slice(before).some((x) => x.state === 'disconnected'));
+    const drop = h.states.slice(before).find((x) => x.state === 'disconnected');
+    expect(drop?.info.retryInMs).toBe(5);
+    expect(drop?.info.attempt).toBe(1);
+  });
+
+  test('a link that never gets its SyncAck keeps the grown backoff (anti-flap)', async () => {
+    const cp = new FakeControlPlane();
+    cp.down = true;
+    cp.autoSyncAck = false;
+    const h = setup({ backoff: { initialMs: 5, maxMs: 40, jitter: false }, stableAfterMs: 60_000 }, cp);
+    await waitUntil(() => h.states.filter((x) => x.state === 'disconnected').length >= 5, 3000);
+    cp.down = false;
+    // the stream is accepted and a command arrives (so the link counts as connected), but no SyncAck
+    const s = await cp.waitForStream(1);
+    s.send({ id: 'x', command: { case: 'removeCidr', value: '203.0.113.0/24' } });
+    await waitUntil(() => h.client.state === 'connected', 2000);
+    const before = h.states.length;
+    s.end();
+    await waitUntil(() => h.states.slice(before).some((x) => x.state === 'disconnected'));
+    const drop = h.states.slice(before).find((x) => x.state === 'disconnected');
+    expect(drop?.info.retryInMs).toBe(40);
   });
 
   test('full jitter keeps delays within the ceiling', async () => {

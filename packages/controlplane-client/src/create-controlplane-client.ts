@@ -60,7 +60,7 @@ export type DnsQueryRequestInit = MessageInitShape<typeof DnsQueryRequestSchema>
 export type ControlPlaneConnectionState = 'disconnected' | 'connecting' | 'connected';
 
 export interface StateChangeInfo {
-  /** Number of consecutive failed attempts so far (0 after a stable connection). */
+  /** Number of consecutive failed attempts so far (0 after a SyncAck or a stable connection). */
   readonly attempt: number;
   /** Why the previous stream ended (on 'disconnected'). */
   readonly error?: ControlPlaneClientError | undefined;
@@ -125,7 +125,10 @@ export interface ControlPlaneClientOptions {
   /** How long subscribe() waits for its SubscribedAck (connection wait included). Default 5 000 ms. */
   readonly subscribeAckTimeoutMs?: number;
   readonly backoff?: BackoffOptions;
-  /** A stream connected this long resets the backoff. Default 10 000 ms. */
+  /**
+   * A SyncAck resets the backoff; a stream that never gets one resets it only after being
+   * connected this long (anti-flap). Default 10 000 ms.
+   */
   readonly stableAfterMs?: number;
   readonly keepalive?: KeepaliveOptions;
   /** TLS settings (only with an https:// url). */
@@ -606,6 +609,9 @@ class ControlPlaneClientImpl implements ControlPlaneClient {
       });
       for await (const cmd of responses) {
         markConnected();
+        // The control plane has taken our state: this link is good, whatever happens next.
+        // (A link that never gets its SyncAck resets the backoff only after stableAfterMs.)
+        if (cmd.command.case === 'syncAck') this.failedAttempts = 0;
         this.receive(cmd);
       }
       error = this.draining
