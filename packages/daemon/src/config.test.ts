@@ -1,7 +1,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from './config';
+import { configWarnings, ephemeralDataDir, loadConfig } from './config';
+import { parseDurationMs } from './go-duration';
 import { DaemonError } from './daemon-error';
 
 function file(text: string): string {
@@ -28,7 +29,7 @@ describe('loadConfig', () => {
     expect(c.control_plane.url).toBe('http://127.0.0.1:9000');
     expect(c.control_plane.subscribe_ack_timeout).toBe(250);
     expect(c.dns.port_min).toBe(12005);
-    expect(c.dns.upstream).toEqual(['10.200.0.53:53', '10.200.0.54']);
+    expect(c.dns.upstream).toEqual(['10.200.0.53:53', '10.200.0.54:53']);
   });
 
   it('lets NETFENCE_* set every key of the schema, typed as the key is', () => {
@@ -65,8 +66,115 @@ describe('loadConfig', () => {
     expect(msg).toContain('control_plane.subscribe_ack_timeout');
     expect(msg).toContain(p);
   });
+});
 
-  it('requires a policy file when no control plane URL is set', () => {
-    expect(() => loadConfig({ env: {} })).toThrow(/policy_file/);
+/** The NETFENCE_ERR_CONFIG message loadConfig throws, or '' when it accepts. */
+function refusal(opts: Parameters<typeof loadConfig>[0]): string {
+  try {
+    loadConfig(opts);
+    return '';
+  } catch (e) {
+    expect(e).toBeInstanceOf(DaemonError);
+    expect((e as DaemonError).code).toBe('NETFENCE_ERR_CONFIG');
+    return (e as DaemonError).message;
+  }
+}
+
+describe('loadConfig: a netfence.v1 config file and environment', () => {
+  it('starts from no file and no environment at all (embedded control plane, empty policy)', () => {
+    const c = loadConfig({ env: {} });
+    expect(c.control_plane.url).toBe('');
+    expect(c.policy_file).toBeUndefined();
+    expect(c.dns.upstream).toEqual([]); // the host's resolv.conf, never a public resolver
+  });
+
+  it('takes dns.upstream as one host:port string (netfence.v1) or a list (extension)', () => {
+    expect(loadConfig({ file: file('dns:\n  upstream: "10.0.0.2:53"\n'), env: {} }).dns.upstream).toEqual(['10.0.0.2:53']);
+    expect(loadConfig({ file: file('dns:\n  upstream: ["10.0.0.2:5353", "[2001:db8::53]:53", "2001:db8::54", "10.0.0.3"]\n'), env: {} }).dns.upstream).toEqual([
+      '10.0.0.2:5353',
+      '[2001:db8::53]:53',
+      '[2001:db8::54]:53',
+      '10.0.0.3:53',
+    ]);
+    expect(loadConfig({ env: { NETFENCE_DNS_UPSTREAM: '10.0.0.2:53' } }).dns.upstream).toEqual(['10.0.0.2:53']);
+    expect(loadConfig({ file: file('dns:\n  upstream: ""\n'), env: {} }).dns.upstream).toEqual([]);
+  });
+
+  it('refuses a host name in dns.upstream at start, naming the key (and the variable)', () => {
+    const f = file('dns:\n  upstream: "dns.example.test:53"\n');
+    const m = refusal({ file: f, env: {} });
+    expect(m).toContain(`${f}: dns.upstream: "dns.example.test:53" names a host; give an IP address`);
+    const e = refusal({ env: { NETFENCE_DNS_UPSTREAM: 'resolver.test:53' } });
+    expect(e).toContain('environment variable NETFENCE_DNS_UPSTREAM: dns.upstream: "resolver.test:53" names a host');
+    expect(refusal({ file: file('dns:\n  upstream: ["10.0.0.2:53", "ns.test"]\n'), env: {} })).toContain('dns.upstream.1: "ns.test" names a host');
+    expect(refusal({ env: { NETFENCE_DNS_UPSTREAM: '10.0.0.2:70000' } })).toContain('port 70000 is not 1-65535');
+  });
+
+  it.each([
+    ['1m30s', 90_000],
+    ['1.5h', 5_400_000],
+    ['250ms', 250],
+    ['2h45m', 9_900_000],
+    ['300us', 1], // rounded up: a tiny non-zero duration never becomes "do not wait"
+    ['300µs', 1],
+    ['1500000ns', 2],
+    ['0', 0],
+    ['0s', 0],
+    ['5', 5_000],
+    ['0.5', 500],
+  ])('reads the Go duration %j (file and environment)', (text, ms) => {
+    expect(loadConfig({ file: file(`dns:\n  grace: "${text}"\n`), env: {} }).dns.grace).toBe(ms);
+    expect(loadConfig({ env: { NETFENCE_DNS_GRACE: text } }).dns.grace).toBe(ms);
+    if (ms <= 3_600_000) expect(loadConfig({ env: { NETFENCE_CONTROL_PLANE_SUBSCRIBE_ACK_TIMEOUT: text } }).control_plane.subscribe_ack_timeout).toBe(ms);
+  });
+
+  it('reads a bare YAML number as seconds', () => {
+    expect(loadConfig({ file: file('control_plane:\n  subscribe_ack_timeout: 2\n'), env: {} }).control_plane.subscribe_ack_timeout).toBe(2000);
+  });
+
+  it('refuses durations that cannot be meant, naming the key and the variable rather than the file', () => {
+    const f = file('control_plane:\n  subscribe_ack_timeout: 2s\n');
+    const m = refusal({ file: f, env: { NETFENCE_CONTROL_PLANE_SUBSCRIBE_ACK_TIMEOUT: '5000000000' } });
+    expect(m).toContain('environment variable NETFENCE_CONTROL_PLANE_SUBSCRIBE_ACK_TIMEOUT: control_plane.subscribe_ack_timeout: "5000000000" is longer than the maximum 1h');
+    expect(m).not.toContain(f);
+    expect(refusal({ file: f, env: { NETFENCE_CONTROL_PLANE_SUBSCRIBE_ACK_TIMEOUT: 'soon' } })).toContain('NETFENCE_CONTROL_PLANE_SUBSCRIBE_ACK_TIMEOUT: control_plane.subscribe_ack_timeout: "soon" is not a duration');
+    const y = file('control_plane:\n  subscribe_ack_timeout: 5000000000\n');
+    expect(refusal({ file: y, env: {} })).toContain(`${y}: control_plane.subscribe_ack_timeout: 5000000000 is longer than the maximum 1h`);
+    for (const bad of ['-1s', '1d', '5 s', 'ms', '1.2.3s', '']) expect(refusal({ env: { NETFENCE_SHUTDOWN_TIMEOUT: bad } })).toContain('NETFENCE_SHUTDOWN_TIMEOUT: shutdown_timeout');
+    expect(refusal({ env: { NETFENCE_TARGET_WATCH_INTERVAL: '0' } })).toContain('shorter than the minimum 10ms');
+    expect(refusal({ env: { NETFENCE_DNS_MAX_TTL: '8760h' } })).toContain('dns.max_ttl: "8760h" is longer than the maximum 168h');
+    expect(refusal({ env: { NETFENCE_DNS_MIN_TTL: '2h', NETFENCE_DNS_MAX_TTL: '1h' } })).toContain('dns.max_ttl: must be >= dns.min_ttl');
+  });
+
+  it('parses Go durations exactly as Go does', () => {
+    expect(parseDurationMs('1h2m3s4ms5us6ns')).toBeCloseTo(3_723_004.005006, 6);
+    expect(parseDurationMs('.5s')).toBe(500);
+    expect(parseDurationMs('1.s')).toBe(1000);
+    expect(parseDurationMs('1')).toBe(1000);
+    for (const bad of ['', 's', '1x', '1h 2m', '+1s', '-1s', '1e3s', 'NaN']) expect(parseDurationMs(bad)).toBeUndefined();
+  });
+
+  it('reads log_level case-insensitively, warning as warn, and anything else as info with a warning', () => {
+    expect(loadConfig({ file: file('log_level: warning\n'), env: {} }).log_level).toBe('warn');
+    expect(loadConfig({ env: { NETFENCE_LOG_LEVEL: 'DEBUG' } }).log_level).toBe('debug');
+    const c = loadConfig({ file: file('log_level: verbose\n'), env: {} });
+    expect(c.log_level).toBe('info');
+    expect(configWarnings(c)).toEqual(['log_level "verbose" is not a level (trace, debug, info, warn, error): using info']);
+    expect(configWarnings(loadConfig({ env: {} }))).toEqual([]);
+  });
+
+  it('keeps the state of data_dir: "" for this boot, beside the pins it describes', () => {
+    const c = loadConfig({ file: file('data_dir: ""\n'), env: {} });
+    expect(c.data_dir).toBe('/run/netfence');
+    expect(configWarnings(c)[0]).toContain('data_dir is empty');
+    const other = loadConfig({ env: { NETFENCE_DATA_DIR: '', NETFENCE_BPFFS_ROOT: '/sys/fs/bpf/nftest' } });
+    expect(other.data_dir).toBe(ephemeralDataDir('/sys/fs/bpf/nftest'));
+    expect(other.data_dir).toMatch(/^\/run\/netfence\/[0-9a-f]{16}$/);
+  });
+
+  it('blames a command-line override, not the environment variable it replaced', () => {
+    const m = refusal({ env: { NETFENCE_SOCKET: '/x.sock' }, overrides: { socket: '' } });
+    expect(m).toContain('socket:');
+    expect(m).not.toContain('NETFENCE_SOCKET');
   });
 });

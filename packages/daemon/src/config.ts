@@ -1,19 +1,119 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DaemonError } from './daemon-error';
+import { NODE_TIMER_MAX_MS, parseDurationMs, toTimerMs } from './go-duration';
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
 
-/** A duration: a number of seconds, or text like '250ms', '5s', '2m', '1h'. Parsed to milliseconds. */
-const duration = z.union([z.number().nonnegative(), z.string().regex(DURATION_RE, 'a duration like 500ms, 5s, 2m or 1h')]).transform((v) => {
-  if (typeof v === 'number') return Math.round(v * 1000);
-  const m = DURATION_RE.exec(v)!;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
-});
+function showMs(ms: number): string {
+  if (ms % HOUR === 0) return `${ms / HOUR}h`;
+  if (ms % MINUTE === 0) return `${ms / MINUTE}m`;
+  if (ms % SECOND === 0) return `${ms / SECOND}s`;
+  return `${ms}ms`;
+}
+
+/**
+ * A duration: Go syntax (`300ms`, `1.5h`, `1m30s`, `2h45m`, `250us`, `0`) or a bare number of
+ * seconds (also from the environment), to whole milliseconds (rounded up: `300us` is 1 ms, not
+ * 0). Each key has a maximum, so a value that cannot be meant (an ack timeout of 5e9 s, which
+ * would also overflow Node's timers and fire at once) is refused naming the key; every maximum
+ * is below NODE_TIMER_MAX_MS.
+ */
+function duration(bounds: { max: number; min?: number }) {
+  if (bounds.max > NODE_TIMER_MAX_MS) throw new Error('duration maximum above the timer limit');
+  return z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const raw = typeof v === 'number' ? (Number.isFinite(v) && v >= 0 ? v * SECOND : undefined) : parseDurationMs(v);
+    if (raw === undefined) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration (Go syntax such as 300ms, 1.5h, 1m30s, 2h45m, or a number of seconds)` });
+      return z.NEVER;
+    }
+    const ms = toTimerMs(raw);
+    if (ms > bounds.max) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is longer than the maximum ${showMs(bounds.max)}` });
+      return z.NEVER;
+    }
+    if (bounds.min !== undefined && ms < bounds.min) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is shorter than the minimum ${showMs(bounds.min)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/, 'host:port');
+
+/**
+ * One DNS upstream as an IP literal with an optional port (default 53), normalised to
+ * `ip:port` / `[ip6]:port`. Host names are refused: the daemon does no DNS lookups of its own
+ * at start (a name would need a resolver to find the resolver, and a lookup that fails later
+ * would fail every attach).
+ */
+function parseUpstream(text: string): { value: string } | { error: string } {
+  const s = text.trim();
+  let host = s;
+  let port = '53';
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
+  if (bracket) {
+    host = bracket[1]!;
+    port = bracket[2] ?? '53';
+  } else if (isIP(s) === 0) {
+    const i = s.lastIndexOf(':');
+    if (i > 0 && s.indexOf(':') === i) {
+      host = s.slice(0, i);
+      port = s.slice(i + 1);
+    }
+  }
+  const family = isIP(host);
+  if (family === 0) {
+    return /^[A-Za-z0-9.-]+$/.test(host)
+      ? { error: `${JSON.stringify(s)} names a host; give an IP address (host:port with an IP literal): netfenced does not resolve names at start` }
+      : { error: `${JSON.stringify(s)} is not host:port with an IP address` };
+  }
+  const n = Number(port);
+  if (!/^\d{1,5}$/.test(port) || n < 1 || n > 65535) return { error: `${JSON.stringify(s)}: port ${port} is not 1-65535` };
+  return { value: family === 6 ? `[${host}]:${n}` : `${host}:${n}` };
+}
+
+/**
+ * dns.upstream: netfence.v1 writes one `host:port` string; a list (or a comma-separated string,
+ * e.g. from NETFENCE_DNS_UPSTREAM) is Netfence's extension. Empty = the host's resolv.conf.
+ */
+const upstreams = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  const items = (typeof v === 'string' ? v.split(',') : v).map((x) => x.trim());
+  const list = typeof v === 'string' ? items.filter(Boolean) : items;
+  const out: string[] = [];
+  list.forEach((item, i) => {
+    const r = parseUpstream(item);
+    if ('error' in r) ctx.addIssue({ code: 'custom', message: r.error, path: typeof v === 'string' ? [] : [i] });
+    else out.push(r.value);
+  });
+  return out;
+});
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** netfence.v1's log levels: case-insensitive, `warning` = `warn`, anything else falls back to info. */
+export function normalizeLogLevel(raw: string): { level: LogLevel; known: boolean } {
+  const l = raw.trim().toLowerCase();
+  const level = l === 'warning' ? 'warn' : l;
+  return (LOG_LEVELS as readonly string[]).includes(level) ? { level: level as LogLevel, known: true } : { level: 'info', known: false };
+}
+
+/** Where `data_dir: ""` keeps the state: per boot, and per bpffs root (the pins the state describes). */
+export const EPHEMERAL_DATA_ROOT = '/run/netfence';
+const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/netfence';
+
+export function ephemeralDataDir(bpffsRoot: string): string {
+  return bpffsRoot === DEFAULT_BPFFS_ROOT ? EPHEMERAL_DATA_ROOT : join(EPHEMERAL_DATA_ROOT, createHash('sha256').update(bpffsRoot).digest('hex').slice(0, 16));
+}
 
 export const configSchema = z
   .object({
@@ -22,16 +122,20 @@ export const configSchema = z
       .union([z.number().int(), z.string().regex(/^0?[0-7]{3}$/)])
       .transform((v) => (typeof v === 'number' ? v : parseInt(v, 8)))
       .default(0o600),
-    data_dir: z.string().min(1).default('/var/lib/netfence'),
-    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    /** Empty (netfence.v1: nothing persisted): kept under EPHEMERAL_DATA_ROOT instead, see ephemeralDataDir. */
+    data_dir: z.string().default('/var/lib/netfence'),
+    log_level: z
+      .string()
+      .transform((v) => normalizeLogLevel(v).level)
+      .default('info'),
     daemon_id: z.string().min(1).max(128).optional(),
     hostname: z.string().min(1).optional(),
     metadata: z.record(z.string(), z.string()).default({}),
-    bpffs_root: z.string().min(1).default('/sys/fs/bpf/netfence'),
+    bpffs_root: z.string().min(1).default(DEFAULT_BPFFS_ROOT),
     policy_file: z.string().min(1).optional(),
     detach_on_exit: z.boolean().default(false),
-    shutdown_timeout: duration.default(10_000),
-    target_watch_interval: duration.default(2_000),
+    shutdown_timeout: duration({ max: HOUR }).default(10_000),
+    target_watch_interval: duration({ min: 10, max: HOUR }).default(2_000),
     metrics: z
       .object({
         /** host:port for Prometheus text at /metrics; empty disables. */
@@ -58,13 +162,13 @@ export const configSchema = z
         port_min: z.number().int().min(1).max(65535).default(11000),
         port_max: z.number().int().min(1).max(65535).default(11500),
         /** Upstream resolvers, host[:port]. Default: the nameservers of /etc/resolv.conf. */
-        upstream: z.array(z.string().min(1)).default([]),
-        min_ttl: duration.default(5_000),
-        max_ttl: duration.default(3_600_000),
+        upstream: upstreams.default([]),
+        min_ttl: duration({ max: 7 * DAY }).default(5_000),
+        max_ttl: duration({ max: 7 * DAY }).default(3_600_000),
         /** Learned addresses outlive their TTL while the kernel saw traffic to them within this period. */
-        grace: duration.default(300_000),
+        grace: duration({ max: 7 * DAY }).default(300_000),
         blocked_rcode: z.enum(['refused', 'nxdomain']).default('refused'),
-        query_timeout: duration.default(2_000),
+        query_timeout: duration({ min: 1, max: MINUTE }).default(2_000),
       })
       .strict()
       .default({
@@ -81,9 +185,10 @@ export const configSchema = z
     control_plane: z
       .object({
         url: z.union([z.url(), z.literal('')]).default(''),
-        subscribe_ack_timeout: duration.default(5_000),
-        heartbeat_interval: duration.default(30_000),
-        query_dns_timeout: duration.default(2_000),
+        /** 0 = Attach does not wait for the SubscribedAck (the filter blocks all until it is applied). */
+        subscribe_ack_timeout: duration({ max: HOUR }).default(5_000),
+        heartbeat_interval: duration({ max: HOUR }).default(30_000),
+        query_dns_timeout: duration({ min: 1, max: MINUTE }).default(2_000),
         token: z.string().optional(),
         token_file: z.string().optional(),
         tls: z
@@ -97,9 +202,10 @@ export const configSchema = z
   .strict()
   .superRefine((c, ctx) => {
     if (c.dns.port_min > c.dns.port_max) ctx.addIssue({ code: 'custom', path: ['dns', 'port_max'], message: 'must be >= dns.port_min' });
-    if (!c.control_plane.url && !c.policy_file)
-      ctx.addIssue({ code: 'custom', path: ['policy_file'], message: 'required when control_plane.url is empty (the embedded control plane needs a policy file)' });
-  });
+    if (c.dns.min_ttl > c.dns.max_ttl) ctx.addIssue({ code: 'custom', path: ['dns', 'max_ttl'], message: 'must be >= dns.min_ttl' });
+  })
+  // No control plane URL and no policy file: the embedded control plane runs with an empty policy.
+  .transform((c) => (c.data_dir === '' ? { ...c, data_dir: ephemeralDataDir(c.bpffs_root) } : c));
 
 /** The validated, frozen daemon configuration. Durations are in milliseconds. */
 export type DaemonConfig = z.output<typeof configSchema>;
@@ -142,7 +248,7 @@ function envValue(kind: LeafKind, raw: string): unknown {
     case 'boolean':
       return raw === 'true' || raw === '1';
     case 'number':
-      return /^\d+$/.test(raw) ? Number(raw) : raw; // anything else: let the schema name the key
+      return /^\d+$/.test(raw) ? Number(raw) : raw; // anything else: let the schema name the key (and the variable)
     case 'text':
       return raw;
   }
@@ -173,6 +279,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     doc = (parsed ?? {}) as Record<string, unknown>;
   }
   const env = opts.env ?? process.env;
+  /** Which key paths an environment variable set, and which variable: its errors name it. */
+  const fromEnv = new Map<string, string>();
   for (const { path, kind } of ENV_LEAVES) {
     const name = `NETFENCE_${path.join('_').toUpperCase()}`;
     const raw = env[name];
@@ -183,14 +291,47 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
       node = node[k] as Record<string, unknown>;
     }
     node[path[path.length - 1]!] = envValue(kind, raw);
+    fromEnv.set(path.join('.'), name);
   }
   doc = deepMerge(doc, (opts.overrides ?? {}) as Record<string, unknown>);
+  for (const p of leafPaths((opts.overrides ?? {}) as Record<string, unknown>)) fromEnv.delete(p);
   const result = configSchema.safeParse(doc);
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
-    throw new DaemonError('NETFENCE_ERR_CONFIG', `invalid config${opts.file ? ` in ${opts.file}` : ''}: ${problems.join('; ')}`, { cause: result.error });
+    const problems = result.error.issues.map((i) => {
+      const key = i.path.join('.');
+      let source = opts.file ? `${opts.file}: ` : '';
+      for (let n = i.path.length; n > 0; n--) {
+        const v = fromEnv.get(i.path.slice(0, n).join('.'));
+        if (v) {
+          source = `environment variable ${v}: `;
+          break;
+        }
+      }
+      return `${source}${key || '(top level)'}: ${i.message}`;
+    });
+    throw new DaemonError('NETFENCE_ERR_CONFIG', `invalid config: ${problems.join('; ')}`, { cause: result.error });
   }
-  return deepFreeze(result.data);
+  const cfg = deepFreeze(result.data);
+  const notes: string[] = [];
+  const rawLevel = doc.log_level;
+  if (typeof rawLevel === 'string' && !normalizeLogLevel(rawLevel).known)
+    notes.push(`log_level ${JSON.stringify(rawLevel)}${fromEnv.has('log_level') ? ' (from NETFENCE_LOG_LEVEL)' : ''} is not a level (trace, debug, info, warn, error): using info`);
+  if (doc.data_dir === '') notes.push(`data_dir is empty: attachment state is kept for this boot only, under ${cfg.data_dir}`);
+  WARNINGS.set(cfg, notes);
+  return cfg;
+}
+
+const WARNINGS = new WeakMap<DaemonConfig, readonly string[]>();
+
+/** What loadConfig accepted but the operator should hear about (the caller logs each at warn). */
+export function configWarnings(cfg: DaemonConfig): readonly string[] {
+  return WARNINGS.get(cfg) ?? [];
+}
+
+function leafPaths(o: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(o).flatMap(([k, v]) =>
+    v === undefined ? [] : v && typeof v === 'object' && !Array.isArray(v) ? leafPaths(v as Record<string, unknown>, `${prefix}${k}.`) : [`${prefix}${k}`],
+  );
 }
 
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
