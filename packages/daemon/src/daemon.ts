@@ -17,7 +17,8 @@ import { createPortPool } from './ports';
 import { createStateStore, type AttachmentRecord, type TcDirection } from './state-store';
 import { cgroupAlive, defaultTcDirection, interfaceAlive, interfaceSnapshot, interfaceSnapshotAsync, resolveCgroup, resolveInterface } from './targets';
 import { createMetricsServer, type MetricsServer } from './metrics';
-import { startEmbeddedControlPlane, type EmbeddedControlPlane } from './embedded-controlplane';
+import { startEmbeddedControlPlane, type ControlPlaneMode, type EmbeddedControlPlane } from './embedded-controlplane';
+import { AwaitingAcks, BACKGROUND_ACK_RESEND_MS } from './background-subscribe';
 import { createBpfDatapath } from './bpf-datapath';
 import { startFilterDnsServer } from './dns-filter-server';
 import { VERSION } from './version';
@@ -107,6 +108,9 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   };
   /** Attach calls in progress, by target identity, so a duplicate is refused before it races. */
   const pendingTargets = new Set<string>();
+  /** Attached with subscribe_ack_timeout 0: their SubscribedAck goes on in the background. */
+  const awaiting = new AwaitingAcks();
+  const noWait = config.control_plane.subscribe_ack_timeout === 0;
   /** Attach calls in progress, so close() lets them finish (or roll back) first. */
   const inflight = new Set<Promise<unknown>>();
   const startDns = opts.startDnsServer ?? ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }) }));
@@ -118,6 +122,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   let watchTimer: NodeJS.Timeout | undefined;
   let daemonId = '';
   let cpUrl = config.control_plane.url;
+  let cpMode: ControlPlaneMode = 'remote';
   let cpState: ControlPlaneConnectionState = 'disconnected';
   let nextNumericId = 1;
   let closing = false;
@@ -267,7 +272,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       onCommand: handleCommand,
       heartbeatIntervalMs: config.control_plane.heartbeat_interval,
       heartbeatStats: () => [...runtimes.values()].map((r) => ({ id: r.id, ...statsOf(r) })),
-      subscribeAckTimeoutMs: config.control_plane.subscribe_ack_timeout,
+      subscribeAckTimeoutMs: noWait ? BACKGROUND_ACK_RESEND_MS : config.control_plane.subscribe_ack_timeout,
       dnsQueryDeadlineMs: config.control_plane.query_dns_timeout,
       tls: url.startsWith('https:') ? { caFile: tls.ca_file, certFile: tls.cert_file, keyFile: tls.key_file } : undefined,
       bearerToken: token,
@@ -454,16 +459,15 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       dp = await datapath!.attach(datapathParams(record));
       const rt = new AttachmentRuntime(record, dp, dns, deps);
       ref.rt = rt;
+      const subscribed = { id, target, type: attachmentTypeToPb(kind), mode: policyModeToPb(record.policy.mode), dnsMode: dnsModeToPb(record.policy.dns.mode), dnsAddress: record.dnsAddress, metadata };
+      if (noWait) return await attachWithoutWaiting(rt, subscribed, log);
       // 4. Subscribed -> SubscribedAck, applied before Attach returns.
-      await client!.subscribe(
-        { id, target, type: attachmentTypeToPb(kind), mode: policyModeToPb(record.policy.mode), dnsMode: dnsModeToPb(record.policy.dns.mode), dnsAddress: record.dnsAddress, metadata },
-        {
-          applyAck: async (cmd) => {
-            const pc = commandFromPb(cmd, rt.state);
-            if (pc) await rt.applyCommand(pc);
-          },
+      await client!.subscribe(subscribed, {
+        applyAck: async (cmd) => {
+          const pc = commandFromPb(cmd, rt.state);
+          if (pc) await rt.applyCommand(pc);
         },
-      );
+      });
       rt.setRecord({ ...rt.record, pending: false });
       rt.persistNow();
       addRuntime(rt);
@@ -494,6 +498,39 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     }
   }
 
+  /**
+   * subscribe_ack_timeout 0: the filter blocks all traffic (never passes it) and Attach returns;
+   * Subscribed -> SubscribedAck goes on in the background and the ack applies as it would have
+   * before Attach returned (an unspecified mode in it means disabled there, so here too).
+   */
+  async function attachWithoutWaiting(rt: AttachmentRuntime, subscribed: Parameters<ControlPlaneClient['subscribe']>[0], log: Logger): Promise<{ id: string; dnsAddress: string }> {
+    await rt.applyCommand({ type: 'setMode', mode: 'block_all' });
+    rt.setRecord({ ...rt.record, pending: false });
+    rt.persistNow();
+    addRuntime(rt);
+    const alive = () => runtimes.get(rt.id) === rt;
+    void awaiting.start(rt.id, {
+      subscribe: () =>
+        client!.subscribe(subscribed, {
+          applyAck: async (cmd) => {
+            const pc = commandFromPb(cmd, { ...rt.state, mode: 'disabled' });
+            if (pc) await rt.applyCommand(pc);
+          },
+        }),
+      alive,
+      goneAfterAck: () => {
+        try {
+          client?.unsubscribe(rt.id, UnsubscribeReason.DETACHED, 'detached before its SubscribedAck arrived');
+        } catch {
+          /* closing */
+        }
+      },
+      logger: log,
+    });
+    log.info({ target: rt.record.target, kind: rt.record.kind, dnsAddress: rt.record.dnsAddress, mode: rt.state.mode }, 'attached without waiting for the SubscribedAck (block-all until it is applied)');
+    return { id: rt.id, dnsAddress: rt.record.dnsAddress };
+  }
+
   const daemon: Daemon = {
     get controlPlaneUrl() {
       return cpUrl;
@@ -512,8 +549,9 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       await restore();
       datapath.warm(['tc', 'cgroup']);
       if (!cpUrl) {
-        embedded = await startEmbeddedControlPlane({ policyFile: config.policy_file!, logger: logger.child({ component: 'embedded-controlplane' }) });
+        embedded = await startEmbeddedControlPlane({ policyFile: config.policy_file, logger: logger.child({ component: 'embedded-controlplane' }) });
         cpUrl = embedded.url;
+        cpMode = embedded.emptyPolicy ? 'embedded-empty' : 'embedded';
       }
       client = connectControlPlane(cpUrl);
       for (const id of pendingUnsubscribes.splice(0)) client.unsubscribe(id, UnsubscribeReason.REMOVED, 'target vanished while the daemon was down');
@@ -521,7 +559,10 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       if (config.metrics.listen) metrics = await createMetricsServer(config.metrics.listen, () => metricsText());
       watchTimer = setInterval(() => void watchTargets(), config.target_watch_interval);
       watchTimer.unref();
-      logger.info({ daemonId, socket: config.socket, controlPlane: cpUrl, attachments: runtimes.size, version: VERSION }, 'netfenced started');
+      logger.info(
+        { daemonId, socket: config.socket, controlPlane: cpUrl, controlPlaneMode: cpMode, attachments: runtimes.size, version: VERSION },
+        cpMode === 'embedded-empty' ? 'netfenced started with no control plane URL and no policy file: embedded control plane with an empty policy, every attachment is block-all' : 'netfenced started',
+      );
     },
 
     attach(input) {
@@ -555,6 +596,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
           ...statsOf(rt),
           attachedAt: timestampFromMs(Date.parse(r.attachedAt)),
           tcDirection: r.tcDirection ?? '',
+          awaitingAck: awaiting.has(rt.id),
         });
       });
       return { attachments, nextPageToken: rest.length > size ? encodeToken(page[page.length - 1]!.id) : '', totalCount: all.length };
@@ -568,6 +610,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
         controlPlaneState: cpState === 'connected' ? ConnectionState.CONNECTED : cpState === 'connecting' ? ConnectionState.CONNECTING : ConnectionState.DISCONNECTED,
         controlPlaneAddress: cpUrl,
         attachmentCount: runtimes.size,
+        controlPlaneMode: cpMode,
+        attachmentsAwaitingAck: [...runtimes.keys()].filter((id) => awaiting.has(id)).length,
       });
     },
 
