@@ -9,6 +9,7 @@ import { AttachResponseSchema, DaemonService, ListResponseSchema } from '@netfen
 import type { Logger } from 'pino';
 import type { Daemon } from './daemon';
 import { DaemonError } from './daemon-error';
+import { checkAttachRequest, checkId, checkPageToken, MAX_REQUEST_BYTES, quoteInput } from './request-limits';
 import type { TcDirection } from './state-store';
 
 function grpcError(e: unknown): ConnectError {
@@ -30,21 +31,24 @@ export function daemonRoutes(daemon: Daemon) {
       attach: (req) =>
         guard(async () => {
           const dir = req.tcDirection;
-          if (dir && dir !== 'ingress' && dir !== 'egress') throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `tc_direction ${JSON.stringify(dir)} must be ingress or egress`);
-          const r = await daemon.attach({
-            interfaceName: req.target.case === 'interfaceName' ? req.target.value : undefined,
-            cgroupPath: req.target.case === 'cgroupPath' ? req.target.value : undefined,
-            metadata: req.metadata,
-            tcDirection: (dir || undefined) as TcDirection | undefined,
-          });
+          const interfaceName = req.target.case === 'interfaceName' ? req.target.value : undefined;
+          const cgroupPath = req.target.case === 'cgroupPath' ? req.target.value : undefined;
+          checkAttachRequest({ interfaceName, cgroupPath, tcDirection: dir, metadata: req.metadata });
+          if (dir && dir !== 'ingress' && dir !== 'egress') throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `tc_direction ${quoteInput(dir)} must be ingress or egress`);
+          const r = await daemon.attach({ interfaceName, cgroupPath, metadata: req.metadata, tcDirection: (dir || undefined) as TcDirection | undefined });
           return create(AttachResponseSchema, r);
         }),
       detach: (req) =>
         guard(async () => {
+          checkId(req.id);
           await daemon.detach(req.id);
           return create(EmptySchema, {});
         }),
-      list: (req) => guard(() => create(ListResponseSchema, daemon.list(req.pageSize, req.pageToken))),
+      list: (req) =>
+        guard(() => {
+          checkPageToken(req.pageToken);
+          return create(ListResponseSchema, daemon.list(req.pageSize, req.pageToken));
+        }),
       getStatus: () => guard(() => daemon.status()),
     });
 }
@@ -68,7 +72,7 @@ export async function startApiServer(path: string, mode: number, daemon: Daemon,
     if (await socketInUse(path)) throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `another daemon is serving ${path}`);
     unlinkSync(path); // stale socket of a daemon that died
   }
-  const server = http2.createServer(connectNodeAdapter({ routes: daemonRoutes(daemon) }));
+  const server = http2.createServer(connectNodeAdapter({ routes: daemonRoutes(daemon), readMaxBytes: MAX_REQUEST_BYTES }));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (s) => {
     sessions.add(s);

@@ -4,7 +4,7 @@
 // manifest names) and one link per attached program (link_<program>). The pins
 // are what keeps a filter enforcing while the daemon is down.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   attachCgroup,
@@ -48,6 +48,7 @@ import {
 import { parseCidr, type KernelOp, type KernelView, type PolicyMode } from '@netfence/policy-engine';
 import type { Logger } from 'pino';
 import { DaemonError } from './daemon-error';
+import { withCapabilityHint } from './capabilities';
 import type { AttachParams, AttachmentDatapath, CgroupAttachParams, Datapath, DatapathEvent, TcAttachParams } from './datapath';
 
 export interface BpfDatapathOptions {
@@ -70,7 +71,7 @@ function mapFull(e: unknown): boolean {
 function datapathError(e: unknown, what: string): DaemonError {
   if (e instanceof DaemonError) return e;
   if (mapFull(e)) return new DaemonError('NETFENCE_ERR_MAP_FULL', `${what}: the eBPF map is full (raise maps.allow_entries / maps.deny_entries)`, { cause: e });
-  return new DaemonError('NETFENCE_ERR_DATAPATH', `${what}: ${(e as Error).message}`, { cause: e });
+  return withCapabilityHint(new DaemonError('NETFENCE_ERR_DATAPATH', `${what}: ${(e as Error).message}`, { cause: e }));
 }
 
 /** An LPM map key as the canonical prefix text the policy engine uses. */
@@ -231,7 +232,7 @@ class BpfAttachment implements AttachmentDatapath {
 
   counters() {
     const at = (i: number) => this.maps.stats.getSummed(i);
-    return { allowed: at(STATS.ALLOWED), blocked: at(STATS.BLOCKED), dryRunWouldBlock: at(STATS.DRY_RUN_WOULD_BLOCK) };
+    return { allowed: at(STATS.ALLOWED), blocked: at(STATS.BLOCKED), dryRunWouldBlock: at(STATS.DRY_RUN_WOULD_BLOCK), eventsLost: at(STATS.EVENTS_LOST) };
   }
 
   lastSeenMs(cidr: string): number | undefined {
@@ -389,6 +390,25 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       { intervalMs: 50, onError: (err) => opts.logger.warn({ err }, 'event ring buffer') },
     );
     ring = { map, consumer };
+  }
+
+  /**
+   * The shared pins (the event ring) stay only while an attachment's directory needs them: with
+   * none left, they go, and so does the root directory when that leaves it empty.
+   */
+  function removeUnusedSharedPins(): void {
+    if (!existsSync(root) || readdirSync(root).some((n) => n !== EVENTS)) return;
+    try {
+      rmSync(join(root, EVENTS), { force: true });
+    } catch (e) {
+      opts.logger.warn({ err: e, root }, 'cannot remove the unused shared pins');
+      return;
+    }
+    try {
+      rmdirSync(root);
+    } catch {
+      /* a mount point, or something else appeared in it: it stays */
+    }
   }
 
   function ensureDir(id: string): string {
@@ -628,6 +648,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       ring?.consumer.close();
       ring?.map.close();
       ring = undefined;
+      removeUnusedSharedPins();
     },
   };
 }

@@ -14,6 +14,7 @@ export const DAEMON_ERROR_CODES = [
   'NETFENCE_ERR_DNS_PORTS_EXHAUSTED',
   'NETFENCE_ERR_STATE',
   'NETFENCE_ERR_SHUTTING_DOWN',
+  'NETFENCE_ERR_PERMISSION',
   'NETFENCE_ERR_INTERNAL',
 ] as const;
 
@@ -32,6 +33,7 @@ const GRPC_CODE: Record<DaemonErrorCode, Code> = {
   NETFENCE_ERR_DNS_PORTS_EXHAUSTED: Code.ResourceExhausted,
   NETFENCE_ERR_STATE: Code.FailedPrecondition,
   NETFENCE_ERR_SHUTTING_DOWN: Code.Unavailable,
+  NETFENCE_ERR_PERMISSION: Code.PermissionDenied,
   NETFENCE_ERR_INTERNAL: Code.Internal,
 };
 

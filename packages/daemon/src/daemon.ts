@@ -23,6 +23,10 @@ import { createBpfDatapath } from './bpf-datapath';
 import { startFilterDnsServer } from './dns-filter-server';
 import { VERSION } from './version';
 import { startApiServer } from './api-server';
+import { quoteInput } from './request-limits';
+import { lockStateDir, type StateLock } from './state-lock';
+import { checkCapabilities } from './capabilities';
+import { createWorkloadLog } from './workload-log';
 
 export interface AttachInput {
   readonly interfaceName?: string;
@@ -59,7 +63,6 @@ export interface DaemonOptions {
 }
 
 const MAX_PAGE = 1000;
-const DROP_LOG_PER_SEC = 100;
 const DEFAULT_PAGE = 100;
 
 function encodeToken(lastId: string): string {
@@ -73,7 +76,7 @@ function decodeToken(token: string): string {
   } catch {
     /* fall through */
   }
-  throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `page_token ${JSON.stringify(token)} is not a token this daemon issued`);
+  throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `page_token ${quoteInput(token)} is not a token this daemon issued`);
 }
 
 function resolvConfUpstreams(): string[] {
@@ -113,7 +116,9 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   const noWait = config.control_plane.subscribe_ack_timeout === 0;
   /** Attach calls in progress, so close() lets them finish (or roll back) first. */
   const inflight = new Set<Promise<unknown>>();
-  const startDns = opts.startDnsServer ?? ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }) }));
+  /** Every log line a workload can trigger goes through this per-attachment rate limit. */
+  const workloadLog = createWorkloadLog(logger);
+  const startDns = opts.startDnsServer ?? ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }), workloadLog }));
   let datapath: Datapath | undefined = opts.datapath;
   let client: ControlPlaneClient | undefined;
   let embedded: EmbeddedControlPlane | undefined;
@@ -127,8 +132,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   let nextNumericId = 1;
   let closing = false;
   let started = false;
+  let stateLock: StateLock | undefined;
   const counters = { denyEvents: 0, commandsApplied: 0, commandsRejected: 0 };
-  const dropLog = { sec: 0, logged: 0, suppressed: 0 };
 
   const deps = {
     store,
@@ -176,27 +181,22 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     return { packetsAllowed: allowed, packetsBlocked: blocked, dnsQueriesAllowed: d.allowed, dnsQueriesBlocked: d.blocked };
   }
 
+  function eventsLostOf(rt: AttachmentRuntime): bigint {
+    try {
+      return rt.datapath.counters().eventsLost ?? 0n;
+    } catch {
+      return 0n;
+    }
+  }
+
   function onDatapathEvent(ev: DatapathEvent): void {
     counters.denyEvents++;
     const rt = byNumericId.get(ev.numericId);
     const domain = rt ? learnedFrom(rt.state, ev.destination) : undefined;
     const attachment = rt?.id ?? `#${ev.numericId}`;
-    // A workload hammering a blocked address must not flood the log: at most DROP_LOG_PER_SEC
-    // lines a second, then one line saying how many were not logged (all are still counted,
-    // and streamed to the control plane in batches).
-    const sec = Math.floor(now() / 1000);
-    if (sec !== dropLog.sec) {
-      if (dropLog.suppressed) logger.warn({ event: 'drop', suppressed: dropLog.suppressed }, 'drop events not logged (rate limit)');
-      dropLog.sec = sec;
-      dropLog.logged = 0;
-      dropLog.suppressed = 0;
-    }
-    if (dropLog.logged < DROP_LOG_PER_SEC) {
-      dropLog.logged++;
-      logger.info({ event: 'drop', attachment, dst: ev.destination, port: ev.port, proto: ev.protocol, reason: ev.reason, dryRun: ev.dryRun, hook: ev.hook, learnedFrom: domain }, ev.dryRun ? 'would drop (dry-run)' : 'dropped');
-    } else {
-      dropLog.suppressed++;
-    }
+    // A workload hammering a blocked address must not flood the log: rate limited per
+    // attachment (all events are still counted, and streamed to the control plane).
+    workloadLog.write('drop', attachment, 'info', { event: 'drop', attachment, dst: ev.destination, port: ev.port, proto: ev.protocol, reason: ev.reason, dryRun: ev.dryRun, hook: ev.hook, learnedFrom: domain }, ev.dryRun ? 'would drop (dry-run)' : 'dropped');
     client?.sendDenyEvents([
       { attachmentId: attachment, time: timestampFromMs(now()), destination: ev.destination, port: ev.port, protocol: ev.protocol, reason: ev.reason, domain: domain ?? '', dryRun: ev.dryRun, count: 1n },
     ]);
@@ -205,6 +205,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   async function startDnsFor(record: AttachmentRecord, rtRef: { rt?: AttachmentRuntime }): Promise<DnsServer> {
     const [host, port] = splitHostPort(record.dnsAddress);
     return startDns({
+      attachmentId: record.id,
       host,
       port,
       policy: record.policy.dns,
@@ -539,6 +540,10 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     async start() {
       if (started) return;
       started = true;
+      // Before anything else: the privileges the kernel will ask for (read only), then this
+      // daemon's exclusive hold on data_dir; without both nothing is opened, bound or changed.
+      if (!opts.datapath) checkCapabilities();
+      stateLock = lockStateDir(config.data_dir);
       daemonId = store.daemonId();
       datapath ??= createBpfDatapath({
         root: config.bpffs_root,
@@ -576,7 +581,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
 
     async detach(id) {
       const rt = runtimes.get(id);
-      if (!rt) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment ${JSON.stringify(id)}`);
+      if (!rt) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment ${quoteInput(id)}`);
       await teardown(rt, UnsubscribeReason.DETACHED, '');
       logger.info({ attachment: id }, 'detached');
     },
@@ -631,6 +636,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       runtimes.clear();
       byNumericId.clear();
       await datapath?.close();
+      workloadLog.close();
+      stateLock?.release();
       logger.info({ detached: config.detach_on_exit }, 'netfenced stopped');
     },
   };
@@ -654,6 +661,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     metric('netfence_dns_queries_allowed_total', 'counter', 'DNS queries answered.', per.map(([id, s]) => [{ attachment: id }, s.dnsQueriesAllowed]));
     metric('netfence_dns_queries_blocked_total', 'counter', 'DNS queries refused.', per.map(([id, s]) => [{ attachment: id }, s.dnsQueriesBlocked]));
     metric('netfence_deny_events_total', 'counter', 'Drop events read from the kernel.', [[{}, counters.denyEvents]]);
+    metric('netfence_events_lost_total', 'counter', 'Drops the kernel could not report as events (event ring full).', [...runtimes.values()].map((rt) => [{ attachment: rt.id }, eventsLostOf(rt)]));
+    metric('netfence_log_lines_suppressed_total', 'counter', 'Workload-triggered log lines not written (rate limit).', [[{}, workloadLog.suppressedTotal]]);
     metric('netfence_commands_applied_total', 'counter', 'Control plane commands applied.', [[{}, counters.commandsApplied]]);
     metric('netfence_commands_rejected_total', 'counter', 'Control plane commands rejected whole.', [[{}, counters.commandsRejected]]);
     return `${lines.join('\n')}\n`;

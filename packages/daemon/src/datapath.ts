@@ -19,6 +19,8 @@ export interface DatapathCounters {
   readonly allowed: bigint;
   readonly blocked: bigint;
   readonly dryRunWouldBlock: bigint;
+  /** Drop events the programs could not report (the shared event ring was full). */
+  readonly eventsLost?: bigint;
 }
 
 /** The kernel objects of one attachment. Owner: the daemon's attachment runtime. */

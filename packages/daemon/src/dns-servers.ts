@@ -16,6 +16,8 @@ export interface ProxyDecision {
 }
 
 export interface DnsServerParams {
+  /** The attachment this server filters for (names it in log lines and their rate limit). */
+  readonly attachmentId?: string;
   readonly host: string;
   readonly port: number;
   readonly policy: DnsState;

@@ -2,6 +2,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { sep } from 'node:path';
 import { DaemonError } from './daemon-error';
+import { quoteInput } from './request-limits';
 
 /** The cgroup2 mount point, from /proc/self/mounts (never hard-coded). */
 export function findCgroup2Mount(): string | undefined {
@@ -29,6 +30,7 @@ interface IpLink {
   ifname: string;
   altnames?: string[];
   link_type?: string;
+  flags?: string[];
   linkinfo?: { info_kind?: string };
 }
 
@@ -49,14 +51,18 @@ function ipLinks(name?: string): IpLink[] {
 /** Resolves an interface in the daemon's network namespace; errors name the input. */
 export function resolveInterface(name: string): InterfaceTarget {
   if (!IFNAME_RE.test(name) || name === '.' || name === '..')
-    throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface name ${JSON.stringify(name)} is not a valid interface name`);
+    throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface name ${quoteInput(name)} is not a valid interface name`);
   // An alternative name resolves to the interface it names: the target is its primary name.
   const link = ipLinks(name).find((l) => l.ifname === name || (l.altnames ?? []).includes(name));
-  if (!link) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `interface ${JSON.stringify(name)} does not exist`);
+  if (!link) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `interface ${quoteInput(name)} does not exist`);
+  // Loopback carries the host's own traffic to itself, never a workload's: a filter there would
+  // cut the daemon's DNS servers and API off from every workload, so it is refused.
+  if (link.link_type === 'loopback' || (link.flags ?? []).includes('LOOPBACK'))
+    throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface ${quoteInput(name)} is a loopback device; attach to the workload's interface or cgroup instead`);
   const kind = link.linkinfo?.info_kind ?? 'device';
   const linkKind = kind === 'tun' ? (link.link_type === 'ether' ? 'tap' : 'tun') : kind;
   // No Ethernet header: tun in L3 mode, ipip, gre, wireguard, ... (link_type none/ipip/gre/...).
-  const l3 = link.link_type !== 'ether' && link.link_type !== 'loopback';
+  const l3 = link.link_type !== 'ether';
   return { ifname: link.ifname, ifindex: link.ifindex, linkKind, l3 };
 }
 
@@ -105,20 +111,20 @@ export interface CgroupTarget {
 export function resolveCgroup(input: string): CgroupTarget {
   const mount = findCgroup2Mount();
   if (!mount) throw new DaemonError('NETFENCE_ERR_DATAPATH', 'no cgroup2 filesystem is mounted on this host');
-  if (!input.startsWith('/')) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${JSON.stringify(input)} must be absolute`);
+  if (!input.startsWith('/')) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${quoteInput(input)} must be absolute`);
   if (input.split('/').some((p) => p === '..' || p === '.'))
-    throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${JSON.stringify(input)} must not contain . or .. components`);
+    throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${quoteInput(input)} must not contain . or .. components`);
   let real: string;
   try {
     real = realpathSync(input);
   } catch {
-    throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `cgroup ${JSON.stringify(input)} does not exist`);
+    throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `cgroup ${quoteInput(input)} does not exist`);
   }
   if (real !== mount && !real.startsWith(mount + sep))
-    throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${JSON.stringify(input)} is not inside the cgroup2 mount ${mount}`);
-  if (real === mount) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${JSON.stringify(input)} is the root cgroup; attach to a child cgroup`);
+    throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${quoteInput(input)} is not inside the cgroup2 mount ${mount}`);
+  if (real === mount) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${quoteInput(input)} is the root cgroup; attach to a child cgroup`);
   const st = statSync(real, { bigint: true });
-  if (!st.isDirectory()) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${JSON.stringify(input)} is not a directory`);
+  if (!st.isDirectory()) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `cgroup path ${quoteInput(input)} is not a directory`);
   return { path: real, cgroupId: st.ino.toString() };
 }
 
