@@ -7,15 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { AttachmentInfoSchema, AttachmentType, ConnectionState, DaemonStatusSchema, PolicyMode } from '@netfence/proto';
+import { AttachmentInfoSchema, AttachmentType, ConnectionState, DaemonStatusSchema, DnsMode, PolicyMode } from '@netfence/proto';
 import { DaemonError, daemonRoutes, type Daemon } from '@netfence/daemon';
 import { EXIT, runCli } from './cli';
 
-function fakeDaemon(): Daemon & { attached: Map<string, string> } {
+function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<string, Record<string, string>>; pageSizes: number[] } {
   const attached = new Map<string, string>();
+  const metadata = new Map<string, Record<string, string>>();
+  const pageSizes: number[] = [];
   let n = 0;
   return {
     attached,
+    metadata,
+    pageSizes,
     controlPlaneUrl: 'http://127.0.0.1:1',
     async start() {},
     async close() {},
@@ -25,29 +29,46 @@ function fakeDaemon(): Daemon & { attached: Map<string, string> } {
       if ([...attached.values()].includes(target)) throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${target} is already attached`);
       const id = `att-${String(++n).padStart(3, '0')}`;
       attached.set(id, target);
+      metadata.set(id, { ...input.metadata });
       return { id, dnsAddress: `127.0.0.1:${11000 + n}` };
     },
     async detach(id) {
       if (!attached.delete(id)) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment "${id}"`);
     },
     list(pageSize, pageToken) {
+      pageSizes.push(pageSize);
       const ids = [...attached.keys()].sort();
       const start = pageToken ? ids.indexOf(pageToken) + 1 : 0;
       const size = pageSize || 100;
       const page = ids.slice(start, start + size);
       return {
         attachments: page.map((id) =>
-          create(AttachmentInfoSchema, { id, target: attached.get(id)!, type: AttachmentType.TC, mode: PolicyMode.ALLOWLIST, packetsAllowed: 5n, packetsBlocked: 2n }),
+          create(AttachmentInfoSchema, {
+            id,
+            target: attached.get(id)!,
+            type: target(id).startsWith('/') ? AttachmentType.CGROUP : AttachmentType.TC,
+            mode: id === 'att-002' ? PolicyMode.BLOCK_ALL : PolicyMode.ALLOWLIST,
+            dnsMode: DnsMode.PROXY,
+            dnsAddress: `127.0.0.1:${11000 + Number(id.slice(4))}`,
+            packetsAllowed: id === 'att-001' ? 123456n : 5n,
+            packetsBlocked: 2n,
+            awaitingAck: id === 'att-002',
+          }),
         ),
         nextPageToken: start + size < ids.length ? page[page.length - 1]! : '',
         totalCount: ids.length,
       };
     },
     status() {
-      return create(DaemonStatusSchema, { version: '0.1.0', daemonId: 'd1', hostname: 'h', controlPlaneState: ConnectionState.CONNECTED, controlPlaneAddress: 'x', attachmentCount: attached.size });
+      return create(DaemonStatusSchema, { ...statusOverride, version: '0.1.0', daemonId: 'd1', hostname: 'h', controlPlaneState: ConnectionState.CONNECTED, controlPlaneAddress: 'http://cp.test:9000', attachmentCount: attached.size });
     },
   };
+  function target(id: string) {
+    return attached.get(id) ?? '';
+  }
 }
+
+let statusOverride: { controlPlaneMode?: string; controlPlaneAddress?: string; attachmentsAwaitingAck?: number } = { controlPlaneMode: 'remote' };
 
 describe('netfenced CLI', () => {
   let dir: string;
@@ -88,13 +109,13 @@ describe('netfenced CLI', () => {
     const listed = JSON.parse(l.stdout) as { attachments: { id: string; type: string; mode: string; packetsAllowed: string }[]; totalCount: number };
     expect(listed.attachments.map((x) => x.id)).toEqual(['att-001', 'att-002', 'att-003']);
     expect(listed.totalCount).toBe(3);
-    expect(listed.attachments[0]).toMatchObject({ type: 'tc', mode: 'allowlist', packetsAllowed: '5' });
+    expect(listed.attachments[0]).toMatchObject({ type: 'tc', mode: 'allowlist', packetsAllowed: '123456' });
     const one = await run('list', '--page-size', '2', '--json');
     expect(JSON.parse(one.stdout).attachments).toHaveLength(2);
     expect(JSON.parse(one.stdout).nextPageToken).toBe('att-002');
     const human = await run('list');
-    expect(human.stdout).toBe('');
-    expect(human.stderr).toContain('3 of 3 attachment(s)');
+    expect(human.stderr).toBe('');
+    expect(human.stdout).toContain('Total: 3 attachments');
     const s = await run('status', '--json');
     expect(JSON.parse(s.stdout)).toMatchObject({ daemonId: 'd1', controlPlaneState: 'connected', attachmentCount: 3 });
     expect((await run('detach', '--id', 'att-002')).code).toBe(EXIT.OK);
@@ -128,6 +149,68 @@ describe('netfenced CLI', () => {
     const code = await runCli(['--socket', join(dir, 'missing.sock'), 'status'], { stdout: () => undefined, stderr: (s) => (stderr += s), env: {} });
     expect(code).toBe(EXIT.UNREACHABLE);
     expect(stderr).toMatch(/error:/);
+  });
+
+  it('prints attach, list, status and detach on stdout in exactly the netfence.v1 formats', async () => {
+    const a = await run('attach', '-i', 'veth9');
+    expect(a).toEqual({ code: EXIT.OK, stderr: '', stdout: 'Attached successfully\n  ID:          att-004\n  DNS Address: 127.0.0.1:11004\n' });
+    const l = await run('list');
+    expect(l.stderr).toBe('');
+    expect(l.stdout).toBe(
+      [
+        'ID       TARGET  TYPE  MODE       DNS MODE  DNS ADDR         PKTS OK  PKTS BLOCK',
+        'att-001  veth1   tc    allowlist  proxy     127.0.0.1:11001  123456   2',
+        'att-003  veth2   tc    allowlist  proxy     127.0.0.1:11003  5        2',
+        'att-004  veth9   tc    allowlist  proxy     127.0.0.1:11004  5        2',
+        '',
+        'Total: 3 attachments',
+        '',
+      ].join('\n'),
+    );
+    expect(daemon.pageSizes[daemon.pageSizes.length - 1]).toBe(100); // --page-size defaults to 100
+    statusOverride = { controlPlaneMode: 'remote' };
+    const s = await run('status');
+    expect(s.stdout).toBe(
+      'Netfence Daemon Status\n  Version:           0.1.0\n  Daemon ID:         d1\n  Hostname:          h\n  Attachments:       3\n  Control Plane:     connected\n  Control Plane URL: http://cp.test:9000\n',
+    );
+    statusOverride = { controlPlaneMode: 'embedded-empty', attachmentsAwaitingAck: 1 };
+    const e = await run('status');
+    expect(e.stdout).toBe(
+      'Netfence Daemon Status\n  Version:           0.1.0\n  Daemon ID:         d1\n  Hostname:          h\n  Attachments:       3\n  Control Plane:     connected\n  Policy:            none (embedded control plane, empty policy: every attachment is block-all)\n',
+    );
+    expect(JSON.parse((await run('status', '--json')).stdout)).toMatchObject({ controlPlaneMode: 'embedded-empty', attachmentsAwaitingAck: 1 });
+    statusOverride = { controlPlaneMode: 'remote' };
+    const d = await run('detach', '--id', 'att-004');
+    expect(d).toEqual({ code: EXIT.OK, stderr: '', stdout: 'Detached att-004\n' });
+    const gone = await run('detach', '--id', 'att-004');
+    expect(gone.code).toBe(EXIT.REJECTED);
+    expect(gone.stdout).toBe('');
+    expect(gone.stderr).toMatch(/^error: /);
+  });
+
+  it('shows block-all with a hyphen and an attachment awaiting its ack in --json', async () => {
+    daemon.attached.set('att-002', '/sys/fs/cgroup/x');
+    const l = await run('list', '--json');
+    const rows = JSON.parse(l.stdout).attachments as { id: string; mode: string; type: string; awaitingAck: boolean }[];
+    expect(rows.find((r) => r.id === 'att-002')).toMatchObject({ mode: 'block-all', type: 'cgroup', awaitingAck: true });
+    expect(rows.find((r) => r.id === 'att-001')).toMatchObject({ awaitingAck: false });
+    expect((await run('list')).stdout).toContain('\natt-002  /sys/fs/cgroup/x  cgroup  block-all  proxy ');
+    daemon.attached.delete('att-002');
+  });
+
+  it('takes the short flags -s, -i, -g and keeps every pair of a repeated --metadata', async () => {
+    let stdout = '';
+    const code = await runCli(['-s', socket, 'attach', '-g', '/sys/fs/cgroup/nf-short', '--metadata', 'tenant=acme', '--metadata', 'job=ci-7,env=prod'], { stdout: (x) => (stdout += x), stderr: () => undefined, env: {} });
+    expect(code).toBe(EXIT.OK);
+    const id = /ID: +(\S+)/.exec(stdout)![1]!;
+    expect(daemon.metadata.get(id)).toEqual({ tenant: 'acme', job: 'ci-7', env: 'prod' });
+    expect((await run('detach', '--id', id)).code).toBe(EXIT.OK);
+  });
+
+  it('prints its version from package.json with --version', async () => {
+    const v = await run('--version');
+    expect(v.code).toBe(EXIT.OK);
+    expect(v.stdout).toBe(`${(require('../package.json') as { version: string }).version}\n`);
   });
 
   it('prints help with exit 0', async () => {

@@ -4,6 +4,13 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { AttachmentType, ConnectionState, DnsMode, PolicyMode } from '@netfence/proto';
 import type { AttachmentInfo } from '@netfence/proto';
 import { createDaemonClient } from './daemon-client';
+import { formatAttached, formatDetached, formatStatus, formatTable } from './v1-format';
+
+/** This program's version (package.json), printed by --version. */
+export const CLI_VERSION: string = (require('../package.json') as { version: string }).version;
+
+/** Client deadlines of netfence.v1's CLI (connecting to the socket: daemon-client.ts). */
+export const CALL_TIMEOUT_MS = { attach: 10_000, detach: 10_000, status: 10_000, list: 30_000 } as const;
 
 /** Exit codes of every command (documented in the README). */
 export const EXIT = {
@@ -33,10 +40,10 @@ function enumName(e: Record<number, string>, v: number, prefix: string): string 
   return (e[v] ?? String(v)).replace(prefix, '').toLowerCase();
 }
 
-function parseMetadata(text: string | undefined): Record<string, string> {
+/** Every --metadata occurrence adds its pairs (a later occurrence of the same key wins). */
+function parseMetadata(texts: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
-  if (!text) return out;
-  for (const part of text.split(',')) {
+  for (const part of texts.flatMap((t) => t.split(','))) {
     if (!part.trim()) continue;
     const eq = part.indexOf('=');
     if (eq <= 0) throw new CommanderError(EXIT.USAGE, 'netfence.usage', `--metadata: expected k=v pairs separated by commas, got ${JSON.stringify(part)}`);
@@ -50,7 +57,7 @@ function infoToJson(a: AttachmentInfo) {
     id: a.id,
     target: a.target,
     type: enumName(AttachmentType, a.type, 'ATTACHMENT_TYPE_'),
-    mode: enumName(PolicyMode, a.mode, 'POLICY_MODE_'),
+    mode: enumName(PolicyMode, a.mode, 'POLICY_MODE_').replace('_', '-'),
     dnsMode: enumName(DnsMode, a.dnsMode, 'DNS_MODE_'),
     dnsAddress: a.dnsAddress,
     metadata: a.metadata,
@@ -61,6 +68,7 @@ function infoToJson(a: AttachmentInfo) {
     attachedAt: a.attachedAt ? timestampDate(a.attachedAt).toISOString() : undefined,
     tcDirection: a.tcDirection || undefined,
     dryRun: a.dryRun,
+    awaitingAck: a.awaitingAck,
   };
 }
 
@@ -75,25 +83,27 @@ function socketErrno(e: unknown): string | undefined {
 
 function exitCodeOf(e: unknown): number {
   const ce = ConnectError.from(e);
-  if (['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTSOCK', 'ECONNRESET'].includes(socketErrno(e) ?? '')) return EXIT.UNREACHABLE;
+  if (['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTSOCK', 'ECONNRESET', 'ETIMEDOUT'].includes(socketErrno(e) ?? '')) return EXIT.UNREACHABLE;
   if ([Code.InvalidArgument, Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.ResourceExhausted].includes(ce.code)) return EXIT.REJECTED;
   return EXIT.FAILED;
 }
 
 /**
  * Runs the netfenced/netfence CLI with `argv` (without node and script). Returns the exit code;
- * never exits the process. Human text goes to stderr, `--json` output to stdout.
+ * never exits the process. Results go to stdout, in netfence.v1's formats (v1-format.ts) or as
+ * JSON with --json; errors and diagnostics go to stderr.
  */
 export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: StartDaemon): Promise<number> {
   let code: number = EXIT.OK;
   const program = new Command('netfenced')
     .description('Netfence: eBPF egress firewall daemon and its local control commands')
-    .addOption(new Option('--socket <path>', 'daemon API unix socket').default(io.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET))
+    .addOption(new Option('-s, --socket <path>', 'daemon API unix socket').default(io.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET))
+    .version(CLI_VERSION, '--version', 'print the version and exit')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
     .showHelpAfterError();
 
-  const client = () => createDaemonClient(program.opts<{ socket: string }>().socket);
+  const client = (timeoutMs: number) => createDaemonClient(program.opts<{ socket: string }>().socket, { timeoutMs });
   const fail = (e: unknown) => {
     const ce = ConnectError.from(e);
     code = exitCodeOf(e);
@@ -104,7 +114,7 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
   program
     .command('start')
     .description('Run the daemon in the foreground.\nExample: netfenced start --config /etc/netfence/netfence.yaml')
-    .option('--config <file>', 'YAML config file (NETFENCE_* environment variables override it)')
+    .option('-c, --config <file>', 'YAML config file (NETFENCE_* environment variables override it); without one, defaults and the environment')
     .option('--detach-on-exit', 'remove the eBPF filters on shutdown instead of leaving them pinned', false)
     .action(async (o: { config?: string; detachOnExit: boolean }) => {
       if (!startDaemon) throw new CommanderError(EXIT.USAGE, 'netfence.usage', 'start is not available in this build');
@@ -118,7 +128,7 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
     .option('--json', 'machine-readable output on stdout', false)
     .action(async (o: { json: boolean }) => {
       try {
-        const s = await client().getStatus({});
+        const s = await client(CALL_TIMEOUT_MS.status).getStatus({});
         const out = {
           version: s.version,
           daemonId: s.daemonId,
@@ -126,12 +136,10 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
           controlPlaneState: enumName(ConnectionState, s.controlPlaneState, 'CONNECTION_STATE_'),
           controlPlaneAddress: s.controlPlaneAddress,
           attachmentCount: s.attachmentCount,
+          controlPlaneMode: s.controlPlaneMode,
+          attachmentsAwaitingAck: s.attachmentsAwaitingAck,
         };
-        if (o.json) io.stdout(`${JSON.stringify(out)}\n`);
-        else
-          io.stderr(
-            `netfence ${out.version}  daemon ${out.daemonId} on ${out.hostname}\ncontrol plane ${out.controlPlaneAddress}: ${out.controlPlaneState}\nattachments: ${out.attachmentCount}\n`,
-          );
+        io.stdout(o.json ? `${JSON.stringify(out)}\n` : formatStatus(out));
       } catch (e) {
         fail(e);
       }
@@ -140,22 +148,22 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
   program
     .command('attach')
     .description('Attach a filter to an interface (TC) or a cgroup.\nExample: netfenced attach --interface veth1 --metadata tenant=acme,job=ci-42')
-    .option('--interface <name>', 'network interface (TC attachment)')
-    .option('--cgroup <path>', 'cgroup v2 directory (cgroup attachment)')
-    .option('--metadata <k=v,...>', 'metadata passed to the control plane')
+    .option('-i, --interface <name>', 'network interface (TC attachment)')
+    .option('-g, --cgroup <path>', 'cgroup v2 directory (cgroup attachment)')
+    .option('--metadata <k=v,...>', 'metadata passed to the control plane; repeatable, every occurrence adds pairs', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .addOption(new Option('--direction <dir>', 'TC hook override (default: by link kind)').choices(['ingress', 'egress']))
     .option('--json', 'machine-readable output on stdout', false)
-    .action(async (o: { interface?: string; cgroup?: string; metadata?: string; direction?: string; json: boolean }) => {
+    .action(async (o: { interface?: string; cgroup?: string; metadata: string[]; direction?: string; json: boolean }) => {
       if (!!o.interface === !!o.cgroup) throw new CommanderError(EXIT.USAGE, 'netfence.usage', 'attach: give exactly one of --interface or --cgroup');
       const metadata = parseMetadata(o.metadata);
       try {
-        const r = await client().attach({
+        const r = await client(CALL_TIMEOUT_MS.attach).attach({
           target: o.interface ? { case: 'interfaceName', value: o.interface } : { case: 'cgroupPath', value: o.cgroup! },
           metadata,
           tcDirection: o.direction ?? '',
         });
         if (o.json) io.stdout(`${JSON.stringify({ id: r.id, dnsAddress: r.dnsAddress })}\n`);
-        else io.stderr(`attached ${r.id} (DNS ${r.dnsAddress})\n`);
+        else io.stdout(formatAttached(r));
       } catch (e) {
         fail(e);
       }
@@ -165,10 +173,11 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
     .command('detach')
     .description('Remove an attachment.\nExample: netfenced detach --id att-3f2a')
     .requiredOption('--id <id>', 'attachment id')
-    .action(async (o: { id: string }) => {
+    .option('--json', 'machine-readable output on stdout', false)
+    .action(async (o: { id: string; json: boolean }) => {
       try {
-        await client().detach({ id: o.id });
-        io.stderr(`detached ${o.id}\n`);
+        await client(CALL_TIMEOUT_MS.detach).detach({ id: o.id });
+        io.stdout(o.json ? `${JSON.stringify({ id: o.id })}\n` : formatDetached(o.id));
       } catch (e) {
         fail(e);
       }
@@ -177,23 +186,28 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
   program
     .command('list')
     .description('List attachments.\nExample: netfenced list --all --json')
-    .option('--page-size <n>', 'attachments per page', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 1000) throw new CommanderError(EXIT.USAGE, 'netfence.usage', `--page-size: expected 1..1000, got ${v}`);
-      return n;
-    })
+    .option(
+      '--page-size <n>',
+      'attachments per page (1..1000)',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 1000) throw new CommanderError(EXIT.USAGE, 'netfence.usage', `--page-size: expected 1..1000, got ${v}`);
+        return n;
+      },
+      100,
+    )
     .option('--page-token <token>', 'continue from a previous page')
     .option('--all', 'follow next_page_token to the end', false)
     .option('--json', 'machine-readable output on stdout', false)
-    .action(async (o: { pageSize?: number; pageToken?: string; all: boolean; json: boolean }) => {
+    .action(async (o: { pageSize: number; pageToken?: string; all: boolean; json: boolean }) => {
       try {
-        const c = client();
+        const c = client(CALL_TIMEOUT_MS.list);
         const items: AttachmentInfo[] = [];
         let token = o.pageToken ?? '';
         let total = 0;
         let next = '';
         do {
-          const r = await c.list({ pageSize: o.pageSize ?? 0, pageToken: token });
+          const r = await c.list({ pageSize: o.pageSize, pageToken: token });
           items.push(...r.attachments);
           total = r.totalCount;
           next = r.nextPageToken;
@@ -202,9 +216,8 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
         const rows = items.map(infoToJson);
         if (o.json) io.stdout(`${JSON.stringify({ attachments: rows, nextPageToken: o.all ? '' : next, totalCount: total })}\n`);
         else {
-          for (const a of rows)
-            io.stderr(`${a.id}  ${a.type}:${a.target}  mode=${a.mode} dns=${a.dnsMode}@${a.dnsAddress}  allowed=${a.packetsAllowed} blocked=${a.packetsBlocked}\n`);
-          io.stderr(`${rows.length} of ${total} attachment(s)${!o.all && next ? `; next page: --page-token ${next}` : ''}\n`);
+          io.stdout(formatTable(rows, total));
+          if (!o.all && next) io.stderr(`more attachments: --all, or --page-token ${next}\n`);
         }
       } catch (e) {
         fail(e);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The netfenced / netfence entry point: the only place that installs signal
 // handlers and calls process.exit.
-import { createDaemon, createLogger, loadConfig, prepareDaemonProcess, DaemonError } from '@netfence/daemon';
+import { configWarnings, createDaemon, createLogger, loadConfig, prepareDaemonProcess, DaemonError } from '@netfence/daemon';
 import { EXIT, runCli, type StartDaemon } from './cli';
 
 const startDaemon: StartDaemon = async ({ config, socket, detachOnExit, io }) => {
@@ -14,6 +14,7 @@ const startDaemon: StartDaemon = async ({ config, socket, detachOnExit, io }) =>
   }
   prepareDaemonProcess();
   const logger = createLogger(cfg.log_level);
+  for (const warning of configWarnings(cfg)) logger.warn({ config: config ?? null }, warning);
   const daemon = createDaemon(cfg, { logger });
   try {
     await daemon.start();

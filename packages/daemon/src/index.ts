@@ -3,7 +3,7 @@
 
 export { createDaemon } from './daemon';
 export type { AttachInput, Daemon, DaemonOptions, ListPage } from './daemon';
-export { loadConfig, configSchema } from './config';
+export { loadConfig, configSchema, configWarnings } from './config';
 export type { DaemonConfig, DaemonConfigInput } from './config';
 export { DaemonError, DAEMON_ERROR_CODES } from './daemon-error';
 export type { DaemonErrorCode } from './daemon-error';
