@@ -23,6 +23,7 @@ function int(value: string): number {
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command('netfence-dns')
     .description('A filtering DNS forwarder: resolves only names the policy allows (UDP and TCP on one port).')
+    .version((require('../package.json') as { version: string }).version, '--version', 'print the version and exit')
     .option('-c, --config <file>', 'YAML config file (flags override it)')
     .option('-l, --listen <addr:port>', 'listen address (default 127.0.0.1:53; port 0 = ephemeral)')
     .option('-u, --upstream <addr:port>', 'upstream server, repeatable (failover in order)', collect)
