@@ -24,8 +24,11 @@ import {
 } from '@netfence/policy-engine';
 
 import { DnsFilterError } from './dns-filter-error';
+import { createLimitedLogger } from './limited-logger';
 import { isPrivateAddress } from './private-address';
 import { cacheKey, createResponseCache, type CachedAnswer } from './response-cache';
+import { createTcpConnectionTable } from './tcp-connections';
+import { serveTcpConnection } from './tcp-server';
 import { createUpstreamPool, parseUpstream, type UpstreamAnswer, type UpstreamServer, type UpstreamStatus } from './upstream-pool';
 import {
   CLASS_IN,
@@ -175,8 +178,23 @@ export interface DnsFilterOptions extends DnsFilterSettings {
   readonly upstreamSockets?: number;
   /** Listen on TCP too (default true). */
   readonly tcp?: boolean;
+  /** A TCP connection with nothing received for this long is closed (default 10 000 ms; 0 = never). */
   readonly tcpIdleTimeoutMs?: number;
+  /**
+   * TCP connections at most, all clients together (default 512). A new connection over the
+   * cap is accepted and the connection idle longest is closed to make room.
+   */
   readonly maxTcpConnections?: number;
+  /** TCP connections at most from one client address (default 64); over it, that client's connection idle longest is closed. */
+  readonly maxTcpConnectionsPerClient?: number;
+  /**
+   * Internal log lines (hook failures, listener errors, socket errors: anything a workload
+   * can trigger) are rate-limited per kind of line: `burst` at once, then `perSecond`
+   * (defaults 20 and 10). A written line carries `suppressed` (lines of its kind dropped
+   * since the previous one); kinds that went quiet get one 'log lines suppressed' line
+   * every `summaryIntervalMs` (default 10 000) and at close().
+   */
+  readonly logRateLimit?: { readonly perSecond?: number; readonly burst?: number; readonly summaryIntervalMs?: number };
   readonly logger?: DnsFilterLogger;
 }
 
@@ -198,6 +216,12 @@ export interface DnsFilterStats {
   readonly upstreamErrors: number;
   readonly tcpFallbacks: number;
   readonly spoofedDropped: number;
+  /** TCP connections open now. */
+  readonly tcpConnections: number;
+  /** TCP connections closed to make room for new ones (caps per client and per server). */
+  readonly tcpEvicted: number;
+  /** Internal log lines not written because of the log rate limit. */
+  readonly logSuppressed: number;
   /** Upper bounds (ms) of the latency buckets; counts has one more entry (+Inf). Not cumulative. */
   readonly latencyBucketsMs: readonly number[];
   readonly latencyCounts: readonly number[];
@@ -388,8 +412,17 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
   const tcpEnabled = options.tcp ?? true;
   const tcpIdleTimeoutMs = nonNegInt(options.tcpIdleTimeoutMs ?? 10000, 'tcpIdleTimeoutMs');
   const maxTcpConnections = nonNegInt(options.maxTcpConnections ?? 512, 'maxTcpConnections');
+  const maxTcpPerClient = nonNegInt(options.maxTcpConnectionsPerClient ?? 64, 'maxTcpConnectionsPerClient');
+  if (maxTcpConnections < 1 || maxTcpPerClient < 1) throw bad('maxTcpConnections and maxTcpConnectionsPerClient must be at least 1');
+  const rl = options.logRateLimit ?? {};
+  for (const k of ['perSecond', 'burst', 'summaryIntervalMs'] as const) {
+    const v = rl[k];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)) throw bad(`logRateLimit.${k} must be a positive number`);
+  }
+  if (rl.burst !== undefined && rl.burst < 1) throw bad('logRateLimit.burst must be at least 1');
   const onResolved = options.onResolved;
   const logger = options.logger?.child ? options.logger.child({ component: 'dns-filter' }) : options.logger;
+  const log = createLimitedLogger(logger, rl);
 
   const listeners = new Set<(e: QueryEvent) => void>();
   if (options.onQuery) listeners.add(options.onQuery);
@@ -443,15 +476,15 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
   // ---- bind UDP and TCP on the same port ----
   let udp: dgram.Socket | undefined;
   let tcp: net.Server | undefined;
-  const tcpConns = new Set<net.Socket>();
+  const tcpConns = createTcpConnectionTable<net.Socket>({ maxTotal: maxTcpConnections, maxPerClient: maxTcpPerClient }, (sock) => sock.destroy());
   let boundPort = wantPort;
   for (let attempt = 0; ; attempt++) {
     try {
       udp = await bindUdp(family, listenAddress, wantPort);
       boundPort = udp.address().port;
       if (tcpEnabled) {
+        // no tcp.maxConnections: it refuses new connections; the table evicts idle ones instead
         tcp = net.createServer({ allowHalfOpen: false, pauseOnConnect: false });
-        tcp.maxConnections = maxTcpConnections;
         await listenTcp(tcp, listenAddress, boundPort);
       }
       break;
@@ -460,9 +493,11 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
       udp = undefined;
       tcp?.close();
       tcp = undefined;
-      if (wantPort === 0 && attempt < 8 && (e as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
+      const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (wantPort === 0 && attempt < 8 && inUse) continue;
       pool.close();
-      throw new DnsFilterError('NETFENCE_ERR_DNS_LISTEN_FAILED', `cannot listen on ${listenAddress}:${wantPort}: ${(e as Error).message}`, {
+      log.close();
+      throw new DnsFilterError(inUse ? 'NETFENCE_ERR_DNS_ADDRESS_IN_USE' : 'NETFENCE_ERR_DNS_LISTEN_FAILED', `cannot listen on ${listenAddress}:${wantPort}: ${(e as Error).message}`, {
         cause: e,
       });
     }
@@ -492,7 +527,7 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
       try {
         ctx.send(buf);
       } catch (e) {
-        logger?.debug({ err: e }, 'send failed');
+        log.log('debug', 'send-failed', { err: e }, 'send failed');
       }
     }
     const ms = performance.now() - ctx.t0;
@@ -523,7 +558,7 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
       try {
         l(ev);
       } catch (e) {
-        logger?.warn({ err: e }, 'query listener threw');
+        log.log('warn', 'query-listener', { err: e }, 'query listener threw');
       }
     }
   }
@@ -812,7 +847,7 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
       res = onResolved(info);
     } catch (e) {
       c.hookFailures++;
-      logger?.warn({ err: e, dns: { name: ctx.q.name } }, 'onResolved failed');
+      log.log('warn', 'hook-failed', { err: e, dns: { name: ctx.q.name } }, 'onResolved failed');
       fail(ctx, 'hook-failed', upstream);
       return;
     }
@@ -835,7 +870,7 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
         hookWaiting.delete(ctx);
         if (ctx.done) return;
         c.hookFailures++;
-        logger?.warn({ err: e, dns: { name: ctx.q.name } }, 'onResolved failed');
+        log.log('warn', 'hook-failed', { err: e, dns: { name: ctx.q.name } }, 'onResolved failed');
         fail(ctx, 'hook-failed', upstream);
       },
     );
@@ -849,10 +884,10 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
       handle(msg, client, (b) => udpSock.send(b, rinfo.port, rinfo.address), false);
     } catch (e) {
       // a bug must never take the server down
-      logger?.error({ err: e }, 'udp handler failed');
+      log.log('error', 'udp-handler', { err: e }, 'udp handler failed');
     }
   });
-  udpSock.on('error', (e) => logger?.warn({ err: e }, 'udp socket error'));
+  udpSock.on('error', (e) => log.log('warn', 'udp-socket', { err: e }, 'udp socket error'));
   try {
     udpSock.setRecvBufferSize(4 * 1024 * 1024);
     udpSock.setSendBufferSize(4 * 1024 * 1024);
@@ -860,49 +895,20 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
     // best effort
   }
 
+  const tcpDeps = {
+    handle: (msg: Buffer, client: ClientInfo, send: Send) => handle(msg, client, send, true),
+    table: tcpConns,
+    idleTimeoutMs: tcpIdleTimeoutMs,
+    log,
+  };
   tcp?.on('connection', (sock) => {
     if (closed) {
       sock.destroy();
       return;
     }
-    tcpConns.add(sock);
-    sock.setNoDelay(true);
-    if (tcpIdleTimeoutMs > 0) sock.setTimeout(tcpIdleTimeoutMs, () => sock.destroy());
-    const client: ClientInfo = { address: sock.remoteAddress ?? '', port: sock.remotePort ?? 0, transport: 'tcp' };
-    let acc: Buffer = Buffer.alloc(0);
-    let pending = 0;
-    const send: Send = (b) => {
-      pending--;
-      if (sock.destroyed || !sock.writable) return;
-      const len = Buffer.allocUnsafe(2);
-      len.writeUInt16BE(b.length, 0);
-      sock.write(Buffer.concat([len, b]));
-    };
-    sock.on('data', (chunk: Buffer) => {
-      acc = acc.length === 0 ? chunk : Buffer.concat([acc, chunk]);
-      while (acc.length >= 2) {
-        const n = acc.readUInt16BE(0);
-        if (acc.length < 2 + n) break;
-        const msg = Buffer.from(acc.subarray(2, 2 + n));
-        acc = acc.subarray(2 + n);
-        if (pending >= 64) {
-          sock.destroy(); // a client pipelining without reading: cut it off
-          return;
-        }
-        pending++;
-        let answered = true;
-        try {
-          answered = handle(msg, client, send, true);
-        } catch (e) {
-          logger?.error({ err: e }, 'tcp handler failed');
-        }
-        if (!answered) pending--;
-      }
-    });
-    sock.on('error', () => sock.destroy());
-    sock.on('close', () => tcpConns.delete(sock));
+    serveTcpConnection(sock, tcpDeps);
   });
-  tcp?.on('error', (e) => logger?.warn({ err: e }, 'tcp server error'));
+  tcp?.on('error', (e) => log.log('warn', 'tcp-server', { err: e }, 'tcp server error'));
 
   let closing: Promise<void> | undefined;
   const filter: DnsFilter = {
@@ -928,6 +934,9 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
         latencyBucketsMs: LATENCY_BUCKETS_MS,
         latencyCounts: [...latencyCounts],
         latencySumMs,
+        tcpConnections: tcpConns.size,
+        tcpEvicted: tcpConns.evicted,
+        logSuppressed: log.suppressed,
         upstreams: pool.status(),
       };
     },
@@ -946,6 +955,7 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
       if (closing) return closing;
       closed = true;
       clearInterval(hookSweep);
+      log.close();
       closing = (async () => {
         pool.close(); // in-flight upstream queries complete as failures (not sent: closed)
         await Promise.all([
@@ -958,7 +968,7 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
           }),
           new Promise<void>((resolve) => {
             if (!tcp) return resolve();
-            for (const s of tcpConns) s.destroy();
+            for (const s of [...tcpConns.sockets()]) s.destroy();
             tcp.close(() => resolve());
           }),
         ]);

@@ -38,12 +38,19 @@ test('invalid options are refused before anything listens', async () => {
   await expect(createDnsFilter({ mode: 'allowlist', allow: ['*.'] })).rejects.toThrow(/NETFENCE_ERR_DNS_INVALID_OPTIONS.*allow\[0\]/);
   await expect(createDnsFilter({ mode: 'allowlist', minTtlSec: 10, maxTtlSec: 5 })).rejects.toThrow(/minTtlSec/);
   await expect(createDnsFilter({ mode: 'allowlist', address: 'localhost' })).rejects.toThrow(/not an IP address/);
+  await expect(createDnsFilter({ mode: 'allowlist', maxTcpConnectionsPerClient: 0 })).rejects.toThrow(/maxTcpConnectionsPerClient/);
+  await expect(createDnsFilter({ mode: 'allowlist', logRateLimit: { perSecond: 0 } })).rejects.toThrow(/logRateLimit.perSecond/);
 });
 
-test('listening twice on one fixed port fails with LISTEN_FAILED; [Symbol.asyncDispose] closes', async () => {
+test('a listen address that is not local fails with LISTEN_FAILED', async () => {
+  // 203.0.113.1 (TEST-NET-3) is on no interface of this machine: bind gives EADDRNOTAVAIL
+  await expect(createDnsFilter({ mode: 'disabled', address: '203.0.113.1' })).rejects.toMatchObject({ code: 'NETFENCE_ERR_DNS_LISTEN_FAILED' });
+});
+
+test('listening twice on one fixed port fails with ADDRESS_IN_USE (a code, not a message to match); [Symbol.asyncDispose] closes', async () => {
   const a = await createDnsFilter({ mode: 'disabled' });
   try {
-    await expect(createDnsFilter({ mode: 'disabled', port: a.address.port })).rejects.toMatchObject({ code: 'NETFENCE_ERR_DNS_LISTEN_FAILED' });
+    await expect(createDnsFilter({ mode: 'disabled', port: a.address.port })).rejects.toMatchObject({ code: 'NETFENCE_ERR_DNS_ADDRESS_IN_USE' });
   } finally {
     await a[Symbol.asyncDispose]();
   }
