@@ -3,12 +3,12 @@
 
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { openPinnedMap } from '@netfence/bpf-loader';
 import { POLICY_MAPS, policyEntry } from '@netfence/bpf-programs';
-import { launchDaemon, sleep, SYNTH_DOMAIN, synthName } from '../test/support/daemon-lab';
+import { launchDaemon, sleep, SYNTH_DOMAIN, synthName, type DaemonProcess } from '../test/support/daemon-lab';
 import { createTestControlPlane, type TestControlPlane } from '../test/support/grpc';
 import type { BenchArgs } from './bench';
 
@@ -17,6 +17,7 @@ const CONCURRENT = 50;
 const COMMANDS = 200;
 const LEARNED = 10_000;
 const DNS_SAMPLES = 500;
+const FLOOD_PACKETS = 1_000_000;
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -124,13 +125,74 @@ async function timeQueries(client: ReturnType<typeof dnsClient>, names: { name: 
   return times;
 }
 
+/** Half garbage datagrams, half A queries for names the policy refuses, as fast as one python process sends them. */
+const FLOOD = `
+import socket, struct, os, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def q(i):
+    name = b'n%d.refused.test' % i
+    return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p for p in name.split(b'.')) + b'\\x00\\x00\\x01\\x00\\x01'
+sent = 0
+for i in range(n):
+    try:
+        s.sendto(os.urandom(1 + i % 40) if i % 2 else q(i), (host, port)); sent += 1
+    except OSError:
+        pass
+print(sent)
+`;
+
+/**
+ * Issue 15's log amplification: one attachment's DNS server flooded with FLOOD_PACKETS garbage
+ * and refused queries, while another attachment's DNS answers are timed (new names, each
+ * answer released after its map write): p99 quiet vs during the flood, and the log bytes the
+ * flood made the daemon write, per 1,000,000 packets.
+ */
+async function floodSection(d: DaemonProcess, cgroups: string[], out: (s: string) => void): Promise<{ ratio: number; bytesPerMillion: number }> {
+  const victim = await d.api.attach({ cgroup_path: cgroups[0]!, metadata: { dns: 'on' } });
+  const flooded = await d.api.attach({ cgroup_path: cgroups[1]!, metadata: { dns: 'on' } });
+  const client = dnsClient(victim.dns_address);
+  try {
+    const names = Array.from({ length: 4000 }, (_, i) => synthName(LEARNED + 3 * DNS_SAMPLES + i));
+    const quiet = await timeQueries(client, names.slice(0, DNS_SAMPLES));
+    const logBefore = statSync(d.logFile).size;
+    const [host, port] = [flooded.dns_address.slice(0, flooded.dns_address.lastIndexOf(':')), flooded.dns_address.slice(flooded.dns_address.lastIndexOf(':') + 1)];
+    const flooder = spawn('python3', ['-c', FLOOD, host, port, String(FLOOD_PACKETS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let sentText = '';
+    flooder.stdout.on('data', (b: Buffer) => (sentText += b.toString()));
+    let running = true;
+    const done = new Promise<void>((r) => flooder.on('exit', () => ((running = false), r())));
+    const t0 = performance.now();
+    const during: number[] = [];
+    for (let i = DNS_SAMPLES; running && i < names.length; i++) during.push(...(await timeQueries(client, [names[i]!])));
+    await done;
+    const floodMs = performance.now() - t0;
+    await sleep(2000); // what the daemon still had queued is handled (and logged) too
+    const logBytes = statSync(d.logFile).size - logBefore;
+    const sent = Number(sentText.trim());
+    const info = (await d.api.listAll()).find((a) => a.id === flooded.id) as unknown as { dns_queries_blocked?: string } | undefined;
+    const counted = Number(info?.dns_queries_blocked ?? NaN);
+    const ratio = pct(during, 99) / pct(quiet, 99);
+    const bytesPerMillion = (logBytes * 1_000_000) / sent;
+    out(`DNS flood on one attachment: ${sent} packets (half garbage, half refused names) in ${(floodMs / 1000).toFixed(1)} s; the daemon counted ${counted} refused queries`);
+    out(`  another attachment's DNS (new name each), quiet: ${summary(quiet)}`);
+    out(`  same, during the flood: ${summary(during)}; p99 during / quiet: ${ratio.toFixed(2)}x`);
+    out(`  log written during the flood: ${logBytes} bytes at level info, ${(bytesPerMillion / 1024).toFixed(1)} KB per 1,000,000 flood packets`);
+    return { ratio, bytesPerMillion };
+  } finally {
+    client.close();
+    await d.api.detach(victim.id);
+    await d.api.detach(flooded.id);
+  }
+}
+
 async function main(): Promise<void> {
   const args = JSON.parse(process.env.NFBENCH_ARGS ?? '{}') as BenchArgs;
   const dnsTarget = args.cgroups[args.cgroups.length - 1]!;
   const cp = createTestControlPlane({
     listen: '127.0.0.1:0',
     ackPolicy: (sub) =>
-      sub.target === dnsTarget
+      sub.target === dnsTarget || sub.metadata?.dns === 'on'
         ? { mode: 'POLICY_MODE_ALLOWLIST', dns: { mode: 'DNS_MODE_ALLOWLIST', allow_domains: [{ domain: SYNTH_DOMAIN, include_subdomains: true }] } }
         : { mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] },
   });
@@ -144,7 +206,7 @@ async function main(): Promise<void> {
       socket: join(dir, 'netfence.sock'),
       data_dir: join(dir, 'data'),
       bpffs_root: args.bpffsRoot,
-      log_level: 'warn',
+      log_level: 'info', // the default: what a workload can make the daemon write
       metrics: { listen: '' },
       control_plane: { url: `http://127.0.0.1:${port}` },
       // min_ttl: dnsmasq's synthesised answers carry TTL 0; learned addresses must outlive the run
@@ -260,10 +322,14 @@ async function main(): Promise<void> {
     }
     await d.api.detach(dnsAtt.id);
 
+    // 7. A DNS flood against one attachment: the others' latency, and the log.
+    const flood = await floodSection(d, args.cgroups, out);
+
     const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
     out(
       `targets: attach p99 < 50 ms: ${verdict(pct(seqTimes, 99) < 50 && pct(concTimes, 99) < 50)} (cgroup sequential ${pct(seqTimes, 99).toFixed(1)} ms, concurrent ${pct(concTimes, 99).toFixed(1)} ms, TC ${pct(tcTimes, 99).toFixed(1)} ms); ` +
-        `RSS < 150 MB at ${SEQUENTIAL}: ${verdict(rss200.rss < 150)}; command -> map p99 < 5 ms: ${verdict(pct(at200.add, 99) < 5)} (${pct(at200.add, 99).toFixed(2)} ms at 200 attachments, ${pct(at1.add, 99).toFixed(2)} ms at 1)`,
+        `RSS < 150 MB at ${SEQUENTIAL}: ${verdict(rss200.rss < 150)}; command -> map p99 < 5 ms: ${verdict(pct(at200.add, 99) < 5)} (${pct(at200.add, 99).toFixed(2)} ms at 200 attachments, ${pct(at1.add, 99).toFixed(2)} ms at 1); ` +
+        `flood: others' DNS p99 <= 1.5x quiet: ${verdict(flood.ratio <= 1.5)} (${flood.ratio.toFixed(2)}x); log < 1 MB per 1,000,000 packets: ${verdict(flood.bytesPerMillion < 1_000_000)}`,
     );
   } finally {
     await d.stop();
