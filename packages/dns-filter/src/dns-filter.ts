@@ -23,6 +23,7 @@ import {
   type DomainRuleSet,
 } from '@netfence/policy-engine';
 
+import { MAX_CACHE_SIZE } from './config-file';
 import { DnsFilterError } from './dns-filter-error';
 import { createLimitedLogger } from './limited-logger';
 import { isPrivateAddress } from './private-address';
@@ -404,6 +405,7 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
   if (!Number.isInteger(wantPort) || wantPort < 0 || wantPort > 65535) throw bad('port must be 0..65535');
   const hookTimeoutMs = nonNegInt(options.hookTimeoutMs ?? 2000, 'hookTimeoutMs');
   const cacheSize = nonNegInt(options.cacheSize ?? 10000, 'cacheSize');
+  if (cacheSize > MAX_CACHE_SIZE) throw bad(`cacheSize must be at most ${MAX_CACHE_SIZE}`);
   const maxInFlight = nonNegInt(options.maxInFlight ?? 4096, 'maxInFlight');
   const upstreamTimeoutMs = nonNegInt(options.upstreamTimeoutMs ?? 1000, 'upstreamTimeoutMs');
   const maxAttempts = nonNegInt(options.upstreamMaxAttempts ?? 3, 'upstreamMaxAttempts');

@@ -21,6 +21,6 @@ export { parseUpstream } from './upstream-pool';
 export type { UpstreamServer, UpstreamStatus } from './upstream-pool';
 export { isPrivateAddress } from './private-address';
 export { loadDnsFilterConfig, parseDnsFilterConfig } from './config-file';
-export type { DnsFilterFileConfig } from './config-file';
+export type { DnsFilterConfigParseOptions, DnsFilterFileConfig } from './config-file';
 export { createLogRateLimiter } from './log-rate-limiter';
 export type { LogPermit, LogRateLimiter, LogRateLimiterOptions } from './log-rate-limiter';

@@ -36,7 +36,21 @@ describe('createLogRateLimiter', () => {
     expect(rl.take('a')).toEqual({ ok: true, suppressed: 0 });
   });
 
+  it('a shared total caps many keys together; what it stops is counted under each key', () => {
+    let t = 0;
+    const rl = createLogRateLimiter({ perSecond: 10, burst: 10, totalPerSecond: 2, totalBurst: 5, now: () => t });
+    const written = Array.from({ length: 100 }, (_, i) => rl.take(`client-${i}`)).filter((p) => p.ok).length;
+    expect(written).toBe(5);
+    expect(rl.suppressedTotal).toBe(95);
+    t += 1000; // two shared tokens back
+    expect(rl.take('client-7')).toEqual({ ok: true, suppressed: 1 });
+    expect(rl.take('client-8')).toEqual({ ok: true, suppressed: 1 });
+    expect(rl.take('client-9')).toEqual({ ok: false });
+    expect(rl.drain().reduce((n, d) => n + d.suppressed, 0)).toBe(94);
+  });
+
   it('refuses settings that would disable it', () => {
+    expect(() => createLogRateLimiter({ totalPerSecond: 0 })).toThrow(RangeError);
     expect(() => createLogRateLimiter({ perSecond: 0 })).toThrow(RangeError);
     expect(() => createLogRateLimiter({ burst: 0 })).toThrow(RangeError);
   });

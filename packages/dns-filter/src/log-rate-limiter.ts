@@ -8,7 +8,10 @@
  *
  * Bounded: at most `maxKeys` keys are tracked; past that the least recently seen key is
  * forgotten (its pending count is handed to the next drain()), so a workload that invents
- * keys cannot make the limiter itself grow without limit.
+ * keys cannot make the limiter itself grow without limit. Where keys come from the workload
+ * (client addresses), `totalPerSecond`/`totalBurst` add one bucket shared by all keys, so
+ * many keys together cannot write more than that either; a line it stops is counted as
+ * suppressed under its own key.
  */
 export interface LogRateLimiterOptions {
   /** Lines per second each key may write once its burst is spent. Default 10. */
@@ -17,6 +20,10 @@ export interface LogRateLimiterOptions {
   readonly burst?: number;
   /** Keys tracked at most. Default 10,000. */
   readonly maxKeys?: number;
+  /** Lines per second all keys together may write once `totalBurst` is spent. Default: no shared limit. */
+  readonly totalPerSecond?: number;
+  /** Lines all keys together may write at once. Default 2 x totalPerSecond (when that is set). */
+  readonly totalBurst?: number;
   /** Clock in milliseconds (tests). Default Date.now. */
   readonly now?: () => number;
 }
@@ -46,6 +53,11 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
   const maxKeys = opts.maxKeys ?? 10_000;
   const now = opts.now ?? Date.now;
   if (!(perSecond > 0) || !(burst >= 1) || !(maxKeys >= 1)) throw new RangeError('log rate limiter: perSecond > 0, burst >= 1 and maxKeys >= 1 are required');
+  const totalPerSecond = opts.totalPerSecond;
+  const totalBurst = opts.totalBurst ?? (totalPerSecond !== undefined ? 2 * totalPerSecond : undefined);
+  if (totalPerSecond !== undefined && !(totalPerSecond > 0)) throw new RangeError('log rate limiter: totalPerSecond > 0 is required');
+  if (totalBurst !== undefined && !(totalBurst >= 1)) throw new RangeError('log rate limiter: totalBurst >= 1 is required');
+  const shared = totalPerSecond !== undefined ? { tokens: totalBurst!, at: now(), perSecond: totalPerSecond, burst: totalBurst! } : undefined;
   // A Map iterates in insertion order; re-inserting on use keeps it in least-recently-used order.
   const buckets = new Map<string, Bucket>();
   const forgotten = new Map<string, number>();
@@ -68,8 +80,13 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
         }
       }
       buckets.set(key, b);
-      if (b.tokens >= 1) {
+      if (shared) {
+        shared.tokens = Math.min(shared.burst, shared.tokens + ((t - shared.at) / 1000) * shared.perSecond);
+        shared.at = t;
+      }
+      if (b.tokens >= 1 && (shared === undefined || shared.tokens >= 1)) {
         b.tokens -= 1;
+        if (shared) shared.tokens -= 1;
         const suppressed = b.suppressed;
         b.suppressed = 0;
         return { ok: true, suppressed };
