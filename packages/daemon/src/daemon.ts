@@ -232,7 +232,9 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
         return { server, record: r };
       } catch (e) {
         lastErr = e;
-        if ((e as { code?: string }).code !== 'EADDRINUSE' && !/EADDRINUSE|ADDR_IN_USE/.test(String((e as Error).message))) throw e;
+        // dns-filter's own code for a taken address; a plain errno from a custom startDnsServer
+        const code = (e as { code?: string }).code;
+        if (code !== 'NETFENCE_ERR_DNS_ADDRESS_IN_USE' && code !== 'EADDRINUSE') throw e;
       }
     }
     throw new DaemonError('NETFENCE_ERR_DNS_PORTS_EXHAUSTED', `no free DNS port in ${config.dns.port_min}-${config.dns.port_max} on ${config.dns.listen_addr}`, { cause: lastErr });
