@@ -50,8 +50,10 @@ export {
   sumPerCpuU64,
   encodeSeverConfig,
   decodeSeverConfig,
+  encodeDnsLimit,
+  decodeDnsLimit,
 } from './layouts';
-export type { AttachmentConfig, AllowValue, PolicyEntry, NetfenceEvent, NetfenceStats, SeverTarget, LayoutCodec } from './layouts';
+export type { DnsRateLimit, AttachmentConfig, AllowValue, PolicyEntry, NetfenceEvent, NetfenceStats, SeverTarget, LayoutCodec } from './layouts';
 
 export { parseIp, parsePrefix, formatIp, formatPrefix, isV4Mapped } from './ip-address';
 export type { IpBytes, IpPrefix } from './ip-address';

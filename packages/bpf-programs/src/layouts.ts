@@ -30,6 +30,7 @@ export const LAYOUT = {
     rulePrefixLen: 48,
   },
   severConfig: { size: 32, cgroupId: 0, family: 8, prefixLen: 9, addr: 16 },
+  dnsLimit: { size: 24, rateQps: 4, burst: 8, tatNs: 16 },
   dnsOrig: { size: 40, origAddr: 0, targetAddr: 16, origPort: 32, targetPort: 34, family: 36 },
   statValue: { size: 8 },
 } as const;
@@ -119,6 +120,33 @@ export function decodeConfig(buf: Uint8Array): AttachmentConfig & { readonly mod
     attachmentId: b.readUInt32LE(L.attachmentId),
     ...(dnsServer ? { dnsServer } : {}),
   };
+}
+
+// ---------------------------------------------------------------- DNS rate limit
+
+/** The rate limit on what a workload sends to its own DNS server (UDP datagrams, TCP SYNs). */
+export interface DnsRateLimit {
+  /** Queries a second; 0 = unlimited. */
+  readonly rateQps: number;
+  /** Bucket size in queries (what may arrive at once after a quiet period); >= 1 when rateQps > 0. */
+  readonly burst: number;
+}
+
+/** Encodes the dns_limit map value (24 bytes): a full bucket (the programs' state starts at 0). */
+export function encodeDnsLimit(l: DnsRateLimit): Buffer {
+  const L = LAYOUT.dnsLimit;
+  const b = Buffer.alloc(L.size);
+  b.writeUInt32LE(u32('dns rate limit rateQps', l.rateQps), L.rateQps);
+  b.writeUInt32LE(u32('dns rate limit burst', l.burst), L.burst);
+  if (l.rateQps > 0 && l.burst < 1) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `dns rate limit burst must be >= 1 with a rate, got ${l.burst}`);
+  return b;
+}
+
+/** Decodes the dns_limit map value (the bucket state is left out). */
+export function decodeDnsLimit(buf: Uint8Array): DnsRateLimit {
+  const L = LAYOUT.dnsLimit;
+  const b = need(buf, L.size, 'dns limit');
+  return { rateQps: b.readUInt32LE(L.rateQps), burst: b.readUInt32LE(L.burst) };
 }
 
 // ---------------------------------------------------------------- LPM keys and values
@@ -308,11 +336,13 @@ export interface NetfenceStats {
   readonly dnsRedirected: bigint;
   readonly severed: bigint;
   readonly severFailed: bigint;
+  /** Queries to the own DNS server dropped over the rate limit. */
+  readonly dnsRateLimited: bigint;
   /** Drops and dry-run would-drops by reason. */
   readonly byReason: Readonly<Record<Exclude<ReasonName, 'NONE'>, bigint>>;
 }
 
-/** Builds named stats from the 16 counters (each already summed over CPUs). */
+/** Builds named stats from the STATS.COUNT counters (each already summed over CPUs). */
 export function decodeStats(counters: readonly bigint[]): NetfenceStats {
   if (counters.length < STATS.COUNT) throw new BpfProgramsError('NETFENCE_ERR_LAYOUT', `stats need ${STATS.COUNT} counters, got ${counters.length}`);
   const at = (i: number): bigint => counters[i] ?? 0n;
@@ -329,6 +359,7 @@ export function decodeStats(counters: readonly bigint[]): NetfenceStats {
     dnsRedirected: at(STATS.DNS_REDIRECTED),
     severed: at(STATS.SEVERED),
     severFailed: at(STATS.SEVER_FAILED),
+    dnsRateLimited: at(STATS.DNS_RATE_LIMITED),
     byReason,
   };
 }
@@ -402,6 +433,7 @@ export const CODECS = {
   allowValue: codec<AllowValue>(LAYOUT.allowValue.size, (v) => encodeAllowValue(v.prefixLen, v.lastSeenNs, v.expiresS), decodeAllowValue),
   denyValue: codec<{ readonly prefixLen: number }>(LAYOUT.denyValue.size, (v) => encodeDenyValue(v.prefixLen), decodeDenyValue),
   severConfig: codec<SeverTarget>(LAYOUT.severConfig.size, encodeSeverConfig, decodeSeverConfig),
+  dnsLimit: codec<DnsRateLimit>(LAYOUT.dnsLimit.size, encodeDnsLimit, decodeDnsLimit),
   stat: {
     size: 8,
     encode: (v: bigint, t: Buffer, o: number) => void t.writeBigUInt64LE(v, o),

@@ -9,6 +9,8 @@ import {
   decodeLpmKey,
   decodeSeverConfig,
   decodeStats,
+  decodeDnsLimit,
+  encodeDnsLimit,
   encodeAllowValue,
   encodeConfig,
   encodeLpmKeyV4,
@@ -49,6 +51,7 @@ const STRUCT_TO_LAYOUT: Record<string, keyof typeof LAYOUT> = {
   nf_event: 'event',
   nf_sever_config: 'severConfig',
   nf_dns_orig: 'dnsOrig',
+  nf_dns_limit: 'dnsLimit',
 };
 const camel = (s: string): string => (s === 'prefixlen' ? 'prefixLen' : s.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
 
@@ -96,9 +99,11 @@ describe('manifest mirrors the C sources', () => {
       SEVERED: STATS.SEVERED,
       SEVER_FAILED: STATS.SEVER_FAILED,
       REASON_BASE: STATS.REASON_BASE,
+      DNS_RATE_LIMITED: STATS.DNS_RATE_LIMITED,
       COUNT: STATS.COUNT,
     });
-    expect(STATS.REASON_BASE + Math.max(...Object.values(REASON))).toBeLessThan(STATS.COUNT);
+    expect(STATS.REASON_BASE + Math.max(...Object.values(REASON))).toBeLessThan(STATS.DNS_RATE_LIMITED);
+    expect(STATS.DNS_RATE_LIMITED).toBeLessThan(STATS.COUNT);
   });
 });
 
@@ -216,7 +221,18 @@ describe('layouts', () => {
     const s = decodeStats(c);
     expect([s.allowed, s.blocked, s.dryRunWouldBlock, s.eventsLost, s.severed]).toEqual([0n, 10n, 20n, 30n, 60n]);
     expect(s.byReason.DNS_BYPASS).toBe(BigInt((STATS.REASON_BASE + REASON.DNS_BYPASS) * 10));
+    expect(s.dnsRateLimited).toBe(BigInt(STATS.DNS_RATE_LIMITED * 10));
     expect(() => decodeStats([1n])).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_LAYOUT' }));
+  });
+
+  it('the DNS rate limit encodes rate and burst, a full bucket, and refuses a rate without a burst', () => {
+    const b = encodeDnsLimit({ rateQps: 2000, burst: 4000 });
+    expect(b.length).toBe(LAYOUT.dnsLimit.size);
+    expect([b.readUInt32LE(LAYOUT.dnsLimit.rateQps), b.readUInt32LE(LAYOUT.dnsLimit.burst), b.readBigUInt64LE(LAYOUT.dnsLimit.tatNs)]).toEqual([2000, 4000, 0n]);
+    expect(decodeDnsLimit(b)).toEqual({ rateQps: 2000, burst: 4000 });
+    expect(decodeDnsLimit(encodeDnsLimit({ rateQps: 0, burst: 0 }))).toEqual({ rateQps: 0, burst: 0 });
+    expect(() => encodeDnsLimit({ rateQps: 10, burst: 0 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
+    expect(() => encodeDnsLimit({ rateQps: -1, burst: 1 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
   });
 
   it('sever config round-trips', () => {

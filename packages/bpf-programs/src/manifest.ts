@@ -66,7 +66,12 @@ export const POLICY_MAPS = {
   denyV4: { name: 'deny_v4', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 8, valueSize: 8, defaultMaxEntries: LPM_MAX, flags: BPF_F_NO_PREALLOC, resizable: true },
   denyV6: { name: 'deny_v6', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 20, valueSize: 8, defaultMaxEntries: LPM_MAX, flags: BPF_F_NO_PREALLOC, resizable: true },
   /** Per-CPU array of u64 counters, indexed by STATS. */
-  stats: { name: 'stats', type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: 8, defaultMaxEntries: 16, flags: 0, resizable: false },
+  stats: { name: 'stats', type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: 8, defaultMaxEntries: 24, flags: 0, resizable: false },
+  /**
+   * Array, 1 entry: the rate limit on queries to the attachment's own DNS server (DNS_LIMIT:
+   * rate and burst written by the daemon, the bucket kept by the programs under a spin lock).
+   */
+  dnsLimit: { name: 'dns_limit', type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 24, defaultMaxEntries: 1, flags: 0, resizable: false },
   /** Ring buffer of EVENT records (size in bytes, power of two, multiple of the page size). */
   events: { name: 'events', type: BPF_MAP_TYPE.RINGBUF, keySize: 0, valueSize: 0, defaultMaxEntries: 256 * 1024, flags: 0, resizable: true },
 } as const satisfies Record<string, MapManifest>;
@@ -232,7 +237,9 @@ export const STATS = {
   SEVER_FAILED: 7,
   /** + REASON.x: drops and dry-run would-drops by reason */
   REASON_BASE: 8,
-  COUNT: 16,
+  /** Queries to the own DNS server dropped over the attachment's rate limit (not in BLOCKED, no event). */
+  DNS_RATE_LIMITED: 16,
+  COUNT: 24,
 } as const;
 
 /** TC program return values: pass hands on to the next program (TC_ACT_UNSPEC / TCX_NEXT). */

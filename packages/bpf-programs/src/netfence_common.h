@@ -92,7 +92,8 @@
 #define NF_STAT_SEVERED 6
 #define NF_STAT_SEVER_FAILED 7
 #define NF_STAT_REASON_BASE 8 /* + reason: blocked or would-block by reason */
-#define NF_STAT_COUNT 16
+#define NF_STAT_DNS_RATE_LIMITED 16 /* queries to the own DNS server dropped over its rate limit (not in BLOCKED) */
+#define NF_STAT_COUNT 24 /* room for 7 more counters without resizing the pinned map */
 
 #define NF_LAST_SEEN_REFRESH_NS 1000000000ULL
 #define NF_NS_PER_SEC 1000000000ULL
@@ -141,6 +142,30 @@ struct nf_deny_value {
 	__u32 _pad;       /* 4 */
 };
 
+/*
+ * dns_limit map value, 24 bytes: the rate limit on what the workload sends to its own DNS
+ * server (UDP datagrams and TCP SYNs), so that a flood is dropped here instead of reaching the
+ * daemon's one event loop that serves every attachment's DNS. rate_qps and burst are written by
+ * the daemon (0 = unlimited); tat_ns is the programs' state.
+ *
+ * A token bucket of `burst` tokens refilled at `rate_qps` a second, kept as GCRA's theoretical
+ * arrival time (one u64 instead of tokens + last refill, with no fractional tokens to lose): a
+ * query is let through when max(tat, now) + interval - now <= burst * interval, and then moves
+ * tat to max(tat, now) + interval. A daemon write resets tat to 0: a full bucket.
+ *
+ * Concurrency: packets of one attachment are judged on several CPUs at once, so the read,
+ * compare and write of tat hold bpf_spin_lock (exact, a few ns: only packets to the own DNS
+ * server take it). Atomic adds alone cannot do it: moving tat up to `now` after an idle period
+ * needs a compare-and-swap, which needs -mcpu=v3 objects (clang 14 defaults to v1).
+ */
+struct nf_dns_limit {
+	struct bpf_spin_lock lock; /* 0: kernel only; user space reads zeroes, its writes skip it */
+	__u32 rate_qps;            /* 4: queries a second; 0 = unlimited */
+	__u32 burst;               /* 8: bucket size (queries); 0 with a rate counts as 1 */
+	__u32 _pad;                /* 12 */
+	__u64 tat_ns;              /* 16: bpf_ktime_get_ns of the bucket's theoretical arrival time */
+};
+
 /* ring buffer record, 56 bytes */
 struct nf_event {
 	__u64 ts_ns;          /* 0: bpf_ktime_get_ns */
@@ -168,7 +193,7 @@ struct nf_flow {
 	__u8 l4;         /* 1: L4 header seen (ports/ICMP type valid); 0: non-first fragment */
 	__u8 icmp_type;
 	__u8 hop_limit;
-	__u8 _pad;
+	__u8 tcp_flags; /* TCP only, packet hooks only (TC, cgroup_skb): byte 13 of the header */
 };
 
 struct nf_verdict {
@@ -200,6 +225,10 @@ NF_ASSERT_OFF(nf_allow_value, prefix_len, 8);
 NF_ASSERT_OFF(nf_allow_value, expires_s, 12);
 NF_ASSERT_SIZE(nf_deny_value, 8);
 NF_ASSERT_OFF(nf_deny_value, prefix_len, 0);
+NF_ASSERT_SIZE(nf_dns_limit, 24);
+NF_ASSERT_OFF(nf_dns_limit, rate_qps, 4);
+NF_ASSERT_OFF(nf_dns_limit, burst, 8);
+NF_ASSERT_OFF(nf_dns_limit, tat_ns, 16);
 NF_ASSERT_SIZE(nf_event, 56);
 NF_ASSERT_OFF(nf_event, ts_ns, 0);
 NF_ASSERT_OFF(nf_event, cgroup_id, 8);
@@ -262,6 +291,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_dns_limit);
+} dns_limit SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -535,6 +571,46 @@ static __always_inline int nf_finish(const struct nf_config *cfg, const struct n
 	return dry ? 0 : 1;
 }
 
+#define NF_TCP_SYN 0x02
+#define NF_TCP_ACK 0x10
+
+/*
+ * Is this packet a new query to the attachment's own DNS server over its rate limit? Only
+ * packets count: UDP datagrams and TCP SYNs (a new connection; its data is never cut, the
+ * connection caps of the server bound that). A non-first fragment is not a query.
+ */
+static __always_inline int nf_dns_over_limit(const struct nf_config *cfg, const struct nf_flow *f)
+{
+	if (!f->l4 || !nf_is_dns_addr(cfg, f) || f->dport != cfg->dns_port)
+		return 0;
+	if (f->proto == NF_PROTO_TCP) {
+		if ((f->tcp_flags & (NF_TCP_SYN | NF_TCP_ACK)) != NF_TCP_SYN)
+			return 0;
+	} else if (f->proto != NF_PROTO_UDP) {
+		return 0;
+	}
+	__u32 zero = 0;
+	struct nf_dns_limit *l = bpf_map_lookup_elem(&dns_limit, &zero);
+	if (!l)
+		return 0;
+	__u32 rate = l->rate_qps; /* read unlocked: a daemon write is one value either way */
+	if (rate == 0)
+		return 0;
+	__u64 burst = l->burst ? l->burst : 1;
+	__u64 interval = NF_NS_PER_SEC / rate; /* >= 1 for rates up to 1e9 */
+	__u64 tolerance = burst * interval;
+	__u64 now = bpf_ktime_get_ns(); /* no helper calls under the lock */
+	int over;
+
+	bpf_spin_lock(&l->lock);
+	__u64 next = (l->tat_ns > now ? l->tat_ns : now) + interval;
+	over = next - now > tolerance;
+	if (!over)
+		l->tat_ns = next;
+	bpf_spin_unlock(&l->lock);
+	return over;
+}
+
 /* what a hook knows before judging, in bits 8.. of nf_judge's hook_status */
 #define NF_JUDGE_PARSED 0     /* the flow is filled in: decide it */
 #define NF_JUDGE_UNPARSABLE 1 /* the packet could not be parsed: drop (fail closed) */
@@ -559,6 +635,15 @@ __attribute__((noinline)) int nf_judge(const struct nf_config *cfg, const struct
 		return 1;
 	if (status == NF_JUDGE_PARSED) {
 		v = nf_decide(cfg, f, 1);
+		/* the packet hooks (TC, cgroup_skb) see every datagram, connected or not, after a
+		 * redirect: they charge the DNS rate limit, for what would pass. In dry-run too: it
+		 * protects the host, it is not policy. Counted, never reported (an event per dropped
+		 * query would move the flood to the event ring). */
+		__u8 hook = (__u8)hook_status;
+		if (!v.drop && (hook == NF_HOOK_TC || hook == NF_HOOK_SKB) && nf_dns_over_limit(cfg, f)) {
+			nf_count(NF_STAT_DNS_RATE_LIMITED);
+			return 1;
+		}
 	} else if (status == NF_JUDGE_IMPLICIT) {
 		v.implicit = 1;
 	} else {
@@ -576,7 +661,13 @@ __attribute__((noinline)) int nf_judge(const struct nf_config *cfg, const struct
 static __always_inline int nf_parse_l4(struct __sk_buff *skb, __u32 off, struct nf_flow *f)
 {
 	f->l4 = 1;
-	if (f->proto == NF_PROTO_TCP || f->proto == NF_PROTO_UDP) {
+	if (f->proto == NF_PROTO_TCP) {
+		__u8 th[14]; /* ports, sequence, acknowledgement, data offset, flags */
+		if (bpf_skb_load_bytes(skb, off, th, sizeof(th)))
+			return NF_PARSE_FAIL;
+		f->dport = ((__u16)th[2] << 8) | th[3];
+		f->tcp_flags = th[13];
+	} else if (f->proto == NF_PROTO_UDP) {
 		__be16 ports[2];
 		if (bpf_skb_load_bytes(skb, off, ports, 4))
 			return NF_PARSE_FAIL;

@@ -22,12 +22,13 @@ export function eth(ethertype: number, payload: Buffer, tags: readonly number[] 
   return Buffer.concat(parts);
 }
 
-export function tcp(dport: number, sport = 40000): Buffer {
+/** A TCP header; `flags` defaults to a bare SYN (0x10 is ACK). */
+export function tcp(dport: number, sport = 40000, flags = 0x02): Buffer {
   const b = Buffer.alloc(20);
   b.writeUInt16BE(sport, 0);
   b.writeUInt16BE(dport, 2);
   b.writeUInt8(5 << 4, 12);
-  b.writeUInt8(0x02, 13); // SYN
+  b.writeUInt8(flags, 13);
   return b;
 }
 

@@ -17,12 +17,14 @@ import {
   decodeEvent,
   decodeStats,
   encodeConfig,
+  encodeDnsLimit,
   objectPath,
   policyEntry,
   POLICY_MAPS,
   STATS,
   sumPerCpuU64,
   type AttachmentConfig,
+  type DnsRateLimit,
   type NetfenceEvent,
   type NetfenceStats,
   type ObjectName,
@@ -66,6 +68,11 @@ export class Policy {
 
   setConfig(c: AttachmentConfig): void {
     this.map(POLICY_MAPS.config.name).update(Buffer.alloc(4), encodeConfig(c));
+  }
+
+  /** Writes the DNS rate limit (a full bucket). */
+  setDnsLimit(l: DnsRateLimit): void {
+    this.map(POLICY_MAPS.dnsLimit.name).update(Buffer.alloc(4), encodeDnsLimit(l));
   }
 
   allow(...cidrs: string[]): void {

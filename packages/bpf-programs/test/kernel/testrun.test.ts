@@ -357,6 +357,94 @@ describe('datapath decisions on crafted frames', () => {
     }
   });
 
+  describe('the DNS rate limit (dns_limit) on queries to the own server', () => {
+    const udpQuery = v4(DNS.v4, udp(DNS.port), PROTO.UDP);
+    const udpQuery6 = v6(DNS.v6, udp(DNS.port), PROTO.UDP);
+    const tcpSyn = v4(DNS.v4, tcp(DNS.port), PROTO.TCP);
+    const tcpData = v4(DNS.v4, tcp(DNS.port, 40000, 0x18), PROTO.TCP); // PSH+ACK: an established connection's query
+    const other = v4('10.200.2.5', udp(9), PROTO.UDP); // allowed, not DNS
+    const hooks = [
+      ['TC', () => tc, runTc],
+      ['cgroup_skb', () => cg, runSkb],
+    ] as const;
+    afterEach(() => {
+      for (const p of [tc, cg]) p.setDnsLimit({ rateQps: 0, burst: 0 });
+    });
+
+    /** Runs a frame n times (BPF_PROG_TEST_RUN repeat) and returns how many passed, from the stats. */
+    function passes(p: Policy, run: (f: Buffer) => 'pass' | 'drop', frame: Buffer, n: number): { passed: bigint; limited: bigint; last: 'pass' | 'drop' } {
+      const before = p.stats();
+      let last: 'pass' | 'drop' = 'pass';
+      if (n === 1) last = run(frame);
+      else {
+        const prog = p === tc ? tcProg : skbProg;
+        const r = prog.testRun({ data: frame, repeat: n }).retval;
+        last = p === tc ? (isTcDrop(r) ? 'drop' : 'pass') : r === 1 ? 'pass' : 'drop';
+      }
+      const after = p.stats();
+      return { passed: after.allowed - before.allowed, limited: after.dnsRateLimited - before.dnsRateLimited, last };
+    }
+
+    it.each(hooks)('%s: a burst is let through up to `burst`, the rest dropped and counted with no event; other traffic and established TCP pass', (_h, get, run) => {
+      const p = get();
+      p.setConfig(base('BLOCK_ALL', { dnsFilter: true }));
+      p.setDnsLimit({ rateQps: 1, burst: 50 });
+      p.drain();
+      const blockedBefore = p.stats().blocked;
+      expect(passes(p, run, udpQuery, 50)).toEqual({ passed: 50n, limited: 0n, last: 'pass' });
+      expect(passes(p, run, udpQuery, 30)).toEqual({ passed: 0n, limited: 30n, last: 'drop' });
+      expect(passes(p, run, udpQuery6, 1)).toEqual({ passed: 0n, limited: 1n, last: 'drop' }); // one bucket per attachment
+      expect(passes(p, run, tcpSyn, 1)).toEqual({ passed: 0n, limited: 1n, last: 'drop' }); // a new TCP connection is a query
+      expect(passes(p, run, tcpData, 5)).toEqual({ passed: 5n, limited: 0n, last: 'pass' }); // its data is never cut
+      p.setConfig(base('ALLOWLIST', { dnsFilter: true }));
+      expect(passes(p, run, other, 5)).toEqual({ passed: 5n, limited: 0n, last: 'pass' });
+      expect(p.stats().blocked).toBe(blockedBefore); // not a policy drop
+      expect(p.drain()).toHaveLength(0);
+    });
+
+    it.each(hooks)('%s: under the limit every query passes', async (_h, get, run) => {
+      const p = get();
+      p.setConfig(base('ALLOWLIST', { dnsFilter: true }));
+      p.setDnsLimit({ rateQps: 20, burst: 1 }); // one query every 50 ms, no burst
+      for (let i = 0; i < 8; i++) {
+        expect(passes(p, run, i % 2 ? udpQuery : tcpSyn, 1)).toEqual({ passed: 1n, limited: 0n, last: 'pass' });
+        await new Promise((r) => setTimeout(r, 80));
+      }
+    });
+
+    it.each(hooks)('%s: rate 0 is unlimited', (_h, get, run) => {
+      const p = get();
+      p.setConfig(base('ALLOWLIST', { dnsFilter: true }));
+      p.setDnsLimit({ rateQps: 0, burst: 0 });
+      expect(passes(p, run, udpQuery, 20_000)).toEqual({ passed: 20_000n, limited: 0n, last: 'pass' });
+    });
+
+    it.each(hooks)('%s: after a pause the bucket refills at the rate (and no further than burst)', async (_h, get, run) => {
+      const p = get();
+      p.setConfig(base('ALLOWLIST', { dnsFilter: true }));
+      p.setDnsLimit({ rateQps: 10, burst: 5 });
+      expect(passes(p, run, udpQuery, 10)).toEqual({ passed: 5n, limited: 5n, last: 'drop' });
+      const t0 = process.hrtime.bigint();
+      await new Promise((r) => setTimeout(r, 450));
+      const r = passes(p, run, udpQuery, 20);
+      const elapsedMs = Number((process.hrtime.bigint() - t0) / 1_000_000n);
+      // 10 a second: at least 4 tokens after 450 ms, never more than the time allows, nor than burst
+      expect(r.passed).toBeGreaterThanOrEqual(4n);
+      expect(r.passed).toBeLessThanOrEqual(BigInt(Math.min(5, Math.floor(elapsedMs / 100) + 1)));
+      expect(r.passed + r.limited).toBe(20n);
+      // a long pause fills the bucket to burst, not beyond
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(passes(p, run, udpQuery, 20)).toMatchObject({ passed: 5n, limited: 15n });
+    });
+
+    it.each(hooks)('%s: dry-run does not lift it (it protects the host, it is not policy)', (_h, get, run) => {
+      const p = get();
+      p.setConfig(base('ALLOWLIST', { dnsFilter: true, dryRun: true }));
+      p.setDnsLimit({ rateQps: 1, burst: 3 });
+      expect(passes(p, run, udpQuery, 10)).toEqual({ passed: 3n, limited: 7n, last: 'drop' });
+    });
+  });
+
   it('an L3 device (NF_FLAG_L3_DEVICE) parses IP at offset 0 and refuses an Ethernet frame', () => {
     // test-run always hands TC an Ethernet frame: with the L3 flag the program must
     // read its first byte (a MAC address) as an IP version nibble and refuse it.
