@@ -13,8 +13,9 @@ const ALLOWED = {
   'bpf-programs': [],
   'dns-filter': ['policy-engine'],
   'controlplane-client': ['proto'],
+  'policy-wire': ['proto', 'policy-engine'],
   'reference-controlplane': ['proto', 'policy-engine'],
-  daemon: ['proto', 'policy-engine', 'bpf-loader', 'bpf-programs', 'dns-filter', 'controlplane-client', 'reference-controlplane'],
+  daemon: ['proto', 'policy-engine', 'policy-wire', 'bpf-loader', 'bpf-programs', 'dns-filter', 'controlplane-client', 'reference-controlplane'],
   cli: ['daemon', 'proto'],
 };
 const root = path.join(__dirname, '..');

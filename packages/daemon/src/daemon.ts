@@ -9,7 +9,8 @@ import { DaemonStatusSchema } from '@netfence/proto';
 import type { Logger } from 'pino';
 import { AttachmentRuntime, joinHostPort, newAttachmentId, splitHostPort } from './attachments';
 import type { DaemonConfig } from './config';
-import { attachmentTypeToPb, commandFromPb, dnsModeToPb, policyModeToPb } from './convert';
+import { attachmentTypeToPb, dnsModeToPb, policyModeToPb } from '@netfence/policy-wire';
+import { readCommand } from './wire-command';
 import { DaemonError } from './daemon-error';
 import type { AttachParams, AttachmentDatapath, Datapath, DatapathEvent } from './datapath';
 import type { DnsServer, StartDnsServer } from './dns-servers';
@@ -251,7 +252,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     }
     let pc: PolicyCommand | undefined;
     try {
-      pc = commandFromPb(cmd, rt.state);
+      pc = readCommand(cmd, rt.state);
       if (pc) await rt.applyCommand(pc);
       counters.commandsApplied++;
       logger.debug({ attachment: cmd.id, command: cmd.command.case }, 'command applied');
@@ -467,7 +468,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       // 4. Subscribed -> SubscribedAck, applied before Attach returns.
       await client!.subscribe(subscribed, {
         applyAck: async (cmd) => {
-          const pc = commandFromPb(cmd, rt.state);
+          const pc = readCommand(cmd, rt.state);
           if (pc) await rt.applyCommand(pc);
         },
       });
@@ -516,7 +517,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       subscribe: () =>
         client!.subscribe(subscribed, {
           applyAck: async (cmd) => {
-            const pc = commandFromPb(cmd, { ...rt.state, mode: 'disabled' });
+            const pc = readCommand(cmd, { ...rt.state, mode: 'disabled' });
             if (pc) await rt.applyCommand(pc);
           },
         }),
