@@ -193,7 +193,7 @@ describe('netfenced with no config file, no control plane URL and no policy file
     expect(await dl.canConnect('203.0.113.30')).toBe(false);
     const c = (await listed(d, a.id))!;
     expect(Number(c.packetsBlocked)).toBeGreaterThan(0);
-    expect((await d.cli('list')).stdout).toBe(v1Table([[a.id, dl.wlVeth.a, 'tc', 'block-all', 'disabled', a.dns, c.packetsAllowed, c.packetsBlocked]]));
+    expect(await d.cli('list')).toEqual({ code: 0, stderr: '', stdout: v1Table([[a.id, dl.wlVeth.a, 'tc', 'block-all', 'disabled', a.dns, c.packetsAllowed, c.packetsBlocked]]) });
     expect(existsSync(join(stateDir, 'attachments', `${a.id}.json`))).toBe(true);
 
     expect(await d.stop()).toBe(0);
