@@ -17,7 +17,7 @@ import {
   SEVER_SHARED_MAPS,
   type SeverTarget,
 } from '@netfence/bpf-programs';
-import { assertKernelTestable, makePinDir, Policy, removePinDir, sleep, spawnIn, type Probe } from './helpers';
+import { assertKernelTestable, makePinDir, Policy, removePinDir, sleep, spawnIn, startCountingServer, udpFlood, type Probe } from './helpers';
 import { ADDR, configFor, createTopology, oks, PORT, PROBES, runProbes, type Topology } from './topology';
 
 jest.setTimeout(30_000);
@@ -143,6 +143,34 @@ describe('cgroup filter with real traffic', () => {
     const after = pol.stats();
     expect(after.dnsRedirected - before.dnsRedirected).toBeGreaterThanOrEqual(5n);
     expect(after.byReason.DNS_BYPASS - before.byReason.DNS_BYPASS).toBeGreaterThanOrEqual(1n);
+  });
+
+  it('a UDP flood to a resolver, redirected to the own DNS server: the backstop lets rate * time + burst through, the rest fails with EPERM and is counted', async () => {
+    const own = { v4: ADDR.h4, port: 5454 };
+    const server = await startCountingServer(topo.h, own.v4, own.port);
+    pol.allow(`${ADDR.s4}/32`);
+    pol.setConfig(cfg('ALLOWLIST', { dnsFilter: true, dnsServer: own }));
+    const limit = { rateQps: 1000, burst: 200 };
+    pol.setDnsLimit(limit);
+    const before = pol.stats();
+    try {
+      const f = await udpFlood(topo.lab, topo.w, ADDR.r4, 53, 20_000, cg);
+      const r = await run(['tcpS']);
+      expect(oks(r)).toEqual({ tcpS: true });
+      await sleep(200);
+      const received = await server.stop();
+      const after = pol.stats();
+      const limited = after.dnsRateLimited - before.dnsRateLimited;
+      expect(f.sent + f.errors).toBe(20_000);
+      expect(after.dnsRedirected - before.dnsRedirected).toBe(20_000n); // every datagram went to the own server...
+      expect(BigInt(f.errors)).toBe(limited); // ... and each one over the limit failed with EPERM
+      expect(received).toBeGreaterThanOrEqual(limit.burst);
+      expect(received).toBeLessThanOrEqual(limit.burst + Math.ceil(limit.rateQps * (f.seconds + 0.05)) + 1);
+      expect(after.blocked).toBe(before.blocked);
+    } finally {
+      pol.setDnsLimit({ rateQps: 0, burst: 0 });
+      pol.remove('allow', `${ADDR.s4}/32`);
+    }
   });
 
   it('a raw-socket DNS query to another resolver is dropped by the backstop', async () => {

@@ -222,3 +222,69 @@ export function runTsChild(file: string, args: readonly string[], opts: { netnsP
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A UDP server that only counts what it receives (a 16 MiB receive buffer, so the count is
+ * what the kernel let through, not what fit a small buffer). `stop()` resolves the count.
+ */
+export function startCountingServer(ns: LabNetns, addr: string, port: number): Promise<{ stop(): Promise<number> }> {
+  const script = `
+import socket, sys, threading
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE
+s.bind((sys.argv[1], int(sys.argv[2])))
+n = [0]
+def count():
+    while True:
+        s.recv(2048); n[0] += 1
+threading.Thread(target=count, daemon=True).start()
+print('READY', flush=True)
+sys.stdin.read()
+print(n[0], flush=True)
+`;
+  return new Promise((resolve, reject) => {
+    const child = ns.spawn('python3', ['-u', '-c', script, addr, String(port)]);
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`counting server did not start: ${out}`)), 5000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.startsWith('READY\n')) {
+        clearTimeout(timer);
+        resolve({
+          stop: () =>
+            new Promise<number>((res) => {
+              child.on('exit', () => res(Number(out.slice('READY\n'.length).trim())));
+              child.stdin?.end();
+            }),
+        });
+      }
+    });
+  });
+}
+
+/** Sends `count` small UDP datagrams as fast as one process can (errors such as EPERM counted, not fatal). */
+export function udpFlood(lab: Lab, ns: LabNetns, addr: string, port: number, count: number, cgroup?: LabCgroup): Promise<{ sent: number; errors: number; seconds: number }> {
+  const script = `
+import socket, sys, time
+a, p, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ':' in a else socket.AF_INET, socket.SOCK_DGRAM)
+sent = errors = 0
+t0 = time.monotonic()
+for i in range(n):
+    try:
+        s.sendto(b'q%d' % i, (a, p)); sent += 1
+    except OSError:
+        errors += 1
+print(sent, errors, time.monotonic() - t0)
+`;
+  return new Promise((resolve, reject) => {
+    const child = spawnIn(lab, ns, 'python3', ['-c', script, addr, String(port), String(count)], cgroup);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => {
+      const [sent, errors, seconds] = out.trim().split(' ').map(Number);
+      if (code !== 0 || sent === undefined || errors === undefined || seconds === undefined) return reject(new Error(`flood exited ${code}: ${out}`));
+      resolve({ sent, errors, seconds });
+    });
+  });
+}
