@@ -5,9 +5,8 @@ import { create } from '@bufbuild/protobuf';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import { ConnectError, type ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { AttachResponseSchema, DaemonService, ListResponseSchema } from '@netfence/proto';
+import { AttachResponseSchema, DaemonService, ListResponseSchema, type AttachmentInfo, type DaemonStatus } from '@netfence/proto';
 import type { Logger } from 'pino';
-import type { Daemon } from './daemon';
 import { DaemonError } from './daemon-error';
 import { checkAttachRequest, checkId, checkPageToken, MAX_REQUEST_BYTES, quoteInput } from './request-limits';
 import type { TcDirection } from './state-store';
@@ -25,7 +24,28 @@ async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
   }
 }
 
-export function daemonRoutes(daemon: Daemon) {
+export interface AttachInput {
+  readonly interfaceName?: string;
+  readonly cgroupPath?: string;
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly tcDirection?: TcDirection;
+}
+
+export interface ListPage {
+  readonly attachments: AttachmentInfo[];
+  readonly nextPageToken: string;
+  readonly totalCount: number;
+}
+
+/** What the DaemonService API needs of a daemon (declared here, so the server depends on no daemon module). */
+export interface DaemonApi {
+  attach(input: AttachInput): Promise<{ id: string; dnsAddress: string }>;
+  detach(id: string): Promise<void>;
+  list(pageSize: number, pageToken: string): ListPage;
+  status(): DaemonStatus;
+}
+
+export function daemonRoutes(daemon: DaemonApi) {
   return (router: ConnectRouter) =>
     router.service(DaemonService, {
       attach: (req) =>
@@ -66,7 +86,7 @@ function socketInUse(path: string): Promise<boolean> {
 }
 
 /** Serves DaemonService (gRPC, HTTP/2 cleartext) on a unix socket with the given mode. */
-export async function startApiServer(path: string, mode: number, daemon: Daemon, logger: Logger): Promise<{ close(): Promise<void> }> {
+export async function startApiServer(path: string, mode: number, daemon: DaemonApi, logger: Logger): Promise<{ close(): Promise<void> }> {
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new DaemonError('NETFENCE_ERR_CONFIG', `socket path ${path} exists and is not a socket`);
     if (await socketInUse(path)) throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `another daemon is serving ${path}`);

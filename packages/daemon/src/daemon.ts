@@ -23,32 +23,17 @@ import { AwaitingAcks, BACKGROUND_ACK_RESEND_MS } from './background-subscribe';
 import { createBpfDatapath } from './bpf-datapath';
 import { startFilterDnsServer } from './dns-filter-server';
 import { VERSION } from './version';
-import { startApiServer } from './api-server';
+import { startApiServer, type AttachInput, type DaemonApi, type ListPage } from './api-server';
 import { quoteInput } from './request-limits';
 import { lockStateDir, type StateLock } from './state-lock';
 import { checkCapabilities } from './capabilities';
 import { createWorkloadLog } from './workload-log';
 
-export interface AttachInput {
-  readonly interfaceName?: string;
-  readonly cgroupPath?: string;
-  readonly metadata?: Readonly<Record<string, string>>;
-  readonly tcDirection?: TcDirection;
-}
+export type { AttachInput, ListPage };
 
-export interface ListPage {
-  readonly attachments: AttachmentInfo[];
-  readonly nextPageToken: string;
-  readonly totalCount: number;
-}
-
-export interface Daemon {
+export interface Daemon extends DaemonApi {
   /** Opens state, restores attachments from pins, starts the API socket and the control plane link. */
   start(): Promise<void>;
-  attach(input: AttachInput): Promise<{ id: string; dnsAddress: string }>;
-  detach(id: string): Promise<void>;
-  list(pageSize: number, pageToken: string): ListPage;
-  status(): DaemonStatus;
   /** Graceful stop in reverse order of start. Filters stay pinned unless detach_on_exit. Idempotent. */
   close(): Promise<void>;
   /** The control plane URL in use (the embedded one's loopback URL when no url is configured). */

@@ -9,6 +9,7 @@ export { DaemonError, DAEMON_ERROR_CODES } from './daemon-error';
 export type { DaemonErrorCode } from './daemon-error';
 export { createLogger } from './logger';
 export { daemonRoutes } from './api-server';
+export type { DaemonApi } from './api-server';
 export { VERSION } from './version';
 export { prepareDaemonProcess } from './process-setup';
 export type { AttachmentRecord, AttachmentKind, TcDirection } from './state-store';
