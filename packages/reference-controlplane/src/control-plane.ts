@@ -31,7 +31,7 @@ import {
   selectPolicy,
 } from './policy-file';
 import type { CompiledPolicy, PolicyDocument, PolicySet } from './policy-file';
-import { bulkUpdateCommand, commandFactory, commandKind, subscribedAckCommand, syncAckCommand } from './convert';
+import { bulkUpdateCommand, commandFactory, commandKind, subscribedAckCommand, syncAckCommand } from './policy-to-wire';
 import { Histogram, renderGauge, renderLabelled } from './metrics';
 import { parseListenAddress } from './listen-address';
 import { createAdminHandler } from './admin';

@@ -1,4 +1,5 @@
-// Mapping between @netfence/policy-engine plain data and netfence.v1 messages.
+// One way only: @netfence/policy-engine plain data -> netfence.v1 messages (what the control
+// plane sends). The daemon maps the other way in its own convert.ts.
 
 import { create } from '@bufbuild/protobuf';
 import { DurationSchema } from '@bufbuild/protobuf/wkt';
