@@ -3,7 +3,8 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { PolicyError } from '@netfence/policy-engine';
 import { ControlPlaneError } from './errors';
-import type { ControlPlane, Logger } from './control-plane';
+import type { Logger } from './logger';
+import type { ControlPlane } from './types';
 
 const MAX_BODY = 64 * 1024;
 

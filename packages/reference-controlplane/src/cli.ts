@@ -5,8 +5,9 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import pino from 'pino';
 import { createControlPlane } from './control-plane';
-import { createPostgresPolicyStore, type PolicyStore } from './postgres-store';
-import type { ControlPlane, ListeningAddress, Logger } from './control-plane';
+import type { Logger } from './logger';
+import { createPostgresPolicyStore } from './postgres-store';
+import type { ControlPlane, ListeningAddress, PolicyStore } from './types';
 import { ControlPlaneError } from './errors';
 
 function collect(v: string, prev: string[]): string[] {

@@ -20,7 +20,6 @@ import type { ControlCommand, DaemonEvent, DnsQueryRequest, DnsQueryResponse } f
 import { createDomainRuleSet, diffConfigs } from '@netfence/policy-engine';
 import type { DomainRule, DomainRuleSet, PolicyConfig } from '@netfence/policy-engine';
 import { ControlPlaneError } from './errors';
-import type { PolicyIssue } from './errors';
 import {
   addRuleToText,
   compilePolicyDocument,
@@ -35,169 +34,22 @@ import { bulkUpdateCommand, commandFactory, commandKind, subscribedAckCommand, s
 import { Histogram, renderGauge, renderLabelled } from './metrics';
 import { parseListenAddress } from './listen-address';
 import { createAdminHandler } from './admin';
-import type { PolicyStore } from './postgres-store';
+import { noopLogger } from './logger';
+import type {
+  AttachmentStatsView,
+  AttachmentView,
+  CommandResultView,
+  ControlPlane,
+  ControlPlaneOptions,
+  DaemonView,
+  DenyEventView,
+  ListeningAddress,
+  PolicyStore,
+  ReloadResult,
+} from './types';
 
 function isPolicyStore(p: unknown): p is PolicyStore {
   return typeof p === 'object' && p !== null && typeof (p as PolicyStore).read === 'function' && typeof (p as PolicyStore).write === 'function';
-}
-
-/** pino-compatible logger. */
-export interface Logger {
-  info(obj: unknown, msg?: string): void;
-  warn(obj: unknown, msg?: string): void;
-  error(obj: unknown, msg?: string): void;
-  debug(obj: unknown, msg?: string): void;
-  child(bindings: Record<string, unknown>): Logger;
-}
-
-const noopLogger: Logger = {
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  debug: () => undefined,
-  child: () => noopLogger,
-};
-
-export interface TlsOptions {
-  /** PEM server certificate chain. */
-  readonly cert: string | Buffer;
-  /** PEM private key. */
-  readonly key: string | Buffer;
-  /** PEM CA bundle: when set, clients must present a certificate signed by it (mTLS). */
-  readonly ca?: string | Buffer;
-}
-
-export interface ControlPlaneOptions {
-  /**
-   * Path of the YAML policy file (watched and editable), a policy document object (in memory),
-   * or a PolicyStore holding the YAML text elsewhere (createPostgresPolicyStore: several
-   * replicas serving one policy). A store belongs to the caller: close() leaves it open.
-   */
-  readonly policy: string | PolicyDocument | PolicyStore;
-  readonly logger?: Logger;
-  /** Bearer tokens accepted on both APIs (`authorization: Bearer <token>`). Empty/absent = no auth. */
-  readonly auth?: { readonly tokens: readonly string[] };
-  /** TLS for the servers started by listen() and listenAdmin(). */
-  readonly tls?: TlsOptions;
-  /** Watch the policy file (default true when `policy` is a path). */
-  readonly watch?: boolean;
-  /** Debounce of file change events (default 50 ms). */
-  readonly debounceMs?: number;
-  /** Use fs.watch on the file's directory (default true); the stat poller runs either way. */
-  readonly fsWatch?: boolean;
-  /** Poll interval of the fallback stat poller (default 1000 ms; 0 = off). */
-  readonly pollIntervalMs?: number;
-  /** Put a nonce on every command (default true); results are recorded, never required. */
-  readonly nonces?: boolean;
-  /** Injected clock (ms). */
-  readonly now?: () => number;
-}
-
-export interface ListeningAddress {
-  /** `http://127.0.0.1:PORT`, `https://...` or `unix:/path`. */
-  readonly url: string;
-  readonly host?: string;
-  readonly port?: number;
-  readonly path?: string;
-}
-
-export interface AttachmentStatsView {
-  readonly at: string;
-  readonly packetsAllowed: number;
-  readonly packetsBlocked: number;
-  readonly dnsQueriesAllowed: number;
-  readonly dnsQueriesBlocked: number;
-}
-
-export interface CommandResultView {
-  readonly nonce: string;
-  readonly command: string;
-  readonly ok: boolean;
-  readonly errorCode?: string;
-  readonly errorMessage?: string;
-  readonly at: string;
-}
-
-export interface AttachmentView {
-  readonly id: string;
-  readonly daemonId: string;
-  readonly target: string;
-  readonly type: number;
-  readonly metadata: Readonly<Record<string, string>>;
-  /** Name of the policy that selected it; undefined = none (block_all). */
-  readonly policy: string | undefined;
-  readonly config: PolicyConfig;
-  readonly commandsSent: number;
-  readonly acks: number;
-  readonly nacks: number;
-  readonly lastResult?: CommandResultView;
-  /** The last rejected command (ok=false). */
-  readonly lastNack?: CommandResultView;
-  readonly lastHeartbeat?: AttachmentStatsView;
-}
-
-export interface DaemonView {
-  readonly session: number;
-  readonly daemonId: string;
-  readonly hostname: string;
-  readonly metadata: Readonly<Record<string, string>>;
-  readonly peer: string;
-  readonly connectedAt: string;
-  readonly synced: boolean;
-  readonly lastHeartbeatAt?: string;
-  readonly attachments: number;
-  readonly commandsSent: number;
-  readonly pendingResults: number;
-}
-
-export interface ReloadResult {
-  /** True when a new policy set was applied. */
-  readonly changed: boolean;
-  /** Commands pushed because of it. */
-  readonly commands: number;
-  readonly error?: ControlPlaneError;
-}
-
-export interface DenyEventView {
-  readonly daemonId: string;
-  readonly attachmentId: string;
-  readonly destination: string;
-  readonly port: number;
-  readonly protocol: number;
-  readonly reason: string;
-  readonly domain: string;
-  readonly dryRun: boolean;
-  readonly count: number;
-}
-
-/** Events: 'reload' (ReloadResult), 'reloadError' (ControlPlaneError), 'pushed' ({commands, ms}). */
-export interface ControlPlane {
-  /** Registers ControlPlane.Connect/QueryDns on a Connect router (for connectNodeAdapter or createRouterTransport). */
-  readonly routes: (router: ConnectRouter) => void;
-  /** Serves gRPC (h2c, or TLS when `tls` is set) on `host:port`, `:port`, `[v6]:port` or `unix:/path`. */
-  listen(addr: string): Promise<ListeningAddress>;
-  /** Serves the admin JSON API and /metrics (HTTP/1.1; HTTPS when `tls` is set). */
-  listenAdmin(addr: string): Promise<ListeningAddress>;
-  /** The admin API as a plain node request handler, to mount elsewhere. */
-  readonly adminHandler: http.RequestListener;
-  /** Re-reads the policy file now (also called by the watcher). */
-  reload(): Promise<ReloadResult>;
-  /** Replaces the policy set with a document (inline mode) or YAML text (file mode: written to the file). */
-  addRule(policy: string, rule: string): Promise<ReloadResult>;
-  removeRule(policy: string, rule: string): Promise<ReloadResult>;
-  policySet(): PolicySet;
-  /** The last reload error, cleared by a successful reload. */
-  lastError(): ControlPlaneError | undefined;
-  daemons(): DaemonView[];
-  attachments(): AttachmentView[];
-  denyEvents(): DenyEventView[];
-  /** Prometheus text exposition. */
-  metrics(): string;
-  /** Decide a DNS name for an attachment, as QueryDns does. */
-  queryDns(req: { id: string; domain: string; queryType?: string }): DnsQueryResponse;
-  readonly events: EventEmitter;
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 interface AttachmentRecord {
@@ -1005,4 +857,3 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
   return cp;
 }
 
-export type { PolicyIssue };

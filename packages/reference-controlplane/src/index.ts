@@ -11,10 +11,12 @@ export type {
   DaemonView,
   DenyEventView,
   ListeningAddress,
-  Logger,
+  PolicyStore,
   ReloadResult,
+  StoredPolicy,
   TlsOptions,
-} from './control-plane';
+} from './types';
+export type { Logger } from './logger';
 export { ControlPlaneError, CONTROL_PLANE_ERROR_CODES, formatIssue } from './errors';
 export type { ControlPlaneErrorCode, PolicyIssue } from './errors';
 export {
@@ -29,4 +31,4 @@ export type { CompiledPolicy, PolicyDocument, PolicyDocumentEntry, PolicySet } f
 export { parseListenAddress } from './listen-address';
 export type { ListenTarget } from './listen-address';
 export { createPostgresPolicyStore } from './postgres-store';
-export type { PolicyStore, PostgresStoreOptions, StoredPolicy } from './postgres-store';
+export type { PostgresStoreOptions } from './postgres-store';

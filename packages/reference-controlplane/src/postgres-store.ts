@@ -3,33 +3,9 @@
 // compare-and-swap, and LISTEN/NOTIFY telling every replica to reload.
 
 import { Client, Pool } from 'pg';
-import type { Logger } from './control-plane';
 import { ControlPlaneError } from './errors';
-
-/** Where a control plane's policy document lives when it is not a local file. */
-export interface PolicyStore {
-  /** For errors and logs, e.g. `postgres:netfence_policy/default`. */
-  readonly source: string;
-  /** The text read last (loaded before the store is handed out). */
-  current(): StoredPolicy;
-  /** Reads the stored text now. */
-  read(): Promise<StoredPolicy>;
-  /**
-   * Replaces the text if it is still at `version` (compare and swap) and tells every replica.
-   * Resolves with the new version; rejects with NETFENCE_ERR_POLICY_CONFLICT when another
-   * writer came first (read again and retry), NETFENCE_ERR_POLICY_WRITE when the database
-   * cannot be reached.
-   */
-  write(text: string, version: number): Promise<StoredPolicy>;
-  /** `cb` runs on every change by any replica, and after the change feed reconnects (changes may have been missed). */
-  onChange(cb: () => void): void;
-  close(): Promise<void>;
-}
-
-export interface StoredPolicy {
-  readonly text: string;
-  readonly version: number;
-}
+import type { Logger } from './logger';
+import type { PolicyStore, StoredPolicy } from './types';
 
 export interface PostgresStoreOptions {
   /** libpq-style connection string or URL (`postgres://user@host/db`, `host=/run/postgresql dbname=x`). */
