@@ -377,6 +377,32 @@ function positionsOf(learned: readonly LearnedAddress[]): Map<string, number> {
 }
 
 /**
+ * Validates one DNS answer for learning: the canonical name, its distinct canonical addresses
+ * (answer order) and the absolute expiry of the clamped TTL. One bad address rejects it whole.
+ */
+export function checkLearnInput(
+  input: { name: string; addresses: readonly string[]; ttlSec: number },
+  nowMs: number,
+  opts: LearnOptions = {},
+): { name: string; addresses: string[]; expiresAt: number } {
+  checkNow(nowMs);
+  if (!isObject(input)) throw badCommand('learnAddresses needs {name, addresses, ttlSec}', input);
+  const name = normalizeDomain(input.name);
+  if (!Array.isArray(input.addresses)) throw badCommand('addresses must be an array', input.addresses);
+  const addresses = [...new Set(input.addresses.map((a) => parseAddress(a).text))];
+  const ttl = input.ttlSec;
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) {
+    throw new PolicyError('NETFENCE_ERR_INVALID_TTL', `invalid TTL ${quote(ttl)} for ${quote(name)}: seconds >= 0`, {
+      input: inputText(ttl),
+    });
+  }
+  const min = opts.minTtlSec ?? 0;
+  const max = opts.maxTtlSec ?? Infinity;
+  const clamped = Math.min(Math.max(ttl, min), max);
+  return { name, addresses, expiresAt: nowMs + clamped * 1000 };
+}
+
+/**
  * Record addresses from a DNS answer for `name`, expiring after the (clamped) TTL.
  * One entry per (address, name): learning again extends the expiry (never shortens it).
  * Every address is validated first: one bad address changes nothing.
@@ -392,26 +418,12 @@ export function learnAddresses(
   nowMs: number,
   opts: LearnOptions = {},
 ): AttachmentPolicyState {
-  checkNow(nowMs);
-  if (!isObject(input)) throw badCommand('learnAddresses needs {name, addresses, ttlSec}', input);
-  const name = normalizeDomain(input.name);
-  if (!Array.isArray(input.addresses)) throw badCommand('addresses must be an array', input.addresses);
-  const addresses = input.addresses.map((a) => parseAddress(a).text);
-  const ttl = input.ttlSec;
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) {
-    throw new PolicyError('NETFENCE_ERR_INVALID_TTL', `invalid TTL ${quote(ttl)} for ${quote(name)}: seconds >= 0`, {
-      input: inputText(ttl),
-    });
-  }
-  const min = opts.minTtlSec ?? 0;
-  const max = opts.maxTtlSec ?? Infinity;
-  const clamped = Math.min(Math.max(ttl, min), max);
-  const expiresAt = nowMs + clamped * 1000;
+  const { name, addresses, expiresAt } = checkLearnInput(input, nowMs, opts);
   if (addresses.length === 0) return state;
   const index = positionsOf(state.learned);
   let learned: LearnedAddress[] | undefined; // copied on the first change
   const changed: LearnedAddress[] = [];
-  for (const address of new Set(addresses)) {
+  for (const address of addresses) {
     const k = learnedKey(address, name);
     const i = index.get(k);
     if (i !== undefined && state.learned[i]!.expiresAt >= expiresAt) continue;

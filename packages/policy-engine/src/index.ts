@@ -29,6 +29,8 @@ export {
   DNS_MODES,
 } from './attachment-state';
 export type { LearnOptions, ExpireOptions } from './attachment-state';
+export { LearnedTable } from './learned-table';
+export type { LearnedTableOptions, LearnPlan, ExpiryPlan } from './learned-table';
 
 export { configOf, diffConfigs, toBulkUpdate } from './policy-config';
 export type { PolicyConfig } from './policy-config';
