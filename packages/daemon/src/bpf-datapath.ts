@@ -34,14 +34,17 @@ import {
   SEVER_SHARED_MAPS,
   decodeAllowValue,
   decodeConfig,
+  decodeDnsLimit,
   decodeEvent,
   decodeLpmKey,
   encodeConfig,
+  encodeDnsLimit,
   encodeSeverConfig,
   formatPrefix,
   objectPath,
   policyEntry,
   type AttachmentConfig,
+  type DnsRateLimit,
   type MapManifest,
   type ModeName,
 } from '@netfence/bpf-programs';
@@ -55,6 +58,12 @@ export interface BpfDatapathOptions {
   /** bpffs directory holding one sub-directory of pins per attachment. */
   readonly root: string;
   readonly mapSizes: { readonly allow: number; readonly deny: number; readonly ringbufBytes: number };
+  /**
+   * The kernel's rate limit on what each workload sends to its own DNS server (dns.rate_limit_qps,
+   * dns.rate_limit_burst): written at attach, and at restore when the pinned one differs.
+   * Default: none (rateQps 0).
+   */
+  readonly dnsRateLimit?: DnsRateLimit;
   readonly onEvent: (ev: DatapathEvent) => void;
   readonly logger: Logger;
 }
@@ -118,6 +127,7 @@ interface PolicyMaps {
   readonly config: BpfMap;
   readonly lpm: Record<'allow_v4' | 'allow_v6' | 'deny_v4' | 'deny_v6', BpfMap>;
   readonly stats: PerCpuArrayMapView<bigint>;
+  readonly dnsLimit: BpfMap;
   readonly severCfg?: BpfMap;
 }
 
@@ -232,7 +242,13 @@ class BpfAttachment implements AttachmentDatapath {
 
   counters() {
     const at = (i: number) => this.maps.stats.getSummed(i);
-    return { allowed: at(STATS.ALLOWED), blocked: at(STATS.BLOCKED), dryRunWouldBlock: at(STATS.DRY_RUN_WOULD_BLOCK), eventsLost: at(STATS.EVENTS_LOST) };
+    return {
+      allowed: at(STATS.ALLOWED),
+      blocked: at(STATS.BLOCKED),
+      dryRunWouldBlock: at(STATS.DRY_RUN_WOULD_BLOCK),
+      eventsLost: at(STATS.EVENTS_LOST),
+      dnsRateLimited: at(STATS.DNS_RATE_LIMITED),
+    };
   }
 
   lastSeenMs(cidr: string): number | undefined {
@@ -306,7 +322,7 @@ class BpfAttachment implements AttachmentDatapath {
 }
 
 function closePolicyMaps(maps: PolicyMaps): void {
-  for (const m of [maps.config, maps.stats.map, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
+  for (const m of [maps.config, maps.stats.map, maps.dnsLimit, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
 }
 
 /** One /proc/<pid>/ns/net path per distinct network namespace of the cgroup's processes (descendants included). */
@@ -348,6 +364,20 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
   const TC_PINNED = Object.values(POLICY_MAPS).map((m) => m.name);
   const CGROUP_PINNED = [...TC_PINNED, CGROUP_ONLY_MAPS.severConfig.name];
   const live = new Set<BpfAttachment>();
+  const dnsLimit: DnsRateLimit = opts.dnsRateLimit ?? { rateQps: 0, burst: 0 };
+  encodeDnsLimit(dnsLimit); // a bad limit fails here, at start, not at the first attach
+
+  /**
+   * Restore: a pinned attachment keeps its bucket unless the configured limit changed (then it is
+   * written, which also refills the bucket).
+   */
+  function ensureDnsLimit(maps: PolicyMaps, id: string): void {
+    const held = maps.dnsLimit.lookup(Buffer.alloc(4));
+    const now = held ? decodeDnsLimit(held) : undefined;
+    if (now?.rateQps === dnsLimit.rateQps && now.burst === dnsLimit.burst) return;
+    maps.dnsLimit.update(Buffer.alloc(4), encodeDnsLimit(dnsLimit));
+    opts.logger.info({ attachment: id, from: now, to: dnsLimit }, 'DNS rate limit updated');
+  }
   let ring: { map: BpfMap; consumer: RingBufferConsumer } | undefined;
 
   /**
@@ -436,6 +466,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
         config: one(POLICY_MAPS.config),
         lpm: { allow_v4: one(POLICY_MAPS.allowV4), allow_v6: one(POLICY_MAPS.allowV6), deny_v4: one(POLICY_MAPS.denyV4), deny_v6: one(POLICY_MAPS.denyV6) },
         stats: createPerCpuArrayMap(one(POLICY_MAPS.stats), codecs.u64),
+        dnsLimit: one(POLICY_MAPS.dnsLimit),
         severCfg: withSever ? one(CGROUP_ONLY_MAPS.severConfig) : undefined,
       };
     } catch (e) {
@@ -513,8 +544,9 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       coll = await takeLoaded(object);
       for (const name of object === 'tc' ? TC_PINNED : CGROUP_PINNED) if (name !== EVENTS) coll.map(name).pin(join(dir, name));
       maps = takePolicyMaps(coll, object === 'cgroup');
-      // The config goes in before any program can see a packet.
+      // The config and the DNS rate limit go in before any program can see a packet.
       maps.config.update(Buffer.alloc(4), encodeConfig(config));
+      maps.dnsLimit.update(Buffer.alloc(4), encodeDnsLimit(dnsLimit));
       for (const k of programs) {
         const link = attach(coll, k);
         links.push(link);
@@ -541,7 +573,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     const dir = ensureDir(p.id);
     try {
       const { maps, links } = await attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
-        attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction }),
+        attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction, mode: 'tcx' /* TCX is required: clsact filters cannot be pinned (docs/DESIGN.md) */ }),
       );
       return track(new BpfAttachment(dir, p.direction, maps, links, undefined, opts.logger));
     } catch (e) {
@@ -579,6 +611,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       try {
         for (const n of linkNames) links.push(openPinnedLink(join(dir, n)));
         maps = openPinnedPolicyMaps(dir, cgroup);
+        ensureDnsLimit(maps, p.id);
         const sever = p.kind === 'cgroup' ? severContext(dir, p.cgroupPath) : undefined;
         return track(new BpfAttachment(dir, p.kind === 'tc' ? p.direction : undefined, maps, links, sever, opts.logger));
       } catch (e) {

@@ -178,3 +178,14 @@ describe('loadConfig: a netfence.v1 config file and environment', () => {
     expect(m).not.toContain('NETFENCE_SOCKET');
   });
 });
+
+describe('loadConfig: the kernel DNS rate limit', () => {
+  it('defaults to 2,000 queries a second with a burst of 4,000; 0 is unlimited; a burst below 1 or a negative rate is refused, naming the key', () => {
+    const d = loadConfig({ env: {}, overrides: { policy_file: '/p.yaml' } });
+    expect([d.dns.rate_limit_qps, d.dns.rate_limit_burst]).toEqual([2000, 4000]);
+    const c = loadConfig({ env: { NETFENCE_POLICY_FILE: '/p.yaml', NETFENCE_DNS_RATE_LIMIT_QPS: '0', NETFENCE_DNS_RATE_LIMIT_BURST: '10' } });
+    expect([c.dns.rate_limit_qps, c.dns.rate_limit_burst]).toEqual([0, 10]);
+    expect(refusal({ env: { NETFENCE_POLICY_FILE: '/p.yaml', NETFENCE_DNS_RATE_LIMIT_BURST: '0' } })).toContain('dns.rate_limit_burst');
+    expect(refusal({ env: {}, overrides: { policy_file: '/p.yaml', dns: { rate_limit_qps: -1 } } })).toContain('dns.rate_limit_qps');
+  });
+});

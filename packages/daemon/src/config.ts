@@ -169,6 +169,10 @@ export const configSchema = z
         grace: duration({ max: 7 * DAY }).default(300_000),
         blocked_rcode: z.enum(['refused', 'nxdomain']).default('refused'),
         query_timeout: duration({ min: 1, max: MINUTE }).default(2_000),
+        /** Queries a second a workload may send to its own DNS server (UDP datagrams, TCP SYNs), enforced in the kernel; 0 = unlimited. */
+        rate_limit_qps: z.number().int().min(0).max(1_000_000).default(2_000),
+        /** Queries the kernel lets through at once after a quiet period (the bucket size). */
+        rate_limit_burst: z.number().int().min(1).max(1_000_000).default(4_000),
       })
       .strict()
       .default({
@@ -181,6 +185,8 @@ export const configSchema = z
         grace: 300_000,
         blocked_rcode: 'refused',
         query_timeout: 2_000,
+        rate_limit_qps: 2_000,
+        rate_limit_burst: 4_000,
       }),
     control_plane: z
       .object({

@@ -167,6 +167,14 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     return { packetsAllowed: allowed, packetsBlocked: blocked, dnsQueriesAllowed: d.allowed, dnsQueriesBlocked: d.blocked };
   }
 
+  function dnsRateLimitedOf(rt: AttachmentRuntime): bigint {
+    try {
+      return rt.datapath.counters().dnsRateLimited ?? 0n;
+    } catch {
+      return 0n;
+    }
+  }
+
   function eventsLostOf(rt: AttachmentRuntime): bigint {
     try {
       return rt.datapath.counters().eventsLost ?? 0n;
@@ -536,6 +544,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       datapath ??= createBpfDatapath({
         root: config.bpffs_root,
         mapSizes: { allow: config.maps.allow_entries, deny: config.maps.deny_entries, ringbufBytes: config.maps.ringbuf_bytes },
+        dnsRateLimit: { rateQps: config.dns.rate_limit_qps, burst: config.dns.rate_limit_burst },
         onEvent: onDatapathEvent,
         logger: logger.child({ component: 'datapath' }),
       });
@@ -650,6 +659,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     metric('netfence_dns_queries_blocked_total', 'counter', 'DNS queries refused.', per.map(([id, s]) => [{ attachment: id }, s.dnsQueriesBlocked]));
     metric('netfence_deny_events_total', 'counter', 'Drop events read from the kernel.', [[{}, counters.denyEvents]]);
     metric('netfence_events_lost_total', 'counter', 'Drops the kernel could not report as events (event ring full).', [...runtimes.values()].map((rt) => [{ attachment: rt.id }, eventsLostOf(rt)]));
+    metric('netfence_dns_rate_limited_total', 'counter', "Queries to the attachment's DNS server the kernel dropped over dns.rate_limit_qps (not in packets_blocked).", [...runtimes.values()].map((rt) => [{ attachment: rt.id }, dnsRateLimitedOf(rt)]));
     metric('netfence_log_lines_suppressed_total', 'counter', 'Workload-triggered log lines not written (rate limit).', [[{}, workloadLog.suppressedTotal]]);
     metric('netfence_commands_applied_total', 'counter', 'Control plane commands applied.', [[{}, counters.commandsApplied]]);
     metric('netfence_commands_rejected_total', 'counter', 'Control plane commands rejected whole.', [[{}, counters.commandsRejected]]);

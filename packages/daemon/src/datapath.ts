@@ -21,6 +21,8 @@ export interface DatapathCounters {
   readonly dryRunWouldBlock: bigint;
   /** Drop events the programs could not report (the shared event ring was full). */
   readonly eventsLost?: bigint;
+  /** Queries to the attachment's own DNS server the kernel dropped over dns.rate_limit_qps. */
+  readonly dnsRateLimited?: bigint;
 }
 
 /** The kernel objects of one attachment. Owner: the daemon's attachment runtime. */

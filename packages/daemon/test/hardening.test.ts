@@ -48,7 +48,9 @@ beforeAll(async () => {
   dl = await createDaemonLab();
   policy = join(dl.tmp, 'policy.yaml');
   writeFileSync(policy, POLICY);
-  configPath = writeDaemonConfig(dl, 'main', { policy_file: policy, metrics: { listen: METRICS } });
+  // No kernel DNS rate limit here: the log limits are tested on their own, with the whole flood
+  // reaching the DNS server (the kernel limit has its own test, with its own daemon, below).
+  configPath = writeDaemonConfig(dl, 'main', { policy_file: policy, metrics: { listen: METRICS }, dns: { rate_limit_qps: 0 } });
   d = await startDaemon(dl, configPath);
 });
 
@@ -225,6 +227,63 @@ print(sent)
   expect(dnsLines.some((l) => typeof l.suppressed === 'number' && l.suppressed > 0)).toBe(true);
   expect(metric(await metrics(), 'netfence_log_lines_suppressed_total')).toBeGreaterThan(blocked / 2);
   await d.api.detach(id);
+});
+
+/** Sends `n` A queries for names the policy refuses to host:port as fast as one process can; prints sent, failed (EPERM...), seconds. */
+const QUERY_FLOOD = `
+import socket, struct, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def q(i):
+    name = b'n%d.refused.test' % i
+    return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p for p in name.split(b'.')) + b'\\x00\\x00\\x01\\x00\\x01'
+sent = failed = 0
+t0 = time.monotonic()
+for i in range(n):
+    try:
+        s.sendto(q(i), (host, port)); sent += 1
+    except OSError:
+        failed += 1
+print(sent, failed, time.monotonic() - t0)
+`;
+
+test('the kernel DNS rate limit: a flood against a TC and a cgroup attachment reaches their DNS servers at no more than rate * time + burst, the rest counted', async () => {
+  const limit = { qps: 500, burst: 250 };
+  await d.stop();
+  const limited = await startDaemon(dl, writeDaemonConfig(dl, 'ratelimit', { policy_file: policy, metrics: { listen: METRICS }, dns: { rate_limit_qps: limit.qps, rate_limit_burst: limit.burst } }));
+  try {
+    const cg = dl.cgroup('flood');
+    for (const [kind, input, ns, cgroup] of [
+      ['tc', { interface_name: dl.wlVeth.a }, dl.wl, undefined],
+      ['cgroup', { cgroup_path: cg.path }, dl.host, cg],
+    ] as const) {
+      const { id, dns_address } = await limited.api.attach({ ...input, metadata: { tenant: 'web' } });
+      const [host, port] = [dns_address.slice(0, dns_address.lastIndexOf(':')), dns_address.slice(dns_address.lastIndexOf(':') + 1)];
+      const m0 = await metrics();
+      const reached0 = metric(m0, 'netfence_dns_queries_blocked_total', id);
+      const r = await dl.run(ns, 'python3', ['-c', QUERY_FLOOD, host, port, '20000'], { cgroup, timeoutMs: 60_000 });
+      expect(r.code).toBe(0);
+      const [sent, failed, seconds] = r.stdout.trim().split(' ').map(Number) as [number, number, number];
+      expect(sent + failed).toBe(20_000);
+      // what the daemon still has queued is answered and counted within a second
+      await new Promise((res) => setTimeout(res, 1000));
+      const m1 = await metrics();
+      const reached = metric(m1, 'netfence_dns_queries_blocked_total', id) - reached0;
+      const dropped = metric(m1, 'netfence_dns_rate_limited_total', id);
+      const bound = limit.burst + Math.ceil(limit.qps * (seconds + 0.05)) + 1;
+      expect({ kind, reached: reached <= bound }).toEqual({ kind, reached: true });
+      expect(reached).toBeGreaterThan(0);
+      expect(dropped).toBeGreaterThanOrEqual(20_000 - bound - (kind === 'tc' ? 2000 : 0)); // TC: a few may be lost on the veth backlog before the filter
+      expect(dropped + reached).toBeLessThanOrEqual(20_000);
+      if (kind === 'cgroup') expect(failed).toBe(dropped); // a cgroup sender gets EPERM for each
+      // the bucket refills: a second later the workload resolves again
+      expect(await dl.dig(dns_address, 'allowed.test', { cgroup })).toEqual({ status: 'NOERROR', answers: [NAMES['allowed.test']] });
+      await limited.api.detach(id);
+    }
+  } finally {
+    await limited.stop();
+    d = await startDaemon(dl, configPath);
+  }
 });
 
 test('graceful stop: the shared events pin stays while attachments remain, and goes with the last one', async () => {
