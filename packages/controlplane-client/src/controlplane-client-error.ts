@@ -118,3 +118,8 @@ function codeForRpc(code: Code): ControlPlaneClientErrorCode {
       return 'NETFENCE_ERR_RPC';
   }
 }
+
+/** The error of a call made after close() (and of subscribes pending at close). */
+export function closedError(what: string): ControlPlaneClientError {
+  return new ControlPlaneClientError('NETFENCE_ERR_CLOSED', `${what}: the control plane client is closed`);
+}
