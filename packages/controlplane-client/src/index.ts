@@ -8,21 +8,18 @@ export type {
   CommandResultInit,
   ControlPlaneClient,
   ControlPlaneClientLogger,
-  ControlPlaneClientOptions,
   ControlPlaneClientStats,
   ControlPlaneConnectionState,
   DenyEventInit,
   DnsQueryRequestInit,
-  KeepaliveOptions,
   QueryDnsOptions,
-  QueueOptions,
   StateChangeInfo,
   StateChangeListener,
   SubscribeOptions,
   SubscribedInit,
   SyncState,
-  TlsOptions,
-} from './create-controlplane-client';
+} from './types';
+export type { ControlPlaneClientOptions, KeepaliveOptions, QueueOptions, TlsOptions } from './options';
 export { CONTROLPLANE_CLIENT_ERROR_CODES, ControlPlaneClientError } from './controlplane-client-error';
 export type { ControlPlaneClientErrorCode, ControlPlaneClientErrorOptions } from './controlplane-client-error';
 export type { BackoffOptions } from './backoff';
