@@ -5,7 +5,7 @@ import { UnsubscribeReason } from '@netfence/proto';
 import type { CommandResult, ControlCommand, DaemonEvent, DenyEvents, Heartbeat, Subscribed, SyncRequest, Unsubscribed } from '@netfence/proto';
 import type { Logger } from './logger';
 import type { ControlPlaneMetrics } from './metrics';
-import { bulkUpdateCommand, subscribedAckCommand, syncAckCommand } from './policy-to-wire';
+import { bulkUpdateCommand, subscribedAckCommand, syncAckCommand } from '@netfence/policy-wire';
 import { iso } from './session';
 import type { AttachmentRecord, Session } from './session';
 import type { CommandResultView, DenyEventView } from './types';

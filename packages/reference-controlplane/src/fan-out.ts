@@ -8,7 +8,7 @@ import type { PolicyConfig } from '@netfence/policy-engine';
 import type { Logger } from './logger';
 import type { ControlPlaneMetrics } from './metrics';
 import type { PolicySet } from './policy-file';
-import { commandFactory } from './policy-to-wire';
+import { commandFactory } from '@netfence/policy-wire';
 import type { PolicyFor, Sessions } from './sessions';
 
 export interface FanOutOptions {

@@ -9,7 +9,7 @@ import { handleDaemonEvent } from './daemon-events';
 import type { Logger } from './logger';
 import type { ControlPlaneMetrics } from './metrics';
 import type { CompiledPolicy } from './policy-file';
-import { commandKind } from './policy-to-wire';
+import { commandKind } from '@netfence/policy-wire';
 import { iso, Session } from './session';
 import type { AttachmentRecord } from './session';
 import type { AttachmentView, DaemonView, DenyEventView } from './types';
