@@ -14,6 +14,8 @@ import { performance } from 'node:perf_hooks';
 
 import {
   createDomainRuleSet,
+  noMatchVerdict,
+  passesDns,
   parseDomainPattern,
   normalizeDomain,
   type DnsMode,
@@ -671,13 +673,9 @@ export async function createDnsFilter(options: DnsFilterOptions): Promise<DnsFil
       return true;
     }
     ctx.rule = d.rule;
-    if (mode === 'allowlist') {
-      if (d.verdict === 'allow') forward(ctx, 'rule');
-      else block(ctx, d.verdict === 'deny' ? 'rule' : 'no-match');
-    } else {
-      if (d.verdict === 'deny') block(ctx, 'rule');
-      else forward(ctx, d.verdict === 'allow' ? 'rule' : 'no-match');
-    }
+    const reason = d.verdict === 'none' ? 'no-match' : 'rule';
+    if (passesDns(d.verdict, noMatchVerdict(mode))) forward(ctx, reason);
+    else block(ctx, reason);
     return true;
   }
 

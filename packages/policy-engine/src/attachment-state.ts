@@ -1,6 +1,6 @@
 import { parseAddress, parseCidr } from './cidr';
 import { normalizeDomain, parseDomainPattern } from './domain-name';
-import { domainRuleSetFromDns } from './domain-rules';
+import { domainRuleSetFromDns, noMatchVerdict, passesDns } from './domain-rules';
 import { PolicyError, inputText, quote } from './policy-error';
 import type {
   AttachmentPolicyState,
@@ -200,11 +200,11 @@ function revalidateLearned(w: Work): void {
     upstreamServers: [],
   });
   const cache = new Map<string, boolean>();
+  const noMatch = noMatchVerdict(w.dnsMode);
   w.learned = w.learned.filter((l) => {
     let keep = cache.get(l.name);
     if (keep === undefined) {
-      const v = rules.decide(l.name).verdict;
-      keep = w.dnsMode === 'allowlist' ? v === 'allow' : v !== 'deny';
+      keep = passesDns(rules.decide(l.name).verdict, noMatch);
       cache.set(l.name, keep);
     }
     return keep;

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { createDomainRuleSet, domainRuleSetFromDns, type DomainRule } from './index';
+import { createDomainRuleSet, domainRuleSetFromDns, noMatchVerdict, passesDns, type DomainRule } from './index';
 
 const allow = (domain: string, includeSubdomains = false): DomainRule => ({ domain, includeSubdomains, action: 'allow' });
 const deny = (domain: string, includeSubdomains = false): DomainRule => ({ domain, includeSubdomains, action: 'deny' });
@@ -175,5 +175,28 @@ describe('hash collisions between names', () => {
     expect(set.remove(`${x}.com`)).toBe(1);
     expect(set.size).toBe(0);
     expect(set.rules()).toEqual([]);
+  });
+});
+
+describe('passesDns / noMatchVerdict: the one rule for letting a name through', () => {
+  test.each([
+    ['allowlist', 'allow', true],
+    ['allowlist', 'deny', false],
+    ['allowlist', 'none', false],
+    ['denylist', 'allow', true],
+    ['denylist', 'deny', false],
+    ['denylist', 'none', true],
+    ['proxy', 'none', true],
+    ['proxy', 'deny', false],
+    ['disabled', 'none', true],
+  ] as const)('%s mode, verdict %s -> %s', (mode, verdict, through) => {
+    expect(passesDns(verdict, noMatchVerdict(mode))).toBe(through);
+  });
+
+  test('a proxy default decides only names no rule matches', () => {
+    expect(passesDns('none', 'allow')).toBe(true);
+    expect(passesDns('none', 'deny')).toBe(false);
+    expect(passesDns('deny', 'allow')).toBe(false);
+    expect(passesDns('allow', 'deny')).toBe(true);
   });
 });

@@ -1,6 +1,6 @@
 import { normalizeDomain, parseDomainPattern } from './domain-name';
 import { PolicyError, inputText, quote } from './policy-error';
-import type { DnsConfigInput, DnsState, DomainDecision, DomainRule, RuleAction } from './types';
+import type { DnsConfigInput, DnsMode, DnsState, DomainDecision, DomainRule, RuleAction } from './types';
 
 /** A set of allow/deny domain rules with O(labels) decisions. */
 export interface DomainRuleSet {
@@ -175,4 +175,22 @@ export function domainRuleSetFromDns(dns: DnsState | DnsConfigInput): DomainRule
   for (const d of dns.allowDomains) set.add({ domain: d.domain, includeSubdomains: d.includeSubdomains, action: 'allow' });
   for (const d of dns.denyDomains) set.add({ domain: d.domain, includeSubdomains: d.includeSubdomains, action: 'deny' });
   return set;
+}
+
+/**
+ * The verdict a name no rule matches gets in a DNS mode (netfence.v1: an allowlist refuses
+ * it, a denylist forwards it). In proxy mode the control plane decides; locally (for learned
+ * addresses) a name is kept unless a rule denies it, as in a denylist.
+ */
+export function noMatchVerdict(mode: DnsMode): 'allow' | 'deny' {
+  return mode === 'allowlist' ? 'deny' : 'allow';
+}
+
+/**
+ * Whether a domain decision lets the name through: a matching rule decides; no match gets
+ * `noMatch` (noMatchVerdict(mode), or a control plane's own proxy default). The one place
+ * this rule is written: dns-filter, policy-engine and the reference control plane use it.
+ */
+export function passesDns(verdict: DomainDecision['verdict'], noMatch: 'allow' | 'deny'): boolean {
+  return verdict === 'none' ? noMatch === 'allow' : verdict === 'allow';
 }

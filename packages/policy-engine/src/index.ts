@@ -5,7 +5,7 @@ export { PolicyError, POLICY_ERROR_CODES } from './policy-error';
 export type { PolicyErrorCode, PolicyErrorOptions } from './policy-error';
 
 export { normalizeDomain, parseDomainPattern } from './domain-name';
-export { createDomainRuleSet, domainRuleSetFromDns } from './domain-rules';
+export { createDomainRuleSet, domainRuleSetFromDns, noMatchVerdict, passesDns } from './domain-rules';
 export type { DomainRuleSet } from './domain-rules';
 
 export { parseRuleLine, parseRuleLines, parseTtl } from './rule-line';

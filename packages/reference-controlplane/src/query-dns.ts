@@ -4,7 +4,7 @@
 import { create } from '@bufbuild/protobuf';
 import { DnsQueryResponseSchema } from '@netfence/proto';
 import type { DnsQueryResponse } from '@netfence/proto';
-import { createDomainRuleSet } from '@netfence/policy-engine';
+import { createDomainRuleSet, passesDns } from '@netfence/policy-engine';
 import type { DomainRule, DomainRuleSet } from '@netfence/policy-engine';
 import type { ControlPlaneMetrics } from './metrics';
 import type { CompiledPolicy } from './policy-file';
@@ -35,7 +35,7 @@ export function createQueryDns(attachment: (id: string) => AttachmentRecord | un
     if (rec?.policy) {
       try {
         const d = ruleSetOf(rec.policy).decide(req.domain);
-        allow = d.verdict === 'allow' || (d.verdict === 'none' && rec.policy.proxyDefault === 'allow');
+        allow = passesDns(d.verdict, rec.policy.proxyDefault);
       } catch {
         allow = false;
       }
