@@ -29,6 +29,12 @@ function summary(xs: number[]): string {
 }
 
 /** VmRSS of a process and its parts (anonymous, file-backed, shared: bpf ring buffers mmapped by the consumer count here), in MB. */
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 10 ms). */
+function cpuSecondsOf(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14, 15)
+}
+
 function rssOf(pid: number): { rss: number; text: string } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)\\s+kB`).exec(status)?.[1] ?? NaN) / 1024;
@@ -125,7 +131,11 @@ async function timeQueries(client: ReturnType<typeof dnsClient>, names: { name: 
   return times;
 }
 
-/** Half garbage datagrams, half A queries for names the policy refuses, as fast as one python process sends them. */
+/**
+ * Half garbage datagrams, half A queries for names the policy refuses, as fast as one python
+ * process sends them; prints how many the kernel took and how many it refused (EPERM: over the
+ * attachment's DNS rate limit).
+ */
 const FLOOD = `
 import socket, struct, os, sys
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -133,13 +143,13 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 def q(i):
     name = b'n%d.refused.test' % i
     return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p for p in name.split(b'.')) + b'\\x00\\x00\\x01\\x00\\x01'
-sent = 0
+sent = refused = 0
 for i in range(n):
     try:
         s.sendto(os.urandom(1 + i % 40) if i % 2 else q(i), (host, port)); sent += 1
     except OSError:
-        pass
-print(sent)
+        refused += 1
+print(sent, refused)
 `;
 
 /**
@@ -157,26 +167,32 @@ async function floodSection(d: DaemonProcess, cgroups: string[], out: (s: string
     const quiet = await timeQueries(client, names.slice(0, DNS_SAMPLES));
     const logBefore = statSync(d.logFile).size;
     const [host, port] = [flooded.dns_address.slice(0, flooded.dns_address.lastIndexOf(':')), flooded.dns_address.slice(flooded.dns_address.lastIndexOf(':') + 1)];
-    const flooder = spawn('python3', ['-c', FLOOD, host, port, String(FLOOD_PACKETS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The flooder is the flooded attachment's workload: it runs in that cgroup, so its filter sees it.
+    const flooder = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroups[1]!, 'python3', '-c', FLOOD, host, port, String(FLOOD_PACKETS)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let sentText = '';
     flooder.stdout.on('data', (b: Buffer) => (sentText += b.toString()));
     let running = true;
     const done = new Promise<void>((r) => flooder.on('exit', () => ((running = false), r())));
     const t0 = performance.now();
+    const cpu0 = cpuSecondsOf(d.pid);
     const during: number[] = [];
     for (let i = DNS_SAMPLES; running && i < names.length; i++) during.push(...(await timeQueries(client, [names[i]!])));
     await done;
     const floodMs = performance.now() - t0;
+    const daemonCpu = cpuSecondsOf(d.pid) - cpu0;
     await sleep(2000); // what the daemon still had queued is handled (and logged) too
     const logBytes = statSync(d.logFile).size - logBefore;
-    const sent = Number(sentText.trim());
+    const [sent, refused] = sentText.trim().split(' ').map(Number) as [number, number];
     const info = (await d.api.listAll()).find((a) => a.id === flooded.id) as unknown as { dns_queries_blocked?: string } | undefined;
     const counted = Number(info?.dns_queries_blocked ?? NaN);
     const ratio = pct(during, 99) / pct(quiet, 99);
-    const bytesPerMillion = (logBytes * 1_000_000) / sent;
-    out(`DNS flood on one attachment: ${sent} packets (half garbage, half refused names) in ${(floodMs / 1000).toFixed(1)} s; the daemon counted ${counted} refused queries`);
+    const bytesPerMillion = (logBytes * 1_000_000) / (sent + refused);
+    out(
+      `DNS flood on one attachment: ${sent + refused} packets (half garbage, half refused names) in ${(floodMs / 1000).toFixed(1)} s, ${refused} of them refused by its DNS rate limit in the kernel (EPERM); the daemon counted ${counted} refused queries`,
+    );
     out(`  another attachment's DNS (new name each), quiet: ${summary(quiet)}`);
     out(`  same, during the flood: ${summary(during)}; p99 during / quiet: ${ratio.toFixed(2)}x`);
+    out(`  daemon CPU during the flood: ${daemonCpu.toFixed(2)} s in ${(floodMs / 1000).toFixed(1)} s (${((daemonCpu * 100_000) / floodMs).toFixed(0)}% of one core)`);
     out(`  log written during the flood: ${logBytes} bytes at level info, ${(bytesPerMillion / 1024).toFixed(1)} KB per 1,000,000 flood packets`);
     return { ratio, bytesPerMillion };
   } finally {
@@ -184,6 +200,15 @@ async function floodSection(d: DaemonProcess, cgroups: string[], out: (s: string
     await d.api.detach(victim.id);
     await d.api.detach(flooded.id);
   }
+}
+
+/** NFBENCH_DNS_RATE_LIMIT=<qps>[/<burst>] runs the daemon with that kernel DNS rate limit (0 = none) instead of the default. */
+function dnsRateLimit(): { rate_limit_qps?: number; rate_limit_burst?: number } {
+  const v = process.env.NFBENCH_DNS_RATE_LIMIT;
+  if (!v) return {};
+  const m = /^(\d+)(?:\/(\d+))?$/.exec(v);
+  if (!m) throw new Error(`NFBENCH_DNS_RATE_LIMIT must be <qps> or <qps>/<burst>, got ${JSON.stringify(v)}`);
+  return { rate_limit_qps: Number(m[1]), ...(m[2] ? { rate_limit_burst: Number(m[2]) } : {}) };
 }
 
 async function main(): Promise<void> {
@@ -210,7 +235,7 @@ async function main(): Promise<void> {
       metrics: { listen: '' },
       control_plane: { url: `http://127.0.0.1:${port}` },
       // min_ttl: dnsmasq's synthesised answers carry TTL 0; learned addresses must outlive the run
-      dns: { listen_addr: args.dnsListen, upstream: [args.upstream], port_min: 11000, port_max: 11999, min_ttl: '10m' },
+      dns: { listen_addr: args.dnsListen, upstream: [args.upstream], port_min: 11000, port_max: 11999, min_ttl: '10m', ...dnsRateLimit() },
     }),
   );
   const d = await launchDaemon(configPath, (cmd, a, o) => spawn(cmd, a, o));
