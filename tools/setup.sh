@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the system packages Netfence builds and tests with (Debian), and
+# Installs the system packages Netfence builds and tests with (Debian; systemd for
+# systemd-analyze, which the packaging tests run: it does not have to be PID 1), and
 # mounts bpffs if needed. Safe to run again.
 set -euo pipefail
-pkgs=(clang llvm gcc libc6-dev libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd dnsutils knot-dnsutils dnsperf iperf3 dnsmasq util-linux procps python3 openssl postgresql)
+pkgs=(clang llvm gcc libc6-dev libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd dnsutils knot-dnsutils dnsperf iperf3 dnsmasq util-linux procps python3 openssl postgresql systemd)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
