@@ -9,7 +9,8 @@
 // - /usr/lib/netfence/node_modules: the production dependency closure of @netfence/cli and
 //   @netfence/dns-filter (`npm ls --omit=dev --all`, so no jest, typescript, swc, ...).
 //   Workspace packages go in as real directories holding what `npm pack` would publish
-//   (package.json "files": dist/, README, LICENSE, bpf-programs' compiled bpf/*.o); other
+//   (package.json "files": dist/ without stale output of deleted sources, README, LICENSE,
+//   bpf-programs' compiled bpf/*.o); other
 //   packages are copied whole, without their .bin, their published tests and nested
 //   node_modules (nested packages of the closure are copied on their own). Native builds: only this architecture's glibc build
 //   of koffi is kept (the musl one is dropped).
@@ -97,13 +98,25 @@ function packedFiles(names) {
   return new Map(json.map((p) => [p.name, p.files.map((f) => f.path)]));
 }
 
+/**
+ * A file tsc once wrote to dist/ (every package builds src/ into dist/) whose source is gone:
+ * tsc never deletes those, and npm pack would ship them. Left out (and counted).
+ */
+let staleSkipped = 0;
+function isStaleOutput(pkgDir, file) {
+  const m = /^dist\/(.+?)\.(js|d\.ts)(\.map)?$/.exec(file);
+  if (!m || fs.existsSync(path.join(root, pkgDir, 'src', `${m[1]}.ts`))) return false;
+  staleSkipped += 1;
+  return true;
+}
+
 function copyWorkspace(entry, files, dest) {
   const pkg = JSON.parse(fs.readFileSync(path.join(root, entry.src, 'package.json'), 'utf8'));
   if (pkg.private) throw new PackageError(`${entry.dest} is private and cannot be shipped`);
   for (const f of [pkg.main, ...Object.values(pkg.bin ?? {})].filter(Boolean))
     if (!files.includes(path.normalize(f))) throw new PackageError(`${entry.dest}: ${f} is not built: run \`npx nx run-many -t build\` (or \`npm run package\`) first`);
   if (!files.includes('LICENSE')) throw new PackageError(`${entry.dest}: no LICENSE among its published files`);
-  for (const f of files) {
+  for (const f of files.filter((x) => !isStaleOutput(entry.src, x))) {
     fs.mkdirSync(path.dirname(path.join(dest, f)), { recursive: true });
     fs.copyFileSync(path.join(root, entry.src, f), path.join(dest, f));
   }
@@ -257,6 +270,7 @@ function buildDeb(outDir = path.join(root, 'dist')) {
       }
     }
     run('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, deb], { env });
+    if (staleSkipped) console.error(`package: left out ${staleSkipped} file(s) of dist/ whose source is gone (stale build output)`);
     return deb;
   } finally {
     fs.rmSync(stage, { recursive: true, force: true });

@@ -1,8 +1,8 @@
 // The built .deb, read without installing it: control fields, file list, conffiles, maintainer
 // scripts, and `systemd-analyze verify` on the unit it carries.
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildDeb, run, sh, unitValues, VERSION } from './support';
+import { buildDeb, ROOT, run, sh, unitValues, VERSION } from './support';
 
 let dir = '';
 let deb = '';
@@ -100,6 +100,17 @@ test('it holds no dev dependency, test, TypeScript source, .bin or other platfor
   expect(list.filter((f) => f.includes('/.bin/'))).toEqual([]);
   expect(list.filter((f) => /\/(musl|linux)_[a-z0-9]+\//.test(f) && !f.includes(`/linux_${process.arch}/`))).toEqual([]);
   expect(list.filter((f) => /@koromix\/koffi-/.test(f) && !f.includes(`koffi-linux-${process.arch}`))).toEqual([]);
+});
+
+test('every compiled file of a netfence package comes from a source file of the checkout (no stale build output)', () => {
+  const dirs: Record<string, string> = { proto: 'proto' };
+  const stale = [...paths()].flatMap((f) => {
+    const m = /^\/usr\/lib\/netfence\/node_modules\/@netfence\/([a-z-]+)\/dist\/(.+?)\.(js|d\.ts)(\.map)?$/.exec(f);
+    if (!m) return [];
+    const src = join(ROOT, dirs[m[1]!] ?? `packages/${m[1]}`, 'src', `${m[2]}.ts`);
+    return existsSync(src) ? [] : [f];
+  });
+  expect(stale).toEqual([]);
 });
 
 test('commands are executable shims running the entry points with /usr/bin/node; config.yaml is not world-readable', () => {
