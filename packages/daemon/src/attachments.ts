@@ -6,10 +6,11 @@ import {
   applyCommand,
   expireState,
   kernelView,
-  learnAddresses,
-  nextExpiry,
+  LearnedTable,
+  parseAddress,
   planKernelOps,
   type AttachmentPolicyState,
+  type LearnedAddress,
   type KernelOp,
   type KernelView,
   type PolicyCommand,
@@ -26,6 +27,8 @@ export interface RuntimeDeps {
   readonly minTtlSec: number;
   readonly maxTtlSec: number;
   readonly graceMs: number;
+  /** Per-name cap on learned addresses (default: none). */
+  readonly maxAddressesPerName?: number;
   readonly now: () => number;
 }
 
@@ -51,6 +54,13 @@ const LEARNED_SAVE_DELAY_MS = 1000;
 const LEARNED_SWEEP_INTERVAL_MS = 1000;
 
 /**
+ * Expired learned entries handled per turn of the event loop: each costs a map look-up and a
+ * delete (syscalls, a few µs each), and 2,000 of them at once (a 2,000 qps stream of 5 s TTLs)
+ * held DNS answers back for up to 14 ms (issue 16's profile). Answers queue between chunks.
+ */
+const LEARNED_SWEEP_CHUNK = 256;
+
+/**
  * The allow CIDRs whose only source is a rule with a TTL, and when it lapses: the kernel
  * enforces these deadlines itself, so a grant does not outlive its TTL while the daemon is
  * down. (An address also learned from DNS has none: its expiry is the daemon's, with grace.)
@@ -64,6 +74,14 @@ function allowDeadlines(state: AttachmentPolicyState): Map<string, number> {
     if (!learned.has(r.cidr)) out.set(r.cidr, r.expiresAt);
   }
   return out;
+}
+
+/** The static allow prefixes of a policy (cached per policy: the learn path asks on every answer). */
+const staticAllowSets = new WeakMap<readonly unknown[], Set<string>>();
+function staticAllow(state: AttachmentPolicyState): Set<string> {
+  let s = staticAllowSets.get(state.allowCidrs);
+  if (!s) staticAllowSets.set(state.allowCidrs, (s = new Set(state.allowCidrs.map((r) => r.cidr))));
+  return s;
 }
 
 function nextCidrExpiry(state: AttachmentPolicyState): number | undefined {
@@ -85,7 +103,17 @@ function severedPrefixes(ops: readonly KernelOp[], to: KernelView): string[] {
  * new state needs.
  */
 export class AttachmentRuntime {
-  record: AttachmentRecord;
+  /** The record; its policy's `learned` may lag behind `table` (see `record`). */
+  private rec: AttachmentRecord;
+  /**
+   * The learned addresses, the DNS answer path's own index: an answer costs its addresses, not
+   * a copy of everything learned (see LearnedTable). `record` and `state` build the frozen list
+   * from it only when asked (saves, commands, sweeps), at most once per change.
+   */
+  private table: LearnedTable;
+  /** Learned entries the per-name cap pushed out, and answer addresses beyond it. */
+  learnedEvicted = 0;
+  learnedOverCap = 0;
   private kernel: OwnedKernelView;
   /** The deadlines the kernel was last given (see allowDeadlines). */
   private deadlines = new Map<string, number>();
@@ -111,16 +139,45 @@ export class AttachmentRuntime {
     public dns: DnsServer | undefined,
     private readonly deps: RuntimeDeps,
   ) {
-    this.record = record;
+    this.rec = record;
+    this.table = this.tableOf(record.policy.learned);
     this.kernel = datapath.readView() as OwnedKernelView;
   }
 
+  private tableOf(learned: readonly LearnedAddress[]): LearnedTable {
+    const opts = this.deps.maxAddressesPerName === undefined ? {} : { maxAddressesPerName: this.deps.maxAddressesPerName };
+    return new LearnedTable(learned, opts, this.table as LearnedTable | undefined);
+  }
+
+  /** The record with every learned address (built from the table when it changed since). */
+  get record(): AttachmentRecord {
+    const learned = this.table.list();
+    if (this.rec.policy.learned !== learned) this.rec = { ...this.rec, policy: Object.freeze({ ...this.rec.policy, learned }) };
+    return this.rec;
+  }
+
   get id(): string {
-    return this.record.id;
+    return this.rec.id;
   }
 
   get state(): AttachmentPolicyState {
     return this.record.policy;
+  }
+
+  /** How many addresses are learned (without building the list). */
+  get learnedCount(): number {
+    return this.table.size;
+  }
+
+  /** The DNS name an address was learned from (learnedFrom's answer, from the index). */
+  learnedFrom(address: string): string | undefined {
+    let text: string;
+    try {
+      text = parseAddress(address).text;
+    } catch {
+      return undefined;
+    }
+    return this.table.nameOf(text);
   }
 
   /** Runs `fn` after every earlier mutation has finished. */
@@ -164,16 +221,17 @@ export class AttachmentRuntime {
       throw e;
     }
     this.kernel = target as OwnedKernelView; // built just above, owned from here on
-    this.record = next;
+    this.rec = next;
+    if (state.learned !== this.table.list()) this.table = this.tableOf(state.learned);
     const filtering = state.dns.mode !== 'disabled';
     if (filtering !== this.dnsFiltering) {
-      const [host, port] = splitHostPort(this.record.dnsAddress);
+      const [host, port] = splitHostPort(this.rec.dnsAddress);
       this.datapath.configureDns({ address: host, port }, filtering);
       this.dnsFiltering = filtering;
     }
     // Rebuilding the DNS server's rule set is only needed when the DNS config changed.
     if (state.dns !== previous.policy.dns && JSON.stringify(state.dns) !== JSON.stringify(previous.policy.dns)) this.dns?.update(state.dns);
-    if (!narrows && !this.record.pending) this.persistSoon();
+    if (!narrows && !this.rec.pending) this.persistSoon();
     for (const cidr of severedPrefixes(ops, target)) {
       this.datapath.sever(cidr).catch((e: unknown) => this.deps.logger.warn({ err: e, cidr, attachment: this.id }, 'could not reset connections to a removed address'));
     }
@@ -189,43 +247,81 @@ export class AttachmentRuntime {
   }
 
   /**
-   * A DNS answer: its addresses are in the allow map before this resolves. Costs the answer's
-   * size, not the number of addresses learned so far: learning only appends (address, name)
-   * pairs or extends expiries (policy-engine's learnAddresses guarantees it), so the kernel
-   * needs exactly the appended addresses it does not hold yet, added (never a delete, never a
-   * mode change: nothing to order).
+   * A DNS answer: its addresses are in the allow map before this resolves (a failed map write
+   * rejects, and the answer becomes SERVFAIL). Costs the answer's size, not the number of
+   * addresses learned (LearnedTable): the kernel gets exactly the addresses no name held yet,
+   * and, when the per-name cap pushes entries out, the delete of those no other name holds.
+   * The change reaches the disk within LEARNED_SAVE_DELAY_MS: a crash before loses a widening
+   * (fails closed) or an eviction (a resource bound, not a revocation: the evicted address was
+   * learned and had not expired).
    */
   learn(answer: ResolvedAnswer): Promise<void> {
     return this.serial(() => {
       // With DNS filtering off, answers teach the IP filter nothing (the policy holds no names).
-      if (this.state.dns.mode === 'disabled' || answer.addresses.length === 0) return;
-      const prev = this.state;
-      const next = learnAddresses(prev, answer, this.deps.now(), { minTtlSec: this.deps.minTtlSec, maxTtlSec: this.deps.maxTtlSec });
-      if (next === prev) return;
-      const added = new Set<string>();
-      let soonest = Infinity;
-      // Entries before prev's length were only extended: already in the kernel, and expiring no sooner.
-      const cleared: string[] = [];
-      for (let i = prev.learned.length; i < next.learned.length; i++) {
-        const l = next.learned[i]!;
-        soonest = Math.min(soonest, l.expiresAt);
-        if (!this.kernel.allow.has(l.address)) added.add(l.address);
-        // also a TTL'd rule: now learned, its expiry is the daemon's (with grace), not the kernel's
-        else if (this.deadlines.has(l.address)) cleared.push(l.address);
-      }
-      if (cleared.length) {
-        const deadlines = new Map(this.deadlines);
-        for (const c of cleared) deadlines.delete(c);
-        this.datapath.setAllowDeadlines(deadlines);
-        this.deadlines = deadlines;
-      }
-      if (added.size) this.datapath.apply([...added].map((cidr): KernelOp => ({ op: 'add', map: 'allow', cidr }))); // undoes itself on failure
-      for (const cidr of added) this.kernel.allow.add(cidr);
-      this.record = { ...this.record, policy: next };
-      if (!this.record.pending) this.persistLater();
+      if (this.rec.policy.dns.mode === 'disabled' || answer.addresses.length === 0) return;
+      const plan = this.table.plan(answer, this.deps.now(), {
+        minTtlSec: this.deps.minTtlSec,
+        maxTtlSec: this.deps.maxTtlSec,
+        lastSeenMs: (c) => this.datapath.lastSeenMs(c),
+      });
+      this.learnedOverCap += plan.skipped;
+      if (plan.upserts.length === 0 && plan.evictions.length === 0) return;
+      const statics = staticAllow(this.rec.policy);
+      const adds = plan.added.filter((c) => !this.kernel.allow.has(c));
+      const drops = plan.released.filter((c) => !statics.has(c));
+      const ops: KernelOp[] = [];
+      for (const cidr of adds) ops.push({ op: 'add', map: 'allow', cidr });
+      for (const cidr of drops) ops.push({ op: 'delete', map: 'allow', cidr });
+      if (ops.length) this.datapath.apply(ops); // undoes itself on failure
+      for (const cidr of adds) this.kernel.allow.add(cidr);
+      for (const cidr of drops) this.kernel.allow.delete(cidr);
+      this.table.apply(plan);
+      this.learnedEvicted += plan.evictions.length;
+      // A TTL'd rule now also learned expires with the learned entry (the daemon's, with grace), and
+      // one no longer learned gets its kernel deadline back.
+      const touched = [...plan.added, ...plan.released].filter((c) => statics.has(c));
+      if (touched.length) this.syncDeadlines();
+      if (!this.rec.pending) this.persistLater();
       // Re-armed only when the new entry makes the next sweep come sooner (rarely: TTLs are alike).
-      if (Math.max(soonest, this.lastSweepAt + LEARNED_SWEEP_INTERVAL_MS) < (this.expiryAt ?? Infinity)) this.scheduleExpiry(soonest);
+      if (Math.max(plan.soonest, this.lastSweepAt + LEARNED_SWEEP_INTERVAL_MS) < (this.expiryAt ?? Infinity)) this.scheduleExpiry(plan.soonest);
     });
+  }
+
+  private syncDeadlines(): void {
+    const deadlines = allowDeadlines(this.state);
+    this.datapath.setAllowDeadlines(deadlines);
+    this.deadlines = deadlines;
+  }
+
+  /**
+   * The learned half of an expiry sweep, without rebuilding the state or the kernel view:
+   * O(learned) to scan, then O(expired). Saved in the background, not before the kernel sees
+   * it as other narrowings are: every saved version of an expired entry expires no later
+   * (learning only extends expiries), and a restart expires the saved state before it applies
+   * it, so a crash cannot give the access back.
+   */
+  private expireLearned(now: number): boolean {
+    const seen = new Map<string, number | undefined>();
+    const lastSeen = (c: string) => {
+      if (!seen.has(c)) seen.set(c, this.datapath.lastSeenMs(c));
+      return seen.get(c);
+    };
+    const out = this.table.planExpiry(now, { lastSeenMs: lastSeen, graceMs: this.deps.graceMs, limit: LEARNED_SWEEP_CHUNK });
+    if (out.removed.length === 0 && out.kept.length === 0) return false;
+    const statics = staticAllow(this.rec.policy);
+    const drops = out.released.filter((c) => !statics.has(c));
+    // Only an entry the kernel saw traffic through can carry a connection (the filter stamps the
+    // entry that let a packet or connect through), so only those need a sever pass.
+    const severed = drops.filter((c) => lastSeen(c) !== undefined);
+    if (drops.length) this.datapath.apply(drops.map((cidr): KernelOp => ({ op: 'delete', map: 'allow', cidr }))); // undoes itself on failure
+    for (const cidr of drops) this.kernel.allow.delete(cidr);
+    this.table.applyExpiry(out);
+    if (out.released.some((c) => statics.has(c))) this.syncDeadlines();
+    if (!this.rec.pending) this.persistSoon();
+    for (const cidr of severed) {
+      this.datapath.sever(cidr).catch((e: unknown) => this.deps.logger.warn({ err: e, cidr, attachment: this.id }, 'could not reset connections to a removed address'));
+    }
+    return out.more;
   }
 
   /** Re-applies the saved state onto whatever the kernel holds (after a restart). */
@@ -239,14 +335,14 @@ export class AttachmentRuntime {
   }
 
   /** (Re)arms the expiry timer for `at` (default: the state's next expiry), or `retryMs` from now. */
-  private scheduleExpiry(at = nextExpiry(this.state), retryMs?: number): void {
+  private scheduleExpiry(at = this.nextExpiry(), retryMs?: number): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     this.expiryAt = undefined;
     if (this.closed || at === undefined) return;
     const now = this.deps.now();
     let due = Math.max(at, this.lastSweepAt + LEARNED_SWEEP_INTERVAL_MS);
-    const cidrAt = nextCidrExpiry(this.state);
+    const cidrAt = nextCidrExpiry(this.rec.policy);
     if (cidrAt !== undefined) due = Math.min(due, cidrAt);
     const delay = retryMs ?? Math.max(50, Math.min(due - now, 2 ** 31 - 1));
     this.expiryAt = now + delay;
@@ -256,19 +352,37 @@ export class AttachmentRuntime {
       this.serial(() => {
         const now = this.deps.now();
         this.lastSweepAt = now;
-        const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
-        if (next !== this.state) {
-          this.commit(next); // schedules the next expiry itself
+        const cidrAt = nextCidrExpiry(this.rec.policy);
+        if (cidrAt !== undefined && cidrAt <= now) {
+          // a rule with a TTL lapsed: the general path (plan from the kernel view, saved first)
+          const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
+          if (next !== this.state) {
+            this.commit(next); // schedules the next expiry itself
+            return;
+          }
+        } else if (this.expireLearned(now)) {
+          this.scheduleExpiry(now, 0); // the rest in the next turn, after the answers waiting
           return;
         }
-        // Nothing lapsed: the timer fired a little early (timers and the wall clock differ by
-        // a millisecond or so), or an entry is kept alive by recent traffic and its new expiry
-        // lies ahead. Look again then; a second late look only if time has not moved on.
-        const again = nextExpiry(this.state);
+        // Learned entries swept (or nothing lapsed: the timer fired a little early, timers and
+        // the wall clock differing by a millisecond or so, or an entry is kept alive by recent
+        // traffic and its new expiry lies ahead). Look again then; a second late look only if
+        // time has not moved on.
+        const again = this.nextExpiry();
         this.scheduleExpiry(again, again !== undefined && again <= now ? 1000 : undefined);
-      }).catch((e: unknown) => this.deps.logger.error({ err: e, attachment: this.id }, 'expiry failed'));
+      }).catch((e: unknown) => {
+        this.deps.logger.error({ err: e, attachment: this.id }, 'expiry failed');
+        this.scheduleExpiry(this.nextExpiry(), 1000); // the kernel write was undone: try again
+      });
     }, delay);
     this.expiryTimer.unref();
+  }
+
+  /** The state's next expiry (nextExpiry), without building the learned list. */
+  private nextExpiry(): number | undefined {
+    const learned = this.table.nextExpiry();
+    const cidr = nextCidrExpiry(this.rec.policy);
+    return learned === undefined ? cidr : cidr === undefined ? learned : Math.min(learned, cidr);
   }
 
   /** Writes the record now (synchronously durable). */
@@ -313,7 +427,8 @@ export class AttachmentRuntime {
   }
 
   setRecord(record: AttachmentRecord): void {
-    this.record = record;
+    this.rec = record;
+    if (record.policy.learned !== this.table.list()) this.table = this.tableOf(record.policy.learned);
   }
 
   /** Stops timers and the DNS server, releases fds; pins and the saved record stay. */

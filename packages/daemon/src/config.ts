@@ -167,6 +167,8 @@ export const configSchema = z
         max_ttl: duration({ max: 7 * DAY }).default(3_600_000),
         /** Learned addresses outlive their TTL while the kernel saw traffic to them within this period. */
         grace: duration({ max: 7 * DAY }).default(300_000),
+        /** At most this many learned addresses per DNS name (rotating CDN names must not fill the map); the oldest unused go first. */
+        max_addresses_per_name: z.number().int().min(1).max(65_536).default(64),
         blocked_rcode: z.enum(['refused', 'nxdomain']).default('refused'),
         query_timeout: duration({ min: 1, max: MINUTE }).default(2_000),
         /** Queries a second a workload may send to its own DNS server (UDP datagrams, TCP SYNs), enforced in the kernel; 0 = unlimited. */
@@ -183,6 +185,7 @@ export const configSchema = z
         min_ttl: 5_000,
         max_ttl: 3_600_000,
         grace: 300_000,
+        max_addresses_per_name: 64,
         blocked_rcode: 'refused',
         query_timeout: 2_000,
         rate_limit_qps: 2_000,

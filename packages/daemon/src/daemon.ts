@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createControlPlaneClient, type ControlPlaneClient, type ControlPlaneConnectionState } from '@netfence/controlplane-client';
-import { emptyState, learnedFrom, type PolicyCommand } from '@netfence/policy-engine';
+import { emptyState, type PolicyCommand } from '@netfence/policy-engine';
 import { AttachmentInfoSchema, ConnectionState, UnsubscribeReason, type AttachmentInfo, type ControlCommand, type DaemonStatus } from '@netfence/proto';
 import { DaemonStatusSchema } from '@netfence/proto';
 import type { Logger } from 'pino';
@@ -127,6 +127,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     minTtlSec: config.dns.min_ttl / 1000,
     maxTtlSec: config.dns.max_ttl / 1000,
     graceMs: config.dns.grace,
+    maxAddressesPerName: config.dns.max_addresses_per_name,
     now,
   };
 
@@ -186,7 +187,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   function onDatapathEvent(ev: DatapathEvent): void {
     counters.denyEvents++;
     const rt = byNumericId.get(ev.numericId);
-    const domain = rt ? learnedFrom(rt.state, ev.destination) : undefined;
+    const domain = rt ? rt.learnedFrom(ev.destination) : undefined;
     const attachment = rt?.id ?? `#${ev.numericId}`;
     // A workload hammering a blocked address must not flood the log: rate limited per
     // attachment (all events are still counted, and streamed to the control plane).
@@ -657,6 +658,9 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     metric('netfence_packets_blocked_total', 'counter', 'Packets or connections blocked.', per.map(([id, s]) => [{ attachment: id }, s.packetsBlocked]));
     metric('netfence_dns_queries_allowed_total', 'counter', 'DNS queries answered.', per.map(([id, s]) => [{ attachment: id }, s.dnsQueriesAllowed]));
     metric('netfence_dns_queries_blocked_total', 'counter', 'DNS queries refused.', per.map(([id, s]) => [{ attachment: id }, s.dnsQueriesBlocked]));
+    metric('netfence_dns_learned_addresses', 'gauge', 'Addresses learned from DNS answers (address, name pairs).', [...runtimes.values()].map((rt) => [{ attachment: rt.id }, rt.learnedCount]));
+    metric('netfence_dns_learned_evicted_total', 'counter', 'Learned addresses pushed out by dns.max_addresses_per_name (oldest unused first).', [...runtimes.values()].map((rt) => [{ attachment: rt.id }, rt.learnedEvicted]));
+    metric('netfence_dns_learned_over_cap_total', 'counter', 'Answer addresses not learned: the answer alone had more than dns.max_addresses_per_name.', [...runtimes.values()].map((rt) => [{ attachment: rt.id }, rt.learnedOverCap]));
     metric('netfence_deny_events_total', 'counter', 'Drop events read from the kernel.', [[{}, counters.denyEvents]]);
     metric('netfence_events_lost_total', 'counter', 'Drops the kernel could not report as events (event ring full).', [...runtimes.values()].map((rt) => [{ attachment: rt.id }, eventsLostOf(rt)]));
     metric('netfence_dns_rate_limited_total', 'counter', "Queries to the attachment's DNS server the kernel dropped over dns.rate_limit_qps (not in packets_blocked).", [...runtimes.values()].map((rt) => [{ attachment: rt.id }, dnsRateLimitedOf(rt)]));

@@ -77,6 +77,30 @@ async function writeFileAtomicAsync(path: string, data: string, current: () => b
   }
 }
 
+const LEARNED_SLOT = `"nf-learned-${randomUUID()}"`;
+/** Learned entries stringified per turn of the event loop by serializeRecordAsync. */
+const SERIALIZE_SLICE = 1000;
+
+/**
+ * JSON.stringify(record) in slices of SERIALIZE_SLICE learned entries, yielding to the event
+ * loop between them: a record is saved about once a second while DNS answers stream in, and
+ * stringifying 10,000 learned entries at once held answers back for 3 ms on a quiet machine
+ * and up to 19 ms on a busy one (issue 16's profile under dnsperf). Same text, same total CPU,
+ * no long stall. The record is immutable (frozen state), so the slices are consistent.
+ */
+export async function serializeRecordAsync(record: AttachmentRecord): Promise<string> {
+  const learned = record.policy.learned;
+  if (learned.length <= SERIALIZE_SLICE) return JSON.stringify(record);
+  const parts: string[] = [];
+  for (let i = 0; i < learned.length; i += SERIALIZE_SLICE) {
+    parts.push(JSON.stringify(learned.slice(i, i + SERIALIZE_SLICE)).slice(1, -1));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  const rest = JSON.stringify({ ...record, policy: { ...record.policy, learned: LEARNED_SLOT.slice(1, -1) } });
+  const at = rest.lastIndexOf(LEARNED_SLOT);
+  return `${rest.slice(0, at)}[${parts.join(',')}]${rest.slice(at + LEARNED_SLOT.length)}`;
+}
+
 /**
  * Crash-safe persistence under data_dir: one JSON file per attachment, each
  * replaced atomically (write temp, fsync, rename, fsync dir), so a kill -9 at
@@ -156,7 +180,8 @@ export function createStateStore(dataDir: string, explicitDaemonId?: string): St
     },
     saveAsync(record) {
       const mine = bump(record.id);
-      return writeFileAtomicAsync(fileOf(record.id), JSON.stringify(record), () => latest.get(record.id) === mine);
+      const current = () => latest.get(record.id) === mine;
+      return serializeRecordAsync(record).then((text) => (current() ? writeFileAtomicAsync(fileOf(record.id), text, current) : undefined));
     },
     remove(id) {
       latest.delete(id);
