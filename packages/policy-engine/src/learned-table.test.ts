@@ -15,7 +15,7 @@ const answerArb = fc.record({
 describe('LearnedTable', () => {
   test('without a cap it holds exactly what learnAddresses and expireState make of the same answers (property)', () => {
     fc.assert(
-      fc.property(fc.array(answerArb, { maxLength: 40 }), fc.integer({ min: 0, max: 60_000 }), (answers, expireAfter) => {
+      fc.property(fc.array(answerArb, { maxLength: 40 }), fc.integer({ min: 0, max: 60_000 }), fc.integer({ min: 1, max: 8 }), (answers, expireAfter, limit) => {
         let state = base;
         const table = new LearnedTable();
         let now = 1_000;
@@ -28,13 +28,21 @@ describe('LearnedTable', () => {
         }
         const at = now + expireAfter;
         const expired = expireState(state, at);
-        const plan = table.planExpiry(at);
-        table.applyExpiry(plan);
+        // in chunks of `limit` expired entries, as the daemon's sweep does
+        const released: string[] = [];
+        for (let more = true, rounds = 0; more; rounds++) {
+          const plan = table.planExpiry(at, { limit });
+          expect(plan.removed.length + plan.kept.length).toBeLessThanOrEqual(limit);
+          table.applyExpiry(plan);
+          released.push(...plan.released);
+          more = plan.more;
+          expect(rounds).toBeLessThan(100);
+        }
         expect(sorted(table.list())).toEqual(sorted(expired.learned));
         // released: exactly the addresses no name holds any more
         const before = new Set(state.learned.map((l) => l.address));
         const after = new Set(expired.learned.map((l) => l.address));
-        expect(new Set(plan.released)).toEqual(new Set([...before].filter((a) => !after.has(a))));
+        expect(new Set(released)).toEqual(new Set([...before].filter((a) => !after.has(a))));
       }),
     );
   });

@@ -39,6 +39,8 @@ export interface ExpiryPlan {
   readonly kept: readonly LearnedAddress[];
   /** Addresses no name holds any more. */
   readonly released: readonly string[];
+  /** Expired entries beyond the plan's limit are left for another plan. */
+  readonly more: boolean;
 }
 
 const keyOf = (l: LearnedAddress): string => `${l.address} ${l.name}`;
@@ -156,14 +158,21 @@ export class LearnedTable {
   /**
    * Which entries expire at nowMs, without changing anything (expireState's rule): those whose
    * expiresAt <= nowMs go unless `lastSeenMs(address)` is within graceMs of now; such an entry
-   * is kept with expiresAt = lastSeen + graceMs. One pass, no new state built.
+   * is kept with expiresAt = lastSeen + graceMs. One pass, no new state built. With `limit`,
+   * at most that many expired entries are looked at (`more` says whether any were left).
    */
-  planExpiry(nowMs: number, opts: { readonly lastSeenMs?: (address: string) => number | undefined; readonly graceMs?: number } = {}): ExpiryPlan {
+  planExpiry(nowMs: number, opts: { readonly lastSeenMs?: (address: string) => number | undefined; readonly graceMs?: number; readonly limit?: number } = {}): ExpiryPlan {
     const grace = opts.graceMs ?? 0;
+    const limit = opts.limit ?? Infinity;
     const removed: LearnedAddress[] = [];
     const kept: LearnedAddress[] = [];
+    let more = false;
     for (const l of this.entries) {
       if (l.expiresAt > nowMs) continue;
+      if (removed.length + kept.length >= limit) {
+        more = true;
+        break;
+      }
       const seen = opts.lastSeenMs?.(l.address);
       if (seen !== undefined && Number.isFinite(seen) && seen + grace > nowMs) kept.push(Object.freeze({ ...l, expiresAt: seen + grace }));
       else removed.push(l);
@@ -172,7 +181,7 @@ export class LearnedTable {
     for (const l of removed) gone.set(l.address, (gone.get(l.address) ?? 0) + 1);
     const released: string[] = [];
     for (const [address, n] of gone) if (this.byAddress.get(address)!.size === n) released.push(address);
-    return { removed, kept, released };
+    return { removed, kept, released, more };
   }
 
   /** Applies a plan made by planExpiry on this table's current contents. */
