@@ -295,8 +295,8 @@ export class AttachmentRuntime {
 
   /**
    * The learned half of an expiry sweep, without rebuilding the state or the kernel view:
-   * O(learned) to scan, then O(expired). Saved in the background, not before the kernel sees
-   * it as other narrowings are: every saved version of an expired entry expires no later
+   * O(learned) to scan, then O(expired). Saved within LEARNED_SAVE_DELAY_MS, not before the
+   * kernel sees it as other narrowings are: every saved version of an expired entry expires no later
    * (learning only extends expiries), and a restart expires the saved state before it applies
    * it, so a crash cannot give the access back.
    */
@@ -317,7 +317,9 @@ export class AttachmentRuntime {
     for (const cidr of drops) this.kernel.allow.delete(cidr);
     this.table.applyExpiry(out);
     if (out.released.some((c) => statics.has(c))) this.syncDeadlines();
-    if (!this.rec.pending) this.persistSoon();
+    // Coalesced like learned additions (at most one save a second): a save per sweep chunk
+    // kept a save of the whole record running back to back under a stream of answers.
+    if (!this.rec.pending) this.persistLater();
     for (const cidr of severed) {
       this.datapath.sever(cidr).catch((e: unknown) => this.deps.logger.warn({ err: e, cidr, attachment: this.id }, 'could not reset connections to a removed address'));
     }
