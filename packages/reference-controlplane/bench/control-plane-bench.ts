@@ -144,7 +144,7 @@ async function main(): Promise<void> {
     }
     await new Promise((res) => setTimeout(res, 200));
   }
-  const metricsText = cp.metrics();
+  const metricsText = await cp.metrics();
   const sent = [...metricsText.matchAll(/^netfence_cp_commands_sent_total\{kind="(\w+)"\} (\d+)$/gm)].map((m) => `${m[1]}=${m[2]}`).join(' ');
   const fanout = /netfence_cp_push_fanout_seconds_sum ([0-9.e-]+)\nnetfence_cp_push_fanout_seconds_count (\d+)/.exec(metricsText);
 

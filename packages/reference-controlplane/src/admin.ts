@@ -1,4 +1,4 @@
-// The admin API: plain JSON over HTTP, plus Prometheus /metrics.
+// The admin API: plain JSON over HTTP, plus Prometheus /metrics and the /healthz, /readyz probes.
 
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { PolicyError } from '@netfence/policy-engine';
@@ -92,7 +92,12 @@ export function createAdminHandler(deps: AdminDeps): RequestListener {
     const url = new URL(req.url ?? '/', 'http://admin');
     const method = req.method ?? 'GET';
     const path = url.pathname.replace(/\/+$/, '') || '/';
+    // Probes answer without a token, like a load balancer or kubelet asks.
     if (path === '/healthz') return json(res, 200, { ok: true });
+    if (path === '/readyz') {
+      const r = cp.readiness();
+      return json(res, r.ready ? 200 : 503, r);
+    }
     if (!authorize(req)) {
       return json(res, 401, errorBody('NETFENCE_ERR_UNAUTHENTICATED', 'missing or invalid bearer token'), {
         'www-authenticate': 'Bearer realm="netfence"',
@@ -103,8 +108,8 @@ export function createAdminHandler(deps: AdminDeps): RequestListener {
 
     if (path === '/metrics') {
       if (method !== 'GET') return notAllowed('GET');
-      const text = cp.metrics();
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+      const text = await cp.metrics();
+      res.writeHead(200, { 'content-type': cp.registry.contentType, 'content-length': Buffer.byteLength(text) });
       res.end(text);
       return;
     }

@@ -41,7 +41,16 @@ function policySourceOf(opts: ControlPlaneOptions, log: Logger): PolicySource {
 export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
   const log = (opts.logger ?? noopLogger).child({ component: 'reference-controlplane' });
   const events = new EventEmitter();
-  const metrics = new ControlPlaneMetrics();
+  // The gauges read the sessions and the reloader at scrape time (both exist by then).
+  const metrics = new ControlPlaneMetrics(
+    {
+      daemons: () => sessions.all.size,
+      attachments: () => sessions.attachmentCount(),
+      policies: () => reloader.current().policies.length,
+      policyValid: () => reloader.lastError() === undefined,
+    },
+    { processMetrics: opts.processMetrics ?? true },
+  );
   const tokens = createTokenCheck(opts.auth?.tokens ?? []);
   let closed = false;
   const isClosed = (): boolean => closed;
@@ -77,13 +86,13 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
     daemons: sessions.daemons,
     attachments: sessions.attachments,
     denyEvents: sessions.denyEvents,
-    metrics: () =>
-      metrics.render({
-        daemons: sessions.all.size,
-        attachments: sessions.attachmentCount(),
-        policies: reloader.current().policies.length,
-        policyValid: reloader.lastError() === undefined,
-      }),
+    metrics: () => metrics.render(),
+    registry: metrics.registry,
+    readiness: () => {
+      if (closed) return { ready: false, reason: 'control plane closed' };
+      if (servers.grpcListeners() === 0) return { ready: false, reason: 'gRPC server not listening' };
+      return { ready: true };
+    },
     queryDns,
     events,
     async close(): Promise<void> {
@@ -104,7 +113,7 @@ export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
     cp,
     authorize: (req) => {
       const ok = tokens.ok(req.headers.authorization);
-      if (!ok) metrics.authFailures++;
+      if (!ok) metrics.authFailures.inc();
       return ok;
     },
     log,

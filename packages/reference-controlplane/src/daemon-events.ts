@@ -104,7 +104,7 @@ function onCommandResult(ops: SessionOps, s: Session, r: CommandResult): void {
     at: iso(t),
   };
   if (r.ok) {
-    ops.metrics.acks++;
+    ops.metrics.acks.inc();
     ops.metrics.ackLatency.observe((t - p.sentAt) / 1000);
     if (rec) {
       rec.acks++;
@@ -112,7 +112,7 @@ function onCommandResult(ops: SessionOps, s: Session, r: CommandResult): void {
     }
     return;
   }
-  ops.metrics.nacks++;
+  ops.metrics.nacks.inc();
   ops.log.warn({ daemonId: s.daemonId, attachment: p.attachmentId, command: p.kind, code: r.errorCode, error: r.errorMessage }, 'command rejected (NACK)');
   if (rec) {
     rec.nacks++;
@@ -126,7 +126,7 @@ function onCommandResult(ops: SessionOps, s: Session, r: CommandResult): void {
 function onDenyEvents(ops: SessionOps, s: Session, batch: DenyEvents): void {
   const list = ops.denyEvents;
   for (const d of batch.events) {
-    ops.metrics.denyEvents++;
+    ops.metrics.denyEvents.inc();
     list.push({
       daemonId: s.daemonId,
       attachmentId: d.attachmentId,

@@ -12,6 +12,7 @@ export type {
   DenyEventView,
   ListeningAddress,
   PolicyStore,
+  Readiness,
   ReloadResult,
   StoredPolicy,
   TlsOptions,

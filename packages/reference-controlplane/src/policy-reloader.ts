@@ -50,7 +50,7 @@ export function createPolicyReloader(opts: PolicyReloaderOptions): PolicyReloade
 
   function reject(err: ControlPlaneError): ReloadResult {
     lastErr = err;
-    metrics.reloadsFailed++;
+    metrics.reloadsFailed.inc();
     log.error({ err: err.message, issues: err.issues }, 'policy file rejected; keeping the last good policy');
     events.emit('reloadError', err);
     const r: ReloadResult = { changed: false, commands: 0, error: err };
@@ -65,7 +65,7 @@ export function createPolicyReloader(opts: PolicyReloaderOptions): PolicyReloade
       events.emit('reload', r);
       return r;
     }
-    metrics.reloadsOk++;
+    metrics.reloadsOk.inc();
     set = next;
     const commands = opts.push(next);
     const r: ReloadResult = { changed: true, commands };

@@ -40,8 +40,8 @@ export function createQueryDns(attachment: (id: string) => AttachmentRecord | un
         allow = false;
       }
     }
-    if (allow) metrics.dnsAllowed++;
-    else metrics.dnsDenied++;
+    if (allow) metrics.dnsAllowed.inc();
+    else metrics.dnsDenied.inc();
     return create(DnsQueryResponseSchema, { allow, addToFilter: true });
   };
 }

@@ -54,7 +54,7 @@ export function createRoutes(opts: RoutesOptions): (router: ConnectRouter) => vo
     }
   }
 
-  const interceptors = opts.tokens.enabled ? [authInterceptor(opts.tokens, () => void opts.metrics.authFailures++)] : undefined;
+  const interceptors = opts.tokens.enabled ? [authInterceptor(opts.tokens, () => opts.metrics.authFailures.inc())] : undefined;
   return (router) => {
     router.service(
       ControlPlaneService,

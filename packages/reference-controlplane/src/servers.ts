@@ -28,6 +28,8 @@ export interface ServersOptions {
 export interface Servers {
   listen(addr: string): Promise<ListeningAddress>;
   listenAdmin(addr: string): Promise<ListeningAddress>;
+  /** gRPC listeners bound and not closed. */
+  grpcListeners(): number;
   /** Closes every listener started so far, cutting open connections. */
   close(): Promise<void>;
 }
@@ -67,6 +69,7 @@ function invalidTls(e: unknown): ControlPlaneError {
 export function createServers(opts: ServersOptions): Servers {
   const { log } = opts;
   const open: { close: () => Promise<void> }[] = [];
+  let grpcListeners = 0;
   const checkOpen = (): void => {
     if (opts.isClosed()) throw new ControlPlaneError('NETFENCE_ERR_CLOSED', 'control plane is closed');
   };
@@ -91,9 +94,11 @@ export function createServers(opts: ServersOptions): Servers {
       sess.on('close', () => h2sessions.delete(sess));
     });
     const bound = await listenOn(server, addr, tls ? 'https' : 'http');
+    grpcListeners++;
     open.push({
       close: () =>
         new Promise<void>((resolve) => {
+          grpcListeners--;
           server.close(() => resolve());
           for (const sess of h2sessions) sess.destroy();
         }),
@@ -126,6 +131,7 @@ export function createServers(opts: ServersOptions): Servers {
   return {
     listen,
     listenAdmin,
+    grpcListeners: () => grpcListeners,
     async close() {
       await Promise.all(open.splice(0).map((s) => s.close()));
     },

@@ -5,6 +5,7 @@
 import type { EventEmitter } from 'node:events';
 import type * as http from 'node:http';
 import type { ConnectRouter } from '@connectrpc/connect';
+import type { Registry } from 'prom-client';
 import type { DnsQueryResponse } from '@netfence/proto';
 import type { PolicyConfig } from '@netfence/policy-engine';
 import type { ControlPlaneError } from './errors';
@@ -44,6 +45,18 @@ export interface ControlPlaneOptions {
   readonly nonces?: boolean;
   /** Injected clock (ms). */
   readonly now?: () => number;
+  /**
+   * prom-client's process and Node.js metrics (process_*, nodejs_*) in this control plane's
+   * registry (default true). An embedding process that exports its own turns them off here.
+   */
+  readonly processMetrics?: boolean;
+}
+
+/** GET /readyz: ready once a gRPC listener is bound (a valid policy is in force from creation on). */
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why not, when not ready. */
+  readonly reason?: string;
 }
 
 export interface ListeningAddress {
@@ -144,8 +157,12 @@ export interface ControlPlane {
   daemons(): DaemonView[];
   attachments(): AttachmentView[];
   denyEvents(): DenyEventView[];
-  /** Prometheus text exposition. */
-  metrics(): string;
+  /** Prometheus text exposition of `registry`. */
+  metrics(): Promise<string>;
+  /** This control plane's own prom-client registry (never the global one). */
+  readonly registry: Registry;
+  /** What GET /readyz answers. */
+  readiness(): Readiness;
   /** Decide a DNS name for an attachment, as QueryDns does. */
   queryDns(req: { id: string; domain: string; queryType?: string }): DnsQueryResponse;
   readonly events: EventEmitter;

@@ -209,7 +209,7 @@ describe('Connect stream', () => {
     expect(res.changed).toBe(false);
     expect(res.error?.message).toContain(`${env.file}:11:9: policies[0].rules[1]: NETFENCE_ERR_INVALID_CIDR`);
     expect(env.cp.lastError()?.issues[0]).toMatchObject({ file: env.file, line: 11, key: 'policies[0].rules[1]' });
-    expect(env.cp.metrics()).toContain('netfence_cp_policy_valid 0');
+    expect(await env.cp.metrics()).toContain('netfence_cp_policy_valid 0');
     // the old policy is still served
     d.subscribe('a2', { tenant: 'acme' });
     const [ack] = await d.next(1, 2);
@@ -255,7 +255,7 @@ describe('Connect stream', () => {
     expect(env.cp.attachments()[0]!.lastResult).toMatchObject({ ok: true });
     // the resync is not itself resynced again: exactly 4 commands in all
     expect(d.received).toHaveLength(4);
-    expect(env.cp.metrics()).toMatch(/netfence_cp_command_nacks_total 1/);
+    expect(await env.cp.metrics()).toMatch(/netfence_cp_command_nacks_total 1/);
   });
 
   it('never requires results: a daemon without the nonce extension is tracked only a bounded amount', async () => {
@@ -293,7 +293,7 @@ describe('QueryDns (proxy mode)', () => {
     expect(await queryDns(env.client, { id: 'p1', domain: 'elsewhere.net' })).toMatchObject({ allow: false });
     expect(await queryDns(env.client, { id: 'unknown', domain: 'www.example.org' })).toMatchObject({ allow: false });
     expect(await queryDns(env.client, { id: 'p1', domain: 'bad..name' })).toMatchObject({ allow: false });
-    expect(env.cp.metrics()).toMatch(/netfence_cp_dns_queries_total\{verdict="allow"\} 1/);
+    expect(await env.cp.metrics()).toMatch(/netfence_cp_dns_queries_total\{verdict="allow"\} 1/);
   });
 
   it('uses dns.proxy_default for names no rule matches', async () => {
@@ -410,7 +410,7 @@ describe('auth and transport', () => {
     expect((await admin(a.url, 'GET', '/v1/daemons')).status).toBe(401);
     expect((await admin(a.url, 'GET', '/metrics')).status).toBe(401);
     expect((await admin(a.url, 'GET', '/v1/daemons', undefined, 's3cret')).status).toBe(200);
-    expect(env.cp.metrics()).toMatch(/netfence_cp_auth_failures_total [4-9]/);
+    expect(await env.cp.metrics()).toMatch(/netfence_cp_auth_failures_total [4-9]/);
   });
 
   it('serves over TLS and mTLS', async () => {
