@@ -3,8 +3,8 @@
 
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import pino from 'pino';
 import { createControlPlane } from './control-plane';
+import { createLogger } from './logger';
 import type { Logger } from './logger';
 import { createPostgresPolicyStore } from './postgres-store';
 import type { ControlPlane, ListeningAddress, PolicyStore } from './types';
@@ -55,7 +55,7 @@ export async function startFromArgv(argv: string[], env: NodeJS.ProcessEnv = pro
     tokenFile?: string;
     logLevel: string;
   }>();
-  const log = logger ?? (pino({ level: o.logLevel, base: { service: 'netfence-controlplane' } }) as unknown as Logger);
+  const log = logger ?? createLogger(o.logLevel);
   const tokens = [...o.token, ...(env.NETFENCE_CP_TOKENS ?? '').split(',').map((t) => t.trim())].filter(Boolean);
   if (o.tokenFile) tokens.push(...readFileSync(o.tokenFile, 'utf8').split('\n').map((t) => t.trim()).filter(Boolean));
   if (!!o.tlsCert !== !!o.tlsKey) throw new ControlPlaneError('NETFENCE_ERR_TLS', '--tls-cert and --tls-key go together');

@@ -9,7 +9,7 @@ import { createTokenCheck } from './auth';
 import { createFanOut } from './fan-out';
 import { createFilePolicySource } from './file-policy-source';
 import { createInlinePolicySource } from './inline-policy-source';
-import { noopLogger } from './logger';
+import { childLogger, noopLogger } from './logger';
 import type { Logger } from './logger';
 import { ControlPlaneMetrics } from './metrics';
 import { NO_MATCH_CONFIG, selectPolicy } from './policy-file';
@@ -39,7 +39,7 @@ function policySourceOf(opts: ControlPlaneOptions, log: Logger): PolicySource {
 
 /** Loads and validates the policy synchronously: throws ControlPlaneError (POLICY_READ / POLICY_INVALID). */
 export function createControlPlane(opts: ControlPlaneOptions): ControlPlane {
-  const log = (opts.logger ?? noopLogger).child({ component: 'reference-controlplane' });
+  const log = childLogger(opts.logger ?? noopLogger, { component: 'reference-controlplane' });
   const events = new EventEmitter();
   // The gauges read the sessions and the reloader at scrape time (both exist by then).
   const metrics = new ControlPlaneMetrics(

@@ -4,6 +4,7 @@
 
 import { Client, Pool } from 'pg';
 import { ControlPlaneError } from './errors';
+import { childLogger } from './logger';
 import type { Logger } from './logger';
 import type { PolicyStore, StoredPolicy } from './types';
 
@@ -30,7 +31,7 @@ const CHANNEL = 'netfence_policy';
 export async function createPostgresPolicyStore(opts: PostgresStoreOptions): Promise<PolicyStore> {
   const name = opts.name ?? 'default';
   const source = `postgres:${TABLE}/${name}`;
-  const log = opts.logger?.child({ component: 'policy-store', source });
+  const log = opts.logger && childLogger(opts.logger, { component: 'policy-store', source });
   const pool = new Pool({ connectionString: opts.connectionString, max: 2 });
   pool.on('error', (e) => log?.warn({ err: e.message }, 'idle database connection failed'));
   const fail = (code: 'NETFENCE_ERR_POLICY_READ' | 'NETFENCE_ERR_POLICY_WRITE', what: string, e: unknown) =>
