@@ -4,6 +4,7 @@
 // README's "Metrics" table; test/metrics-doc.test.ts checks both agree.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERSION } from './version';
 
 /** What the gauges read at scrape time. */
 export interface MetricsState {
@@ -19,8 +20,6 @@ export interface ControlPlaneMetricsOptions {
   readonly processMetrics?: boolean;
 }
 
-// By package name, not '../package.json': the benchmark runs this file compiled elsewhere.
-const VERSION = (require('@netfence/reference-controlplane/package.json') as { version: string }).version;
 
 export class ControlPlaneMetrics {
   readonly registry = new Registry();

@@ -107,7 +107,8 @@ describe('metrics', () => {
     // prom-client's process metrics are in the same registry.
     expect(scrape.text).toMatch(/^process_cpu_seconds_total /m);
     expect(scrape.text).toMatch(/^nodejs_heap_size_used_bytes /m);
-    expect(scrape.text).toContain(`netfence_cp_build_info{version="0.1.0",node="${process.version}"} 1`);
+    const { version } = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+    expect(scrape.text).toContain(`netfence_cp_build_info{version="${version}",node="${process.version}"} 1`);
   });
 
   it('counts across scrapes: commands by kind, fan-out per policy change, ACKs, gauges', async () => {
