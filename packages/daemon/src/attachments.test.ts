@@ -66,7 +66,7 @@ function runtime() {
     policy,
   };
   const m = memoryDatapath();
-  const rt = new AttachmentRuntime(record, m.dp, undefined, { store, logger: pino({ level: 'silent' }), minTtlSec: 0, maxTtlSec: 3600, graceMs: 0, now: () => Date.now() });
+  const rt = new AttachmentRuntime(record, m.dp, { store, logger: pino({ level: 'silent' }), minTtlSec: 0, maxTtlSec: 3600, graceMs: 0, now: () => Date.now() });
   return { rt, ...m };
 }
 

@@ -18,7 +18,7 @@ import {
 import type { Logger } from 'pino';
 import type { AttachmentDatapath } from './datapath';
 import { DaemonError } from './daemon-error';
-import type { DnsServer, ResolvedAnswer } from './dns-servers';
+import type { DnsServer, ResolvedAnswer } from './dns-server-types';
 import type { AttachmentRecord, StateStore } from './state-store';
 
 export interface RuntimeDeps {
@@ -31,6 +31,13 @@ export interface RuntimeDeps {
   readonly maxAddressesPerName?: number;
   readonly now: () => number;
 }
+
+/**
+ * Starts an attachment's DNS server for `record` (on a port it picks, or at the record's
+ * address); every answer the server resolves goes to `learn` before it is released.
+ * Returns the server and the address it bound.
+ */
+export type DnsOpener = (record: AttachmentRecord, learn: (answer: ResolvedAnswer) => Promise<void>) => Promise<{ server: DnsServer; dnsAddress: string }>;
 
 export function newAttachmentId(): string {
   return `att-${randomBytes(6).toString('hex')}`;
@@ -133,10 +140,12 @@ export class AttachmentRuntime {
   dnsAllowed = 0n;
   dnsBlocked = 0n;
 
+  /** This attachment's DNS server, once startDns has bound it. */
+  dns: DnsServer | undefined;
+
   constructor(
     record: AttachmentRecord,
     readonly datapath: AttachmentDatapath,
-    public dns: DnsServer | undefined,
     private readonly deps: RuntimeDeps,
   ) {
     this.rec = record;
@@ -178,6 +187,17 @@ export class AttachmentRuntime {
       return undefined;
     }
     return this.table.nameOf(text);
+  }
+
+  /**
+   * Starts this attachment's own DNS server, whose answers this runtime learns; the record
+   * takes the address it bound. Rejects (and holds no server) when it cannot bind. Called once,
+   * by the registry, before anything else can reach the runtime (attach, restore).
+   */
+  async startDns(open: DnsOpener): Promise<void> {
+    const { server, dnsAddress } = await open(this.rec, (answer) => this.learn(answer));
+    this.dns = server;
+    if (dnsAddress !== this.rec.dnsAddress) this.rec = { ...this.rec, dnsAddress };
   }
 
   /** Runs `fn` after every earlier mutation has finished. */

@@ -2,7 +2,7 @@ import { createDnsFilter, type DnsFilter } from '@netfence/dns-filter';
 import { domainRuleSetFromDns, type DnsState } from '@netfence/policy-engine';
 import type { Logger } from 'pino';
 import { joinHostPort } from './attachments';
-import type { DnsServer, DnsServerParams } from './dns-servers';
+import type { DnsServer, DnsServerParams } from './dns-server-types';
 import type { WorkloadLog } from './workload-log';
 
 export interface DnsDefaults {

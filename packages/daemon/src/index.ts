@@ -14,4 +14,4 @@ export { VERSION } from './version';
 export { prepareDaemonProcess } from './process-setup';
 export type { AttachmentRecord, AttachmentKind, TcDirection } from './state-store';
 export type { AttachParams, Datapath, AttachmentDatapath, DatapathEvent, DatapathCounters } from './datapath';
-export type { DnsServer, StartDnsServer, DnsServerParams, ResolvedAnswer, ProxyDecision } from './dns-servers';
+export type { DnsServer, StartDnsServer, DnsServerParams, ResolvedAnswer, ProxyDecision } from './dns-server-types';

@@ -135,3 +135,31 @@ export function cgroupAlive(path: string, cgroupId: string): boolean {
     return false;
   }
 }
+
+/** What an Attach names, resolved to the target's kind, canonical name and kernel identity. */
+export interface AttachTarget {
+  readonly kind: 'tc' | 'cgroup';
+  readonly target: string;
+  readonly identity: { ifindex?: number; cgroupId?: string };
+  readonly direction: 'ingress' | 'egress' | undefined;
+  readonly l3: boolean;
+}
+
+/** Resolves exactly one of interface_name or cgroup_path (tc_direction only with an interface). */
+export function resolveAttachTarget(input: { readonly interfaceName?: string; readonly cgroupPath?: string; readonly tcDirection?: 'ingress' | 'egress' }): AttachTarget {
+  if (input.interfaceName && !input.cgroupPath) {
+    const t = resolveInterface(input.interfaceName);
+    return { kind: 'tc', target: t.ifname, identity: { ifindex: t.ifindex }, direction: input.tcDirection ?? defaultTcDirection(t), l3: t.l3 };
+  }
+  if (input.cgroupPath && !input.interfaceName) {
+    if (input.tcDirection) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'tc_direction applies to interfaces, not cgroups');
+    const t = resolveCgroup(input.cgroupPath);
+    return { kind: 'cgroup', target: t.path, identity: { cgroupId: t.cgroupId }, direction: undefined, l3: false };
+  }
+  throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'give exactly one of interface_name or cgroup_path');
+}
+
+/** Is the record's interface (by ifindex, in `links`) or cgroup (by id) still there? */
+export function targetAlive(r: { readonly kind: string; readonly target: string; readonly identity: { ifindex?: number; cgroupId?: string } }, links: Map<number, string>): boolean {
+  return r.kind === 'tc' ? interfaceAlive(r.identity.ifindex ?? -1, links) : cgroupAlive(r.target, r.identity.cgroupId ?? '');
+}

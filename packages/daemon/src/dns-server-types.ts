@@ -1,4 +1,5 @@
-// The daemon's view of one attachment's DNS server. Implemented over @netfence/dns-filter.
+// The daemon's view of one attachment's DNS server (types only; the server is started by
+// dns-filter-server.ts over @netfence/dns-filter, for the attachment runtime).
 
 import type { DnsState } from '@netfence/policy-engine';
 

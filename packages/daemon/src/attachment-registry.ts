@@ -1,0 +1,402 @@
+// The attachment registry: every attachment this daemon holds (its runtime), and the jobs on
+// that set: attach, restore at start, teardown (detach, target gone), the target watch, the
+// commands and drop events the control plane link routes to an attachment. The process shell
+// (daemon.ts) owns the registry; the registry reaches the control plane only through `link()`.
+
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import type { ControlPlaneClient } from '@netfence/controlplane-client';
+import { emptyState } from '@netfence/policy-engine';
+import { UnsubscribeReason, type ControlCommand } from '@netfence/proto';
+import { attachmentTypeToPb, dnsModeToPb, policyModeToPb } from '@netfence/policy-wire';
+import type { Logger } from 'pino';
+import { createAttachmentDns, type AttachmentDns } from './attachment-dns';
+import { AttachmentRuntime, newAttachmentId, type RuntimeDeps } from './attachments';
+import { AwaitingAcks } from './background-subscribe';
+import type { DaemonConfig } from './config';
+import { DaemonError } from './daemon-error';
+import type { AttachParams, AttachmentDatapath, Datapath, DatapathEvent } from './datapath';
+import type { StartDnsServer } from './dns-server-types';
+import { quoteInput } from './request-limits';
+import type { AttachmentRecord, StateStore } from './state-store';
+import { interfaceSnapshot, interfaceSnapshotAsync, resolveAttachTarget, targetAlive } from './targets';
+import { applyWireCommand } from './wire-command';
+import type { WorkloadLog } from './workload-log';
+import type { AttachInput } from './api-server';
+
+export interface RegistryDeps {
+  readonly config: DaemonConfig;
+  readonly logger: Logger;
+  readonly store: StateStore;
+  readonly now: () => number;
+  readonly workloadLog: WorkloadLog;
+  readonly startDnsServer: StartDnsServer;
+  /** The datapath (created by the shell at start, before restore). */
+  readonly datapath: () => Datapath;
+  /** The control plane link, once connected (undefined before start and while restoring). */
+  readonly link: () => ControlPlaneClient | undefined;
+}
+
+/** Counters the metrics read: drop events, and commands applied or rejected whole. */
+export interface RegistryCounters {
+  denyEvents: number;
+  commandsApplied: number;
+  commandsRejected: number;
+}
+
+type Subscribed = Parameters<ControlPlaneClient['subscribe']>[0];
+
+/** What the datapath needs of a record (its kind, identity and TC direction). */
+function datapathParams(r: AttachmentRecord): AttachParams {
+  return r.kind === 'tc'
+    ? { kind: 'tc', id: r.id, numericId: r.numericId, ifindex: r.identity.ifindex!, direction: r.tcDirection ?? 'ingress', l3: !!r.l3 }
+    : { kind: 'cgroup', id: r.id, numericId: r.numericId, cgroupPath: r.target };
+}
+
+function identityKey(r: { kind: string; identity: { ifindex?: number; cgroupId?: string } }): string {
+  return r.kind === 'tc' ? `tc:${r.identity.ifindex}` : `cg:${r.identity.cgroupId}`;
+}
+
+export class AttachmentRegistry {
+  private readonly runtimes = new Map<string, AttachmentRuntime>();
+  /** Drop events name their attachment by the small number the kernel knows it by. */
+  private readonly byNumericId = new Map<number, AttachmentRuntime>();
+  /** Attach calls in progress, by target identity, so a duplicate is refused before it races. */
+  private readonly pendingTargets = new Set<string>();
+  /** Attached with subscribe_ack_timeout 0: their SubscribedAck goes on in the background. */
+  readonly awaiting = new AwaitingAcks();
+  /** Targets that vanished while the daemon was down: Unsubscribed once the link is up. */
+  private readonly vanished: string[] = [];
+  private readonly dns: AttachmentDns;
+  private readonly runtimeDeps: RuntimeDeps;
+  private readonly noWait: boolean;
+  private nextNumericId = 1;
+  private watching = false;
+  readonly counters: RegistryCounters = { denyEvents: 0, commandsApplied: 0, commandsRejected: 0 };
+
+  constructor(private readonly d: RegistryDeps) {
+    const c = d.config;
+    this.noWait = c.control_plane.subscribe_ack_timeout === 0;
+    this.runtimeDeps = {
+      store: d.store,
+      logger: d.logger.child({ component: 'attachment' }),
+      minTtlSec: c.dns.min_ttl / 1000,
+      maxTtlSec: c.dns.max_ttl / 1000,
+      graceMs: c.dns.grace,
+      maxAddressesPerName: c.dns.max_addresses_per_name,
+      now: d.now,
+    };
+    this.dns = createAttachmentDns({
+      listenAddr: c.dns.listen_addr,
+      portMin: c.dns.port_min,
+      portMax: c.dns.port_max,
+      start: d.startDnsServer,
+      decide: async (id, name, qtype) => {
+        const client = d.link();
+        if (!client) throw new DaemonError('NETFENCE_ERR_CONTROL_PLANE_UNAVAILABLE', 'no control plane to decide in proxy mode');
+        const r = await client.queryDns({ id, domain: name, queryType: qtype }, { deadlineMs: c.control_plane.query_dns_timeout });
+        return { allow: r.allow, ips: r.ips, addToFilter: r.addToFilter, ttlSec: r.ttlSeconds || undefined };
+      },
+    });
+  }
+
+  get size(): number {
+    return this.runtimes.size;
+  }
+
+  get(id: string): AttachmentRuntime | undefined {
+    return this.runtimes.get(id);
+  }
+
+  all(): AttachmentRuntime[] {
+    return [...this.runtimes.values()];
+  }
+
+  private add(rt: AttachmentRuntime): void {
+    this.runtimes.set(rt.id, rt);
+    this.byNumericId.set(rt.record.numericId, rt);
+  }
+
+  private drop(rt: AttachmentRuntime): void {
+    this.runtimes.delete(rt.id);
+    this.byNumericId.delete(rt.record.numericId);
+  }
+
+  /** Takes back every saved attachment at start (see restoreOne); removes orphaned pins. */
+  async restore(): Promise<void> {
+    const { records, problems } = this.d.store.loadAll();
+    // An attachment whose record cannot be read keeps its pinned filter (fail closed): it is left
+    // enforcing, unmanaged, never taken for an orphan and removed.
+    const unmanaged = new Set<string>();
+    for (const p of problems) {
+      this.d.logger.error({ file: p.file, attachment: p.id, problem: p.error }, 'unreadable attachment record left in place; its pinned filter keeps enforcing, unmanaged');
+      unmanaged.add(p.id);
+    }
+    const links = interfaceSnapshot();
+    for (const rec of records) {
+      this.nextNumericId = Math.max(this.nextNumericId, rec.numericId + 1);
+      if (!(await this.restoreOne(rec, links))) unmanaged.add(rec.id);
+    }
+    // Pins without a record: an attach that crashed before saving; nothing vouches for them.
+    const datapath = this.d.datapath();
+    for (const id of datapath.pinnedIds()) {
+      if (!this.runtimes.has(id) && !unmanaged.has(id) && !records.some((r) => r.id === id)) {
+        this.d.logger.info({ attachment: id }, 'removing orphaned pins');
+        datapath.removePins(id);
+      }
+    }
+  }
+
+  /** One saved attachment: rolled back, forgotten (target gone) or managed again. False: left unmanaged. */
+  private async restoreOne(rec: AttachmentRecord, links: Map<number, string>): Promise<boolean> {
+    const datapath = this.d.datapath();
+    const log = this.d.logger.child({ attachment: rec.id });
+    const alive = targetAlive(rec, links);
+    if (rec.pending || !alive) {
+      log.info({ pending: !!rec.pending, alive }, rec.pending ? 'rolling back an attach that never completed' : 'target vanished while the daemon was down');
+      try {
+        datapath.removePins(rec.id);
+      } catch (e) {
+        log.warn({ err: e }, 'could not remove pins');
+      }
+      this.d.store.remove(rec.id);
+      if (!rec.pending) this.vanished.push(rec.id);
+      return true;
+    }
+    let dp: AttachmentDatapath;
+    try {
+      dp = datapath.reopen(datapathParams(rec));
+    } catch (e) {
+      log.warn({ err: e }, 'pins missing or unusable: attaching again from the saved state');
+      try {
+        dp = await datapath.reattach(datapathParams(rec));
+      } catch (e2) {
+        // Fail closed: whatever is still pinned keeps enforcing; the record stays for the next start.
+        log.error({ err: e2 }, 'cannot attach again; the attachment is not managed until the next start, its pinned filter is left in place');
+        return false;
+      }
+    }
+    const rt = new AttachmentRuntime(rec, dp, this.runtimeDeps);
+    this.add(rt);
+    await rt.reconcile();
+    try {
+      await rt.startDns(this.dns.atRecordedAddress);
+    } catch (e) {
+      log.error({ err: e, dnsAddress: rec.dnsAddress }, 'cannot restart the DNS server on its address; the filter keeps enforcing');
+    }
+    log.info({ target: rec.target, dnsAddress: rec.dnsAddress }, 'attachment restored');
+    return true;
+  }
+
+  /** Says Unsubscribed (REMOVED) for the targets restore found gone; called once the link is up. */
+  flushVanished(client: ControlPlaneClient): void {
+    for (const id of this.vanished.splice(0)) client.unsubscribe(id, UnsubscribeReason.REMOVED, 'target vanished while the daemon was down');
+  }
+
+  /**
+   * Attach: the filter (mode DISABLED, empty maps), its runtime and DNS server, then
+   * Subscribed -> SubscribedAck applied before this resolves (or block-all without waiting,
+   * subscribe_ack_timeout 0). Anything failing rolls the whole attachment back.
+   */
+  async attach(input: AttachInput): Promise<{ id: string; dnsAddress: string }> {
+    const t = resolveAttachTarget(input);
+    const key = identityKey(t);
+    const dup = [...this.runtimes.values()].find((r) => identityKey(r.record) === key);
+    if (dup || this.pendingTargets.has(key))
+      throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${t.kind === 'tc' ? 'interface' : 'cgroup'} ${t.target} is already attached${dup ? ` as ${dup.id}` : ''}`);
+    this.pendingTargets.add(key);
+    const metadata = { ...(input.metadata ?? {}) };
+    const id = newAttachmentId();
+    const log = this.d.logger.child({ attachment: id });
+    const record: AttachmentRecord = {
+      version: 1,
+      id,
+      numericId: this.nextNumericId++,
+      kind: t.kind,
+      target: t.target,
+      identity: t.identity,
+      tcDirection: t.direction,
+      l3: t.l3,
+      metadata,
+      dnsAddress: '',
+      attachedAt: new Date(this.d.now()).toISOString(),
+      policy: emptyState(),
+      pending: true,
+    };
+    let dp: AttachmentDatapath | undefined;
+    let rt: AttachmentRuntime | undefined;
+    try {
+      // 1. Saved as pending first: a crash from here on is rolled back at the next start.
+      this.d.store.save(record);
+      // 2. eBPF programs attached in mode DISABLED with empty maps.
+      dp = await this.d.datapath().attach(datapathParams(record));
+      rt = new AttachmentRuntime(record, dp, this.runtimeDeps);
+      // 3. Its DNS server on a free port, so its address is known to the filter and the ack.
+      await rt.startDns(this.dns.onFreePort);
+      const r = rt.record;
+      const subscribed: Subscribed = { id, target: r.target, type: attachmentTypeToPb(r.kind), mode: policyModeToPb(r.policy.mode), dnsMode: dnsModeToPb(r.policy.dns.mode), dnsAddress: r.dnsAddress, metadata };
+      if (this.noWait) return await this.attachWithoutWaiting(rt, subscribed, log);
+      // 4. Subscribed -> SubscribedAck, applied before Attach returns.
+      const ready = rt;
+      await this.d.link()!.subscribe(subscribed, { applyAck: (cmd) => applyWireCommand(ready, cmd) });
+      rt.setRecord({ ...rt.record, pending: false });
+      rt.persistNow();
+      this.add(rt);
+      log.info({ target: r.target, kind: r.kind, tcDirection: r.tcDirection, dnsAddress: r.dnsAddress, mode: rt.state.mode }, 'attached');
+      return { id, dnsAddress: r.dnsAddress };
+    } catch (e) {
+      throw await this.rollBack(id, rt, dp, DaemonError.from(e), log);
+    } finally {
+      this.pendingTargets.delete(key);
+    }
+  }
+
+  /** Undoes a failed attach (DNS server, port, kernel objects, record); returns the error to throw. */
+  private async rollBack(id: string, rt: AttachmentRuntime | undefined, dp: AttachmentDatapath | undefined, err: DaemonError, log: Logger): Promise<DaemonError> {
+    log.warn({ err }, 'attach failed: rolling back');
+    await rt?.dns?.close().catch(() => undefined);
+    if (rt?.dns) this.dns.release(rt.record.dnsAddress);
+    try {
+      if (dp) dp.destroy();
+      else this.d.datapath().removePins(id);
+    } catch (de) {
+      log.error({ err: de }, 'rollback could not remove the kernel objects');
+    }
+    this.d.store.remove(id);
+    if (err.code === 'NETFENCE_ERR_ACK_TIMEOUT') {
+      try {
+        this.d.link()?.unsubscribe(id, UnsubscribeReason.ERROR, 'no SubscribedAck before the timeout');
+      } catch {
+        /* closing */
+      }
+    }
+    return err;
+  }
+
+  /**
+   * subscribe_ack_timeout 0: the filter blocks all traffic (never passes it) and Attach returns;
+   * Subscribed -> SubscribedAck goes on in the background and the ack applies as it would have
+   * before Attach returned (an unspecified mode in it means disabled there, so here too).
+   */
+  private async attachWithoutWaiting(rt: AttachmentRuntime, subscribed: Subscribed, log: Logger): Promise<{ id: string; dnsAddress: string }> {
+    await rt.applyCommand({ type: 'setMode', mode: 'block_all' });
+    rt.setRecord({ ...rt.record, pending: false });
+    rt.persistNow();
+    this.add(rt);
+    void this.awaiting.start(rt.id, {
+      subscribe: () => this.d.link()!.subscribe(subscribed, { applyAck: (cmd) => applyWireCommand(rt, cmd, 'disabled') }),
+      alive: () => this.runtimes.get(rt.id) === rt,
+      goneAfterAck: () => {
+        try {
+          this.d.link()?.unsubscribe(rt.id, UnsubscribeReason.DETACHED, 'detached before its SubscribedAck arrived');
+        } catch {
+          /* closing */
+        }
+      },
+      logger: log,
+    });
+    log.info({ target: rt.record.target, kind: rt.record.kind, dnsAddress: rt.record.dnsAddress, mode: rt.state.mode }, 'attached without waiting for the SubscribedAck (block-all until it is applied)');
+    return { id: rt.id, dnsAddress: rt.record.dnsAddress };
+  }
+
+  async detach(id: string): Promise<void> {
+    const rt = this.runtimes.get(id);
+    if (!rt) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment ${quoteInput(id)}`);
+    await this.teardown(rt, UnsubscribeReason.DETACHED, '');
+    this.d.logger.info({ attachment: id }, 'detached');
+  }
+
+  /** Removes the attachment whole (DNS server, kernel objects, pins, record) and says Unsubscribed. */
+  async teardown(rt: AttachmentRuntime, reason: UnsubscribeReason, why: string): Promise<void> {
+    this.drop(rt);
+    await rt.destroy();
+    this.dns.release(rt.record.dnsAddress);
+    try {
+      this.d.link()?.unsubscribe(rt.id, reason, why);
+    } catch (e) {
+      this.d.logger.warn({ err: e, attachment: rt.id }, 'could not queue Unsubscribed');
+    }
+  }
+
+  /** A ControlCommand from the stream, applied to its attachment (see applyWireCommand). */
+  async command(cmd: ControlCommand): Promise<void> {
+    const rt = this.runtimes.get(cmd.id);
+    if (cmd.command.case === 'syncAck') return;
+    if (!rt) {
+      // Spec: a command for an unknown id is not an error for the stream.
+      this.d.logger.debug({ attachment: cmd.id, command: cmd.command.case }, 'command for an unknown attachment ignored');
+      if (cmd.nonce) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment ${cmd.id}`);
+      return;
+    }
+    try {
+      await applyWireCommand(rt, cmd);
+      this.counters.commandsApplied++;
+      this.d.logger.debug({ attachment: cmd.id, command: cmd.command.case }, 'command applied');
+    } catch (e) {
+      this.counters.commandsRejected++;
+      const err = DaemonError.from(e);
+      this.d.logger.warn({ attachment: cmd.id, command: cmd.command.case, err }, 'command rejected');
+      throw err;
+    }
+  }
+
+  /** A drop the kernel reported: logged (rate limited per attachment) and streamed to the control plane. */
+  dropEvent(ev: DatapathEvent): void {
+    this.counters.denyEvents++;
+    const rt = this.byNumericId.get(ev.numericId);
+    const domain = rt ? rt.learnedFrom(ev.destination) : undefined;
+    const attachment = rt?.id ?? `#${ev.numericId}`;
+    // A workload hammering a blocked address must not flood the log: rate limited per
+    // attachment (all events are still counted, and streamed to the control plane).
+    this.d.workloadLog.write('drop', attachment, 'info', { event: 'drop', attachment, dst: ev.destination, port: ev.port, proto: ev.protocol, reason: ev.reason, dryRun: ev.dryRun, hook: ev.hook, learnedFrom: domain }, ev.dryRun ? 'would drop (dry-run)' : 'dropped');
+    this.d.link()?.sendDenyEvents([
+      { attachmentId: attachment, time: timestampFromMs(this.d.now()), destination: ev.destination, port: ev.port, protocol: ev.protocol, reason: ev.reason, domain: domain ?? '', dryRun: ev.dryRun, count: 1n },
+    ]);
+  }
+
+  /**
+   * Unsubscribes (REMOVED) attachments whose interface or cgroup is gone, by identity. Runs
+   * every target_watch_interval without blocking the event loop (commands and DNS answers keep
+   * flowing): the interface list is only asked for when an interface is attached, and only
+   * attachments that existed before it was asked for are judged by it.
+   */
+  async watchTargets(): Promise<void> {
+    if (this.runtimes.size === 0 || this.watching) return;
+    this.watching = true;
+    try {
+      const before = [...this.runtimes.values()];
+      let links = new Map<number, string>();
+      if (before.some((rt) => rt.record.kind === 'tc')) {
+        try {
+          links = await interfaceSnapshotAsync();
+        } catch (e) {
+          this.d.logger.warn({ err: e }, 'cannot list interfaces; target watch skipped');
+          return;
+        }
+      }
+      for (const rt of before) if (this.runtimes.get(rt.id) === rt) this.judgeTarget(rt, links);
+    } finally {
+      this.watching = false;
+    }
+  }
+
+  private judgeTarget(rt: AttachmentRuntime, links: Map<number, string>): void {
+    const r = rt.record;
+    if (targetAlive(r, links)) return;
+    this.d.logger.info({ attachment: r.id, target: r.target }, 'target removed: unsubscribing');
+    this.teardown(rt, UnsubscribeReason.REMOVED, `${r.kind === 'tc' ? 'interface' : 'cgroup'} ${r.target} was removed`).catch((e: unknown) =>
+      this.d.logger.error({ err: e, attachment: r.id }, 'teardown failed'),
+    );
+  }
+
+  /** detach_on_exit: removes every attachment, saying Unsubscribed (DETACHED) for each. */
+  async detachAll(): Promise<void> {
+    for (const rt of [...this.runtimes.values()]) await this.teardown(rt, UnsubscribeReason.DETACHED, 'daemon exiting with detach_on_exit').catch(() => undefined);
+  }
+
+  /** Stops every runtime (timers, DNS servers, fds); filters stay pinned and enforcing. */
+  async shutdown(): Promise<void> {
+    for (const rt of this.runtimes.values()) await rt.shutdown().catch((e: unknown) => this.d.logger.warn({ err: e, attachment: rt.id }, 'shutdown'));
+    this.runtimes.clear();
+    this.byNumericId.clear();
+  }
+}
