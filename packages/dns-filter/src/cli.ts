@@ -8,9 +8,10 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDomainPattern } from '@netfence/policy-engine';
 
 import { MAX_CACHE_SIZE, MAX_TTL_SEC, loadDnsFilterConfig, parseListen, reasonOf, type DnsFilterFileConfig } from './config-file';
-import { createDnsFilter, type DnsFilterOptions } from './dns-filter';
+import { createDnsFilter } from './dns-filter';
 import { DnsFilterError } from './dns-filter-error';
 import { createQueryLog } from './query-log';
+import type { DnsFilterOptions } from './types';
 import { parseUpstream } from './upstream-pool';
 
 const DEFAULT_MODE = 'allowlist';

@@ -14,7 +14,7 @@ export type {
   QueryReason,
   QueryVerdict,
   ResolvedInfo,
-} from './dns-filter';
+} from './types';
 export { DnsFilterError, DNS_FILTER_ERROR_CODES } from './dns-filter-error';
 export type { DnsFilterErrorCode } from './dns-filter-error';
 export { parseUpstream } from './upstream-pool';

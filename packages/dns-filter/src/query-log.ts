@@ -1,4 +1,4 @@
-import type { QueryEvent } from './dns-filter';
+import type { QueryEvent } from './types';
 import { createLogRateLimiter } from './log-rate-limiter';
 
 /**
