@@ -12,7 +12,7 @@ import { createDnsFilter } from './dns-filter';
 import { DnsFilterError } from './dns-filter-error';
 import { createQueryLog } from './query-log';
 import type { DnsFilterOptions } from './types';
-import { parseUpstream } from './upstream-pool';
+import { parseUpstream } from './upstream-server';
 
 const DEFAULT_MODE = 'allowlist';
 const DEFAULT_TTL = { min: 30, max: 3600 };

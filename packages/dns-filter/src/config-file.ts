@@ -25,7 +25,7 @@ import { normalizeDomain, parseDomainPattern } from '@netfence/policy-engine';
 import { parse as parseYaml } from 'yaml';
 
 import { DnsFilterError } from './dns-filter-error';
-import { parseUpstream } from './upstream-pool';
+import { parseUpstream } from './upstream-server';
 
 /** The file's settings, validated (field names are the library's option names). */
 export interface DnsFilterFileConfig {

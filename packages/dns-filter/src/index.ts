@@ -17,8 +17,9 @@ export type {
 } from './types';
 export { DnsFilterError, DNS_FILTER_ERROR_CODES } from './dns-filter-error';
 export type { DnsFilterErrorCode } from './dns-filter-error';
-export { parseUpstream } from './upstream-pool';
-export type { UpstreamServer, UpstreamStatus } from './upstream-pool';
+export { parseUpstream } from './upstream-server';
+export type { UpstreamServer } from './upstream-server';
+export type { UpstreamStatus } from './upstream-health';
 export { isPrivateAddress } from './private-address';
 export { loadDnsFilterConfig, parseDnsFilterConfig } from './config-file';
 export type { DnsFilterConfigParseOptions, DnsFilterFileConfig } from './config-file';

@@ -18,7 +18,7 @@ import { MAX_CACHE_SIZE } from './config-file';
 import { DnsFilterError } from './dns-filter-error';
 import type { LimitedLoggerOptions } from './limited-logger';
 import type { DnsFilterOptions, DnsFilterSettings, DomainInput, ProxyDecide } from './types';
-import { parseUpstream, type UpstreamServer } from './upstream-pool';
+import { parseUpstream, type UpstreamServer } from './upstream-server';
 import { RCODE } from './wire';
 
 /** The live settings, complete and validated: what a query is decided and answered with. */

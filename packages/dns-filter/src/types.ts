@@ -3,7 +3,7 @@
 
 import type { DnsMode, DomainEntryInput, DomainRule, DomainRuleSet } from '@netfence/policy-engine';
 
-import type { UpstreamStatus } from './upstream-pool';
+import type { UpstreamStatus } from './upstream-health';
 
 /** A domain written by a user ('pypi.org', '*.pypi.org') or a DomainEntryInput. */
 export type DomainInput = string | DomainEntryInput;
