@@ -4,25 +4,26 @@
 // manifest names) and one link per attached program (link_<program>). The pins
 // are what keeps a filter enforcing while the daemon is down.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   attachCgroup,
   attachIter,
   attachTcx,
+  createArrayMap,
+  createLpmTrieMap,
   createPerCpuArrayMap,
-  createRingBufferConsumer,
-  codecs,
-  loadCollection,
   loadCollectionAsync,
   openPinnedLink,
   openPinnedMap,
   readIteratorAsync,
+  type ArrayMapView,
   type BpfLink,
   type BpfMap,
   type Collection,
+  type LpmKey,
+  type LpmTrieMapView,
   type PerCpuArrayMapView,
-  type RingBufferConsumer,
 } from '@netfence/bpf-loader';
 import {
   CGROUP_ATTACHED_PROGRAMS,
@@ -32,24 +33,21 @@ import {
   STATS,
   SEVER_PROGRAMS,
   SEVER_SHARED_MAPS,
-  decodeAllowValue,
-  decodeConfig,
-  decodeDnsLimit,
-  decodeEvent,
-  decodeLpmKey,
-  encodeConfig,
+  CODECS,
   encodeDnsLimit,
-  encodeSeverConfig,
   formatPrefix,
   objectPath,
   policyEntry,
+  type AllowValue,
   type AttachmentConfig,
   type DnsRateLimit,
   type MapManifest,
   type ModeName,
+  type SeverTarget,
 } from '@netfence/bpf-programs';
 import { parseCidr, type KernelOp, type KernelView, type PolicyMode } from '@netfence/policy-engine';
 import type { Logger } from 'pino';
+import { SharedEventRing } from './bpf-event-ring';
 import { DaemonError } from './daemon-error';
 import { withCapabilityHint } from './capabilities';
 import type { AttachParams, AttachmentDatapath, CgroupAttachParams, Datapath, DatapathEvent, TcAttachParams } from './datapath';
@@ -71,7 +69,6 @@ export interface BpfDatapathOptions {
 const MODE_TO_KERNEL: Record<PolicyMode, ModeName> = { disabled: 'DISABLED', allowlist: 'ALLOWLIST', denylist: 'DENYLIST', block_all: 'BLOCK_ALL' };
 const MODE_FROM_KERNEL: Record<ModeName, PolicyMode> = { DISABLED: 'disabled', ALLOWLIST: 'allowlist', DENYLIST: 'denylist', BLOCK_ALL: 'block_all' };
 
-const LPM_MAPS = [POLICY_MAPS.allowV4, POLICY_MAPS.allowV6, POLICY_MAPS.denyV4, POLICY_MAPS.denyV6] as const;
 
 function mapFull(e: unknown): boolean {
   return (e as { code?: string }).code === 'BPF_ERR_MAP_FULL';
@@ -84,8 +81,13 @@ function datapathError(e: unknown, what: string): DaemonError {
 }
 
 /** An LPM map key as the canonical prefix text the policy engine uses. */
-function cidrOfKey(key: Buffer): string {
-  return parseCidr(formatPrefix(decodeLpmKey(key))).text;
+function cidrOfKey(key: LpmKey): string {
+  return parseCidr(formatPrefix({ family: key.data.length === 4 ? 4 : 6, bytes: key.data, prefixLen: key.prefixLen })).text;
+}
+
+/** The typed view of an allow map (v4: 4 address bytes, v6: 16), values by the manifest's codec. */
+function allowView(map: BpfMap, m: MapManifest): LpmTrieMapView<AllowValue> {
+  return createLpmTrieMap(map, { dataSize: m.keySize - 4, value: CODECS.allowValue });
 }
 
 /**
@@ -101,11 +103,7 @@ function pinnedLastSeen(dir: string, logger: Logger): Map<string, bigint> {
     let map: BpfMap | undefined;
     try {
       map = openPinnedMap(path, { type: m.type, keySize: m.keySize, valueSize: m.valueSize });
-      for (const key of map.keys()) {
-        const v = map.lookup(key);
-        const lastSeenNs = v ? decodeAllowValue(v).lastSeenNs : 0n;
-        if (lastSeenNs !== 0n) out.set(cidrOfKey(key), lastSeenNs);
-      }
+      for (const [key, v] of allowView(map, m).entries()) if (v.lastSeenNs !== 0n) out.set(cidrOfKey(key), v.lastSeenNs);
     } catch (e) {
       logger.warn({ err: e, map: path }, 'cannot read last-seen times from the old map; its learned addresses fall back to their TTL');
     } finally {
@@ -122,13 +120,18 @@ function monotonicSeconds(wallMs: number | undefined): number {
   return Math.max(1, Number((monoNs + 999_999_999n) / 1_000_000_000n));
 }
 
-/** The maps every attachment uses, opened (from a fresh load or from pins). */
+/**
+ * The maps every attachment uses, opened (from a fresh load or from pins), as typed views with
+ * the manifest's codecs; `all` holds the maps themselves, to close.
+ */
 interface PolicyMaps {
-  readonly config: BpfMap;
-  readonly lpm: Record<'allow_v4' | 'allow_v6' | 'deny_v4' | 'deny_v6', BpfMap>;
+  readonly config: ArrayMapView<AttachmentConfig>;
+  readonly allow: Record<'allow_v4' | 'allow_v6', LpmTrieMapView<AllowValue>>;
+  readonly deny: Record<'deny_v4' | 'deny_v6', LpmTrieMapView<{ readonly prefixLen: number }>>;
   readonly stats: PerCpuArrayMapView<bigint>;
-  readonly dnsLimit: BpfMap;
-  readonly severCfg?: BpfMap;
+  readonly dnsLimit: ArrayMapView<DnsRateLimit>;
+  readonly severCfg?: ArrayMapView<SeverTarget>;
+  readonly all: readonly BpfMap[];
 }
 
 /** How a cgroup attachment loads its sever iterators when it first needs them. */
@@ -156,12 +159,14 @@ class BpfAttachment implements AttachmentDatapath {
     /** Cgroup attachments: what the sever iterators need (loaded on first use). */
     private readonly severCtx: SeverContext | undefined,
     private readonly logger: Logger,
+    /** Told once this attachment's fds are released (the datapath stops tracking it). */
+    private readonly onClosed: (a: BpfAttachment) => void,
   ) {
-    this.cfg = decodeConfig(maps.config.lookup(Buffer.alloc(4))!);
+    this.cfg = maps.config.get(0);
   }
 
   private writeConfig(cfg: AttachmentConfig): void {
-    this.maps.config.update(Buffer.alloc(4), encodeConfig(cfg));
+    this.maps.config.set(0, cfg);
     this.cfg = cfg;
   }
 
@@ -178,22 +183,25 @@ class BpfAttachment implements AttachmentDatapath {
     for (const c of prev.keys()) if (!next.has(c)) changed.add(c);
     for (const cidr of changed) {
       const entry = policyEntry('allow', cidr);
-      const map = this.maps.lpm[entry.map];
-      const held = map.lookup(entry.key);
+      const map = this.maps.allow[entry.map as keyof PolicyMaps['allow']];
+      const held = map.get(entry.lpmKey);
       if (!held) continue; // written with its deadline when it is added
-      const { lastSeenNs } = decodeAllowValue(held);
-      map.update(entry.key, policyEntry('allow', cidr, { lastSeenNs, expiresS: monotonicSeconds(next.get(cidr)) }).value);
+      map.set(entry.lpmKey, { prefixLen: held.prefixLen, lastSeenNs: held.lastSeenNs, expiresS: monotonicSeconds(next.get(cidr)) });
     }
   }
 
   private lpmOp(op: 'add' | 'delete', list: 'allow' | 'deny', cidr: string): void {
-    const entry =
-      list === 'allow' && op === 'add'
-        ? policyEntry(list, cidr, { lastSeenNs: this.inherited.get(cidr) ?? 0n, expiresS: monotonicSeconds(this.deadlines.get(cidr)) })
-        : policyEntry(list, cidr);
-    const map = this.maps.lpm[entry.map];
-    if (op === 'add') map.update(entry.key, entry.value);
-    else map.delete(entry.key);
+    const entry = policyEntry(list, cidr);
+    const prefixLen = entry.prefix.prefixLen;
+    if (list === 'allow') {
+      const map = this.maps.allow[entry.map as keyof PolicyMaps['allow']];
+      if (op === 'add') map.set(entry.lpmKey, { prefixLen, lastSeenNs: this.inherited.get(cidr) ?? 0n, expiresS: monotonicSeconds(this.deadlines.get(cidr)) });
+      else map.delete(entry.lpmKey);
+    } else {
+      const map = this.maps.deny[entry.map as keyof PolicyMaps['deny']];
+      if (op === 'add') map.set(entry.lpmKey, { prefixLen });
+      else map.delete(entry.lpmKey);
+    }
   }
 
   apply(ops: readonly KernelOp[]): void {
@@ -226,12 +234,8 @@ class BpfAttachment implements AttachmentDatapath {
   readView(): KernelView {
     const allow = new Set<string>();
     const deny = new Set<string>();
-    for (const [name, map] of Object.entries(this.maps.lpm)) {
-      for (const key of map.keys()) {
-        const text = cidrOfKey(key);
-        (name.startsWith('allow') ? allow : deny).add(text);
-      }
-    }
+    for (const map of Object.values(this.maps.allow)) for (const key of map.keys()) allow.add(cidrOfKey(key));
+    for (const map of Object.values(this.maps.deny)) for (const key of map.keys()) deny.add(cidrOfKey(key));
     return { mode: MODE_FROM_KERNEL[this.cfg.mode], dryRun: !!this.cfg.dryRun, allow, deny };
   }
 
@@ -253,8 +257,8 @@ class BpfAttachment implements AttachmentDatapath {
 
   lastSeenMs(cidr: string): number | undefined {
     const entry = policyEntry('allow', cidr);
-    const v = this.maps.lpm[entry.map].lookup(entry.key);
-    const lastSeenNs = (v ? decodeAllowValue(v).lastSeenNs : 0n) || (this.inherited.get(cidr) ?? 0n);
+    const v = this.maps.allow[entry.map as keyof PolicyMaps['allow']].get(entry.lpmKey);
+    const lastSeenNs = (v?.lastSeenNs ?? 0n) || (this.inherited.get(cidr) ?? 0n);
     if (lastSeenNs === 0n) return undefined;
     const ageMs = Number((process.hrtime.bigint() - lastSeenNs) / 1_000_000n);
     return Date.now() - Math.max(0, ageMs);
@@ -277,7 +281,7 @@ class BpfAttachment implements AttachmentDatapath {
     if (!ctx || !this.maps.severCfg || this.closed) return; // TC: the next packet is dropped by the filter itself
     ctx.collection ??= await ctx.load();
     if (this.closed) return;
-    this.maps.severCfg.update(Buffer.alloc(4), encodeSeverConfig({ cgroupId: ctx.cgroupId, prefix: cidr }));
+    this.maps.severCfg.set(0, { cgroupId: ctx.cgroupId, prefix: cidr });
     // A socket iterator walks the network namespace it is created in: run it in every
     // namespace that a process of the cgroup (or a descendant) lives in.
     const namespaces = cgroupNetnsPaths(ctx.cgroupPath);
@@ -303,6 +307,7 @@ class BpfAttachment implements AttachmentDatapath {
     for (const l of this.links) l.close(); // pinned: stays attached
     closePolicyMaps(this.maps);
     this.severCtx?.collection?.close();
+    this.onClosed(this);
   }
 
   destroy(): void {
@@ -322,7 +327,52 @@ class BpfAttachment implements AttachmentDatapath {
 }
 
 function closePolicyMaps(maps: PolicyMaps): void {
-  for (const m of [maps.config, maps.stats.map, maps.dnsLimit, ...Object.values(maps.lpm), ...(maps.severCfg ? [maps.severCfg] : [])]) m.close();
+  for (const m of maps.all) m.close();
+}
+
+/**
+ * The attachment's maps, each from `get` (taken from a fresh collection, or opened from its
+ * pin and checked against the manifest). Closes what it got if one fails.
+ */
+function policyMaps(get: (m: MapManifest) => BpfMap, withSever: boolean): PolicyMaps {
+  const got: BpfMap[] = [];
+  const one = (m: MapManifest): BpfMap => {
+    const map = get(m);
+    got.push(map);
+    return map;
+  };
+  try {
+    const deny = (m: MapManifest) => createLpmTrieMap(one(m), { dataSize: m.keySize - 4, value: CODECS.denyValue });
+    return {
+      config: createArrayMap(one(POLICY_MAPS.config), CODECS.config),
+      allow: { allow_v4: allowView(one(POLICY_MAPS.allowV4), POLICY_MAPS.allowV4), allow_v6: allowView(one(POLICY_MAPS.allowV6), POLICY_MAPS.allowV6) },
+      deny: { deny_v4: deny(POLICY_MAPS.denyV4), deny_v6: deny(POLICY_MAPS.denyV6) },
+      stats: createPerCpuArrayMap(one(POLICY_MAPS.stats), CODECS.stat),
+      dnsLimit: createArrayMap(one(POLICY_MAPS.dnsLimit), CODECS.dnsLimit),
+      severCfg: withSever ? createArrayMap(one(CGROUP_ONLY_MAPS.severConfig), CODECS.severConfig) : undefined,
+      all: got,
+    };
+  } catch (e) {
+    for (const m of got) m.close();
+    throw e;
+  }
+}
+
+const takePolicyMaps = (c: Collection, withSever: boolean) => policyMaps((m) => c.takeMap(m.name), withSever);
+const openPinnedPolicyMaps = (dir: string, withSever: boolean) =>
+  policyMaps((m) => openPinnedMap(join(dir, m.name), { type: m.type, keySize: m.keySize, valueSize: m.valueSize }), withSever);
+
+/** The sever iterators of a cgroup attachment, loaded against its pinned maps. */
+function severContext(dir: string, cgroupPath: string, sizes: Record<string, number>): SeverContext {
+  return {
+    cgroupId: statSync(cgroupPath, { bigint: true }).ino,
+    cgroupPath,
+    load: () => loadCollectionAsync(objectPath('sever'), { mapSizes: sizes, pinMaps: { dir, maps: SEVER_SHARED_MAPS }, programs: SEVER_PROGRAMS.map((n) => OBJECTS.sever.programs[n].name) }),
+  };
+}
+
+function initialConfig(numericId: number, l3: boolean): AttachmentConfig {
+  return { mode: 'DISABLED', dryRun: false, dnsFilter: false, l3Device: l3, attachmentId: numericId };
 }
 
 /** One /proc/<pid>/ns/net path per distinct network namespace of the cgroup's processes (descendants included). */
@@ -350,7 +400,15 @@ function cgroupNetnsPaths(cgroupPath: string): string[] {
   return [...byInode.values()];
 }
 
-export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
+/** The datapath, and how many attachments hold open fds in this process (closed ones are forgotten). */
+export interface BpfDatapath extends Datapath {
+  readonly liveAttachments: number;
+}
+
+// Longer than ~150 lines (about 230): the per-datapath state (pool of loaded programs, live
+// attachments, the shared ring) is one closure its attach/reopen/reattach/close share; the next
+// step is the load-ahead pool as its own class (issue 10, left for a follow-up).
+export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
   const root = opts.root;
   const EVENTS = POLICY_MAPS.events.name;
   const sizes: Record<string, number> = {
@@ -364,6 +422,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
   const TC_PINNED = Object.values(POLICY_MAPS).map((m) => m.name);
   const CGROUP_PINNED = [...TC_PINNED, CGROUP_ONLY_MAPS.severConfig.name];
   const live = new Set<BpfAttachment>();
+  const ring = new SharedEventRing(root, sizes, opts.onEvent, opts.logger);
   const dnsLimit: DnsRateLimit = opts.dnsRateLimit ?? { rateQps: 0, burst: 0 };
   encodeDnsLimit(dnsLimit); // a bad limit fails here, at start, not at the first attach
 
@@ -372,130 +431,31 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
    * written, which also refills the bucket).
    */
   function ensureDnsLimit(maps: PolicyMaps, id: string): void {
-    const held = maps.dnsLimit.lookup(Buffer.alloc(4));
-    const now = held ? decodeDnsLimit(held) : undefined;
-    if (now?.rateQps === dnsLimit.rateQps && now.burst === dnsLimit.burst) return;
-    maps.dnsLimit.update(Buffer.alloc(4), encodeDnsLimit(dnsLimit));
+    const now = maps.dnsLimit.get(0);
+    if (now.rateQps === dnsLimit.rateQps && now.burst === dnsLimit.burst) return;
+    maps.dnsLimit.set(0, dnsLimit);
     opts.logger.info({ attachment: id, from: now, to: dnsLimit }, 'DNS rate limit updated');
   }
-  let ring: { map: BpfMap; consumer: RingBufferConsumer } | undefined;
-
-  /**
-   * One drop-event ring buffer for all attachments (events carry the attachment's id), pinned at
-   * <root>/events: one consumer and one mapping instead of one per attachment.
-   */
-  function sharedRing(): void {
-    if (ring) return;
-    mkdirSync(root, { recursive: true, mode: 0o700 });
-    const path = join(root, EVENTS);
-    let map: BpfMap;
-    if (existsSync(path)) {
-      map = openPinnedMap(path, { type: POLICY_MAPS.events.type });
-      if (map.maxEntries !== sizes[EVENTS]) {
-        opts.logger.warn({ pinned: map.maxEntries, configured: sizes[EVENTS] }, 'the pinned event ring keeps its size until every attachment is gone');
-        sizes[EVENTS] = map.maxEntries;
-      }
-    } else {
-      const c = loadCollection(objectPath('tc'), { mapSizes: { [EVENTS]: sizes[EVENTS]! }, pinMaps: { dir: root, maps: [EVENTS] }, programs: [] });
-      try {
-        map = c.takeMap(EVENTS);
-      } finally {
-        c.close();
-      }
-    }
-    const consumer = createRingBufferConsumer(
-      map,
-      (rec) => {
-        const ev = decodeEvent(rec);
-        opts.onEvent({
-          numericId: ev.attachmentId,
-          destination: ev.dstAddr,
-          port: ev.dstPort,
-          protocol: ev.protocol,
-          reason: ev.reason.toLowerCase(),
-          dryRun: ev.dryRun,
-          hook: ev.hook.toLowerCase(),
-        });
-      },
-      { intervalMs: 50, onError: (err) => opts.logger.warn({ err }, 'event ring buffer') },
-    );
-    ring = { map, consumer };
-  }
-
-  /**
-   * The shared pins (the event ring) stay only while an attachment's directory needs them: with
-   * none left, they go, and so does the root directory when that leaves it empty.
-   */
-  function removeUnusedSharedPins(): void {
-    if (!existsSync(root) || readdirSync(root).some((n) => n !== EVENTS)) return;
-    try {
-      rmSync(join(root, EVENTS), { force: true });
-    } catch (e) {
-      opts.logger.warn({ err: e, root }, 'cannot remove the unused shared pins');
-      return;
-    }
-    try {
-      rmdirSync(root);
-    } catch {
-      /* a mount point, or something else appeared in it: it stays */
-    }
-  }
-
   function ensureDir(id: string): string {
     if (!/^[A-Za-z0-9_.-]+$/.test(id) || id === EVENTS) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `attachment id ${JSON.stringify(id)} cannot name a pin directory`);
-    sharedRing();
+    ring.open();
     const dir = join(root, id);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!existsSync(join(dir, EVENTS))) symlinkSync(join('..', EVENTS), join(dir, EVENTS));
     return dir;
   }
 
-  /**
-   * The attachment's maps, each from `get` (taken from a fresh collection, or opened from its
-   * pin and checked against the manifest). Closes what it got if one fails.
-   */
-  function policyMaps(get: (m: MapManifest) => BpfMap, withSever: boolean): PolicyMaps {
-    const got: BpfMap[] = [];
-    const one = (m: MapManifest): BpfMap => {
-      const map = get(m);
-      got.push(map);
-      return map;
-    };
-    try {
-      return {
-        config: one(POLICY_MAPS.config),
-        lpm: { allow_v4: one(POLICY_MAPS.allowV4), allow_v6: one(POLICY_MAPS.allowV6), deny_v4: one(POLICY_MAPS.denyV4), deny_v6: one(POLICY_MAPS.denyV6) },
-        stats: createPerCpuArrayMap(one(POLICY_MAPS.stats), codecs.u64),
-        dnsLimit: one(POLICY_MAPS.dnsLimit),
-        severCfg: withSever ? one(CGROUP_ONLY_MAPS.severConfig) : undefined,
-      };
-    } catch (e) {
-      for (const m of got) m.close();
-      throw e;
-    }
-  }
-
-  const takePolicyMaps = (c: Collection, withSever: boolean) => policyMaps((m) => c.takeMap(m.name), withSever);
-  const openPinnedPolicyMaps = (dir: string, withSever: boolean) =>
-    policyMaps((m) => openPinnedMap(join(dir, m.name), { type: m.type, keySize: m.keySize, valueSize: m.valueSize }), withSever);
-
-  /** The sever iterators of a cgroup attachment, loaded against its pinned maps. */
-  function severContext(dir: string, cgroupPath: string): SeverContext {
-    return {
-      cgroupId: statSync(cgroupPath, { bigint: true }).ino,
-      cgroupPath,
-      load: () => loadCollectionAsync(objectPath('sever'), { mapSizes: sizes, pinMaps: { dir, maps: SEVER_SHARED_MAPS }, programs: SEVER_PROGRAMS.map((n) => OBJECTS.sever.programs[n].name) }),
-    };
-  }
-
-  function initialConfig(numericId: number, l3: boolean): AttachmentConfig {
-    return { mode: 'DISABLED', dryRun: false, dnsFilter: false, l3Device: l3, attachmentId: numericId };
-  }
-
   function track(a: BpfAttachment): BpfAttachment {
     live.add(a);
     return a;
   }
+  /** Sever passes of closed attachments still running on a worker thread (close() waits for them). */
+  const settling = new Set<Promise<void>>();
+  const forget = (a: BpfAttachment) => {
+    live.delete(a);
+    const p: Promise<void> = a.settle().finally(() => settling.delete(p));
+    settling.add(p);
+  };
 
   /**
    * Loaded, unattached collections waiting for an attach, per object. Verifying a program takes
@@ -518,7 +478,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     }
   }
   async function takeLoaded(object: 'tc' | 'cgroup'): Promise<Collection> {
-    sharedRing();
+    ring.open();
     const ready = pools[object].shift();
     refill(object);
     try {
@@ -545,8 +505,8 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       for (const name of object === 'tc' ? TC_PINNED : CGROUP_PINNED) if (name !== EVENTS) coll.map(name).pin(join(dir, name));
       maps = takePolicyMaps(coll, object === 'cgroup');
       // The config and the DNS rate limit go in before any program can see a packet.
-      maps.config.update(Buffer.alloc(4), encodeConfig(config));
-      maps.dnsLimit.update(Buffer.alloc(4), encodeDnsLimit(dnsLimit));
+      maps.config.set(0, config);
+      maps.dnsLimit.set(0, dnsLimit);
       for (const k of programs) {
         const link = attach(coll, k);
         links.push(link);
@@ -575,7 +535,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       const { maps, links } = await attachObject(dir, 'tc', ['filter'], initialConfig(p.numericId, p.l3), (c) =>
         attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifindex: p.ifindex, direction: p.direction, mode: 'tcx' /* TCX is required: clsact filters cannot be pinned (docs/DESIGN.md) */ }),
       );
-      return track(new BpfAttachment(dir, p.direction, maps, links, undefined, opts.logger));
+      return track(new BpfAttachment(dir, p.direction, maps, links, undefined, opts.logger, forget));
     } catch (e) {
       throw datapathError(e, `attaching the TC filter to ifindex ${p.ifindex} (${p.direction})`);
     }
@@ -587,7 +547,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       const { maps, links } = await attachObject(dir, 'cgroup', CGROUP_ATTACHED_PROGRAMS, initialConfig(p.numericId, false), (c, k) =>
         attachCgroup(c.program(OBJECTS.cgroup.programs[k as (typeof CGROUP_ATTACHED_PROGRAMS)[number]].name), { cgroup: p.cgroupPath }),
       );
-      return track(new BpfAttachment(dir, undefined, maps, links, severContext(dir, p.cgroupPath), opts.logger));
+      return track(new BpfAttachment(dir, undefined, maps, links, severContext(dir, p.cgroupPath, sizes), opts.logger, forget));
     } catch (e) {
       throw datapathError(e, `attaching the cgroup programs to ${p.cgroupPath}`);
     }
@@ -600,8 +560,12 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
   return {
     attach: attachFresh,
 
+    get liveAttachments() {
+      return live.size;
+    },
+
     reopen(p) {
-      sharedRing();
+      ring.open();
       const dir = join(root, p.id);
       if (!existsSync(dir)) throw new DaemonError('NETFENCE_ERR_DATAPATH', `no pins at ${dir}`);
       const cgroup = p.kind === 'cgroup';
@@ -612,8 +576,8 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
         for (const n of linkNames) links.push(openPinnedLink(join(dir, n)));
         maps = openPinnedPolicyMaps(dir, cgroup);
         ensureDnsLimit(maps, p.id);
-        const sever = p.kind === 'cgroup' ? severContext(dir, p.cgroupPath) : undefined;
-        return track(new BpfAttachment(dir, p.kind === 'tc' ? p.direction : undefined, maps, links, sever, opts.logger));
+        const sever = p.kind === 'cgroup' ? severContext(dir, p.cgroupPath, sizes) : undefined;
+        return track(new BpfAttachment(dir, p.kind === 'tc' ? p.direction : undefined, maps, links, sever, opts.logger, forget));
       } catch (e) {
         for (const l of links) l.close();
         if (maps) closePolicyMaps(maps);
@@ -659,14 +623,14 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
     },
 
     warm(kinds: readonly ('tc' | 'cgroup')[]) {
-      sharedRing();
+      ring.open();
       for (const k of kinds) refill(k);
     },
 
     async close() {
       closed = true;
       // Nothing of ours may still be running on a worker thread when the process exits.
-      await Promise.all([...live].map((a) => a.settle()));
+      await Promise.all([...[...live].map((a) => a.settle()), ...settling]);
       for (const p of [...pools.tc, ...pools.cgroup]) {
         try {
           (await p).close();
@@ -678,10 +642,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): Datapath {
       pools.cgroup = [];
       for (const a of live) a.close();
       live.clear();
-      ring?.consumer.close();
-      ring?.map.close();
-      ring = undefined;
-      removeUnusedSharedPins();
+      ring.close();
     },
   };
 }
