@@ -34,6 +34,8 @@ export interface RegistryDeps {
   readonly datapath: () => Datapath;
   /** The control plane link, once connected (undefined before start and while restoring). */
   readonly link: () => ControlPlaneClient | undefined;
+  /** Told how long each applied command took, received to kernel maps (the metrics' histogram). */
+  readonly commandApplied?: (command: string, seconds: number) => void;
 }
 
 /** Counters the metrics read: drop events, and commands applied or rejected whole. */
@@ -72,6 +74,8 @@ export class AttachmentRegistry {
   private nextNumericId = 1;
   private watching = false;
   readonly counters: RegistryCounters = { denyEvents: 0, commandsApplied: 0, commandsRejected: 0 };
+  /** Saved attachments restore() could not take back (unreadable record, cannot attach again): /readyz says so. */
+  readonly unrestored: string[] = [];
 
   constructor(private readonly d: RegistryDeps) {
     const c = d.config;
@@ -130,11 +134,15 @@ export class AttachmentRegistry {
     for (const p of problems) {
       this.d.logger.error({ file: p.file, attachment: p.id, problem: p.error }, 'unreadable attachment record left in place; its pinned filter keeps enforcing, unmanaged');
       unmanaged.add(p.id);
+      this.unrestored.push(p.id);
     }
     const links = interfaceSnapshot();
     for (const rec of records) {
       this.nextNumericId = Math.max(this.nextNumericId, rec.numericId + 1);
-      if (!(await this.restoreOne(rec, links))) unmanaged.add(rec.id);
+      if (!(await this.restoreOne(rec, links))) {
+        unmanaged.add(rec.id);
+        this.unrestored.push(rec.id);
+      }
     }
     // Pins without a record: an attach that crashed before saving; nothing vouches for them.
     const datapath = this.d.datapath();
@@ -327,8 +335,10 @@ export class AttachmentRegistry {
       if (cmd.nonce) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `no attachment ${cmd.id}`);
       return;
     }
+    const t0 = performance.now();
     try {
       await applyWireCommand(rt, cmd);
+      this.d.commandApplied?.(cmd.command.case ?? 'unknown', (performance.now() - t0) / 1000);
       this.counters.commandsApplied++;
       this.d.logger.debug({ attachment: cmd.id, command: cmd.command.case }, 'command applied');
     } catch (e) {

@@ -16,8 +16,8 @@ import { DaemonError } from './daemon-error';
 import type { Datapath } from './datapath';
 import type { StartDnsServer } from './dns-server-types';
 import { createStateStore } from './state-store';
-import { createMetricsServer, type MetricsServer } from './metrics';
-import { metricsText } from './metrics-text';
+import { createMetricsServer, type MetricsServer, type Readiness } from './metrics';
+import { DaemonMetrics } from './daemon-metrics';
 import { startEmbeddedControlPlane, type ControlPlaneMode, type EmbeddedControlPlane } from './embedded-controlplane';
 import { BACKGROUND_ACK_RESEND_MS } from './background-subscribe';
 import { createBpfDatapath } from './bpf-datapath';
@@ -86,11 +86,30 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   let cpUrl = config.control_plane.url;
   let cpMode: ControlPlaneMode = 'remote';
   let cpState: ControlPlaneConnectionState = 'disconnected';
+  let restored = false;
+  const metrics = new DaemonMetrics({ registry: () => registry, workloadLog: () => workloadLog, connected: () => cpState === 'connected', logger });
 
   const startDnsServer: StartDnsServer =
     opts.startDnsServer ??
-    ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }), workloadLog }));
-  const registry = new AttachmentRegistry({ config, logger, store, now, workloadLog, startDnsServer, datapath: () => run.datapath!, link: () => run.client });
+    ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }), workloadLog, timings: metrics.dns }));
+  const registry = new AttachmentRegistry({ config, logger, store, now, workloadLog, startDnsServer, datapath: () => run.datapath!,
+    link: () => run.client,
+    commandApplied: (command, seconds) => metrics.commandApplyDuration.observe({ command }, seconds),
+  });
+
+  /** /readyz: the control plane link up (or the embedded one serving) and every saved attachment taken back. */
+  function readiness(): Readiness {
+    if (phase === 'closing') return { ready: false, reason: 'stopping' };
+    if (!restored) return { ready: false, reason: 'restoring saved attachments' };
+    if (registry.unrestored.length > 0) return { ready: false, reason: `${registry.unrestored.length} saved attachment(s) not restored: ${registry.unrestored.slice(0, 10).join(', ')}` };
+    if (run.embedded) {
+      const r = run.embedded.controlPlane.readiness();
+      if (!r.ready) return { ready: false, reason: `embedded control plane: ${r.reason ?? 'not ready'}` };
+      return { ready: true };
+    }
+    if (cpState !== 'connected') return { ready: false, reason: `control plane link ${cpState}` };
+    return { ready: true };
+  }
 
   function connectControlPlane(url: string): ControlPlaneClient {
     const tls = config.control_plane.tls;
@@ -138,17 +157,20 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
         onEvent: (ev) => registry.dropEvent(ev),
         logger: logger.child({ component: 'datapath' }),
       });
+      // The listener comes up before restore, so /readyz can say what the daemon waits for.
+      if (config.metrics.listen) run.metrics = await createMetricsServer(config.metrics.listen, { render: () => metrics.render(), contentType: metrics.contentType, readiness });
       await registry.restore();
+      restored = true;
       run.datapath.warm(['tc', 'cgroup']);
       if (!cpUrl) {
         run.embedded = await startEmbeddedControlPlane({ policyFile: config.policy_file, logger: logger.child({ component: 'embedded-controlplane' }) });
+        metrics.merge(run.embedded.controlPlane.registry);
         cpUrl = run.embedded.url;
         cpMode = run.embedded.emptyPolicy ? 'embedded-empty' : 'embedded';
       }
       run.client = connectControlPlane(cpUrl);
       registry.flushVanished(run.client);
       run.api = await startApiServer(config.socket, config.socket_mode, daemon, logger.child({ component: 'api' }));
-      if (config.metrics.listen) run.metrics = await createMetricsServer(config.metrics.listen, () => metricsText({ registry, workloadLog, connected: () => cpState === 'connected', logger }));
       run.watchTimer = setInterval(() => void registry.watchTargets(), config.target_watch_interval);
       run.watchTimer.unref();
       logger.info(
@@ -159,7 +181,10 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
 
     attach(input) {
       if (phase !== 'started') return Promise.reject(new DaemonError('NETFENCE_ERR_SHUTTING_DOWN', 'the daemon is not accepting attachments'));
+      const t0 = performance.now();
       const p = registry.attach(input);
+      const kind = input.cgroupPath ? 'cgroup' : 'tc';
+      p.then(() => metrics.attachDuration.observe({ kind }, (performance.now() - t0) / 1000), () => undefined);
       inflight.add(p);
       const done = () => inflight.delete(p);
       p.then(done, done);

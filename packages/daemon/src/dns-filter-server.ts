@@ -3,7 +3,11 @@ import { domainRuleSetFromDns, type DnsState } from '@netfence/policy-engine';
 import type { Logger } from 'pino';
 import { joinHostPort } from './attachments';
 import type { DnsServer, DnsServerParams } from './dns-server-types';
+import type { DnsTimings } from './daemon-metrics';
 import type { WorkloadLog } from './workload-log';
+
+/** Map-write times waiting for their query's end event, bounded (an answer whose event never comes is forgotten). */
+const MAX_PENDING_MAP_WRITES = 1024;
 
 export interface DnsDefaults {
   /** Upstreams used when the control plane gives none. */
@@ -15,6 +19,8 @@ export interface DnsDefaults {
   readonly logger: Logger;
   /** Where every line a workload's queries can trigger goes (rate limited per attachment). */
   readonly workloadLog: WorkloadLog;
+  /** Upstream and map-write time of each answer (the daemon's histograms). */
+  readonly timings?: DnsTimings;
 }
 
 function settingsOf(policy: DnsState, d: DnsDefaults) {
@@ -30,6 +36,19 @@ export async function startFilterDnsServer(p: DnsServerParams, d: DnsDefaults): 
   // Every line this server writes (ours and the filter's own) counts against its attachment.
   const who = p.attachmentId ?? joinHostPort(p.host, p.port);
   const log = d.workloadLog.loggerFor('dns', who);
+  // The filter reports a query's whole latency; the map write (onResolved, timed here) is taken
+  // out of it to give the upstream's share. They meet by question name and type (the end event
+  // follows onResolved of the same query; two queries for one name in flight at once may swap
+  // their map-write times, which are of one size).
+  const mapWriteMs = new Map<string, number>();
+  const onResolved = async (info: { name: string; qtype: string; addresses: readonly string[]; ttlSec: number }) => {
+    const t0 = performance.now();
+    await p.onResolved({ name: info.name, addresses: info.addresses, ttlSec: info.ttlSec });
+    const ms = performance.now() - t0;
+    d.timings?.mapWrite(ms / 1000);
+    if (mapWriteMs.size >= MAX_PENDING_MAP_WRITES) mapWriteMs.clear();
+    mapWriteMs.set(`${info.name}/${info.qtype}`, ms);
+  };
   const filter: DnsFilter = await createDnsFilter({
     address: p.host,
     port: p.port,
@@ -39,8 +58,12 @@ export async function startFilterDnsServer(p: DnsServerParams, d: DnsDefaults): 
     blockResponse: d.blockedRcode,
     decide: (name, qtype) => p.decide(name, qtype),
     decideTimeoutMs: d.queryTimeoutMs,
-    onResolved: (info) => p.onResolved({ name: info.name, addresses: info.addresses, ttlSec: info.ttlSec }),
+    onResolved,
     onQuery: (e) => {
+      const key = `${e.name}/${e.qtype}`;
+      const written = mapWriteMs.get(key) ?? 0;
+      mapWriteMs.delete(key);
+      if (e.verdict === 'allowed' && !e.cached && e.upstream !== undefined) d.timings?.upstream(Math.max(0, e.latencyMs - written) / 1000);
       if (e.verdict !== 'allowed') log.info({ event: 'dns', query: { name: e.name, qtype: e.qtype }, verdict: e.verdict, reason: e.reason, rcode: e.rcode, client: e.client.address }, 'dns query not answered');
       else log.debug({ event: 'dns', query: { name: e.name, qtype: e.qtype }, verdict: e.verdict, rcode: e.rcode }, 'dns query');
     },

@@ -18,11 +18,13 @@ export type ControlPlaneMode = 'remote' | 'embedded' | 'embedded-empty';
  * policy file and served on a loopback port, so the daemon talks to it over the same gRPC
  * stream as to a remote one (one code path, one set of semantics). Without a policy file
  * (netfence.v1 starts with no config at all) it serves an empty policy set: the reference
- * control plane answers every Subscribed with BLOCK_ALL, so the host fails closed.
+ * control plane answers every Subscribed with BLOCK_ALL, so the host fails closed. Its metrics
+ * registry leaves out prom-client's process metrics: the daemon's registry has them, and serves
+ * this one's netfence_cp_* merged into its own /metrics.
  */
 export async function startEmbeddedControlPlane(opts: { policyFile?: string; logger: Logger; listen?: string }): Promise<EmbeddedControlPlane> {
   const emptyPolicy = opts.policyFile === undefined;
-  const controlPlane = createControlPlane({ policy: opts.policyFile ?? { policies: [] }, logger: opts.logger });
+  const controlPlane = createControlPlane({ policy: opts.policyFile ?? { policies: [] }, logger: opts.logger, processMetrics: false });
   const addr = await controlPlane.listen(opts.listen ?? '127.0.0.1:0');
   return { url: addr.url, controlPlane, emptyPolicy, close: () => controlPlane.close() };
 }
