@@ -71,6 +71,8 @@ async function startNetfenced(dl: DaemonLab, name: string, args: readonly string
     clearTimeout(t);
     return code;
   };
+  running.add(stop);
+  void exited.then(() => running.delete(stop));
   dl.lab.defer(async () => {
     if (dead === undefined) await stop();
   });
@@ -105,6 +107,23 @@ function v1Table(rows: string[][]): string {
   return `${all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat(w[i]! - c.length + 2))).join('')).join('\n')}\n\nTotal: ${rows.length} attachments\n`;
 }
 
+/**
+ * The v1 table of one attachment, byte for byte. The counters keep moving while a test runs
+ * (ARP and NDP count as allowed), so the row's counters are read from the output itself and
+ * must be decimal integers no smaller than `floor` (read earlier); the rest, alignment
+ * included, must be exactly the spec's format.
+ */
+function expectV1Row(out: { code: number; stderr: string; stdout: string }, row: string[], floor: { packetsAllowed: string; packetsBlocked: string }): void {
+  expect([out.code, out.stderr]).toEqual([0, '']);
+  const cells = (out.stdout.split('\n')[1] ?? '').trim().split(/\s{2,}/);
+  const [ok, block] = cells.slice(-2);
+  expect(ok).toMatch(/^\d+$/);
+  expect(block).toMatch(/^\d+$/);
+  expect(BigInt(ok!)).toBeGreaterThanOrEqual(BigInt(floor.packetsAllowed));
+  expect(BigInt(block!)).toBeGreaterThanOrEqual(BigInt(floor.packetsBlocked));
+  expect(out.stdout).toBe(v1Table([[...row, ok!, block!]]));
+}
+
 function v1Status(s: { daemonId: string; attachments: number; state: string; url?: string }, extra = ''): string {
   return (
     `Netfence Daemon Status\n  Version:           ${VERSION}\n  Daemon ID:         ${s.daemonId}\n  Hostname:          ${hostname()}\n` +
@@ -133,6 +152,16 @@ beforeAll(async () => {
   const f = await startForwardedControlPlane(dl, 'compat', { ackPolicy: () => ({ mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] }) });
   cp = f.cp;
   cpUrl = f.url;
+});
+
+/** Stops of the daemons still running. */
+const running = new Set<() => Promise<number | null>>();
+
+// The tests share the lab's veth: whatever a failed test left (a daemon, a pinned filter) is
+// removed before the next one, so one failure cannot make the next test fail.
+afterEach(async () => {
+  for (const stop of [...running]) await stop();
+  if (existsSync(dl.bpffsRoot)) for (const e of readdirSync(dl.bpffsRoot)) rmSync(join(dl.bpffsRoot, e), { recursive: true, force: true });
 });
 
 afterAll(async () => {
@@ -193,7 +222,7 @@ describe('netfenced with no config file, no control plane URL and no policy file
     expect(await dl.canConnect('203.0.113.30')).toBe(false);
     const c = (await listed(d, a.id))!;
     expect(Number(c.packetsBlocked)).toBeGreaterThan(0);
-    expect(await d.cli('list')).toEqual({ code: 0, stderr: '', stdout: v1Table([[a.id, dl.wlVeth.a, 'tc', 'block-all', 'disabled', a.dns, c.packetsAllowed, c.packetsBlocked]]) });
+    expectV1Row(await d.cli('list'), [a.id, dl.wlVeth.a, 'tc', 'block-all', 'disabled', a.dns], c);
     expect(existsSync(join(stateDir, 'attachments', `${a.id}.json`))).toBe(true);
 
     expect(await d.stop()).toBe(0);
@@ -243,10 +272,10 @@ describe('netfenced from a netfence.v1 config file', () => {
     expect(a.dns).toMatch(new RegExp(`^${HOST_ADDR.replace(/\./g, '\\.')}:120(0\\d|10)$`));
     const sub = await cp.waitFor((e) => e.msg.event === 'subscribed' && e.msg.subscribed!.id === a.id, 5000, 'Subscribed', from);
     expect(sub.msg.subscribed!.metadata).toEqual({ tenant: 'acme', job: 'ci-42', env: 'test' });
-    expect(await dl.canConnect('203.0.113.30')).toBe(true); // the ack's allowlist applied before Attach returned
+    expect(await dl.canConnect('203.0.113.30', { timeoutSec: 5 })).toBe(true); // the ack's allowlist applied before Attach returned
     expect(await dl.canConnect('203.0.113.40')).toBe(false);
     const c = (await listed(d, a.id))!;
-    expect((await d.cli('list', '--page-size', '5', '--all')).stdout).toBe(v1Table([[a.id, dl.wlVeth.a, 'tc', 'allowlist', 'disabled', a.dns, c.packetsAllowed, c.packetsBlocked]]));
+    expectV1Row(await d.cli('list', '--page-size', '5', '--all'), [a.id, dl.wlVeth.a, 'tc', 'allowlist', 'disabled', a.dns], c);
     expect(Number(c.packetsBlocked)).toBeGreaterThan(0);
     expect((await d.cli('status')).stdout).toBe(v1Status({ daemonId: id0, attachments: 1, state: 'connected', url: cpUrl }));
 
@@ -296,13 +325,13 @@ describe('netfenced from netfence.v1 environment variables, with subscribe_ack_t
       expect(await dl.canConnect('203.0.113.40')).toBe(false);
       const w = (await listed(d, a.id))!;
       expect(Number(w.packetsBlocked)).toBeGreaterThan(0);
-      expect((await d.cli('list')).stdout).toBe(v1Table([[a.id, dl.wlVeth.a, 'tc', 'block-all', 'disabled', a.dns, w.packetsAllowed, w.packetsBlocked]]));
+      expectV1Row(await d.cli('list'), [a.id, dl.wlVeth.a, 'tc', 'block-all', 'disabled', a.dns], w);
 
       cp.send({ id: a.id, subscribed_ack: { mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] } });
       await eventually(async () => (await listed(d, a.id))?.awaitingAck === false, 'the ack applied');
       expect((await listed(d, a.id))!.mode).toBe('allowlist');
       expect(JSON.parse((await d.cli('status', '--json')).stdout)).toMatchObject({ attachmentsAwaitingAck: 0 });
-      expect(await dl.canConnect('203.0.113.30')).toBe(true);
+      expect(await dl.canConnect('203.0.113.30', { timeoutSec: 5 })).toBe(true);
       expect(await dl.canConnect('203.0.113.40')).toBe(false);
 
       // Detached while its ack is outstanding: the late ack changes nothing, and Unsubscribed
@@ -318,7 +347,7 @@ describe('netfenced from netfence.v1 environment variables, with subscribe_ack_t
       const aboutB = cp.events.filter((e) => e.msg.subscribed?.id === b || e.msg.unsubscribed?.id === b);
       expect(aboutB[aboutB.length - 1]!.msg.event).toBe('unsubscribed');
       const now = (await listed(d, a.id))!;
-      expect((await d.cli('list')).stdout).toBe(v1Table([[a.id, dl.wlVeth.a, 'tc', 'allowlist', 'disabled', a.dns, now.packetsAllowed, now.packetsBlocked]]));
+      expectV1Row(await d.cli('list'), [a.id, dl.wlVeth.a, 'tc', 'allowlist', 'disabled', a.dns], now);
     } finally {
       cp.ackMode = 'auto';
     }
