@@ -76,8 +76,12 @@ export {
   DaemonService,
   DaemonStatusSchema,
   DetachRequestSchema,
+  FirewallDnsDecisionSchema,
+  FirewallDropSchema,
+  FirewallEventSchema,
   ListRequestSchema,
   ListResponseSchema,
+  WatchEventsRequestSchema,
   file_netfence_v1_daemon,
 } from './gen/netfence/v1/daemon_pb';
 export type {
@@ -86,8 +90,12 @@ export type {
   AttachmentInfo,
   DaemonStatus,
   DetachRequest,
+  FirewallDnsDecision,
+  FirewallDrop,
+  FirewallEvent,
   ListRequest,
   ListResponse,
+  WatchEventsRequest,
 } from './gen/netfence/v1/daemon_pb';
 
 /** Directory holding the netfence/v1/*.proto sources shipped with this package. */

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { AttachmentInfoSchema, AttachmentType, ConnectionState, DaemonStatusSchema, DnsMode, PolicyMode } from '@netfence/proto';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { AttachmentInfoSchema, AttachmentType, ConnectionState, DaemonStatusSchema, DnsMode, FirewallEventSchema, PolicyMode } from '@netfence/proto';
 import { DaemonError, daemonRoutes, type Daemon } from '@netfence/daemon';
 import { EXIT, runCli } from './cli';
 
@@ -62,6 +63,13 @@ function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<s
     status() {
       return create(DaemonStatusSchema, { ...statusOverride, version: '0.1.0', daemonId: 'd1', hostname: 'h', controlPlaneState: ConnectionState.CONNECTED, controlPlaneAddress: 'http://cp.test:9000', attachmentCount: attached.size });
     },
+    async *watchEvents(o) {
+      const all = [
+        create(FirewallEventSchema, { time: timestampFromMs(Date.UTC(2026, 0, 1)), attachmentId: 'att-1', event: { case: 'drop', value: { destination: '203.0.113.10', port: 8080, protocol: 6, reason: 'deny_cidr', learnedFrom: 'allowed.test', hook: 'connect4' } } }),
+        create(FirewallEventSchema, { time: timestampFromMs(Date.UTC(2026, 0, 1)), attachmentId: 'att-2', event: { case: 'dns', value: { name: 'evil.test', qtype: 'A', verdict: 'blocked', reason: 'rule', rcode: 'REFUSED' } } }),
+      ];
+      for (const e of all.filter((e) => !o.attachmentId || e.attachmentId === o.attachmentId).slice(-o.recent)) yield e;
+    },
   };
   function target(id: string) {
     return attached.get(id) ?? '';
@@ -97,6 +105,21 @@ describe('netfenced CLI', () => {
     const code = await runCli(['--socket', socket, ...argv], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
     return { code, stdout, stderr };
   }
+
+  it('events: drop events with learnedFrom and DNS decisions, one line each, --json one object per line, --id filters', async () => {
+    const h = await run('events');
+    expect(h).toEqual({
+      code: EXIT.OK,
+      stderr: '',
+      stdout: '2026-01-01T00:00:00.000Z att-1 drop 203.0.113.10:8080/tcp deny_cidr learned-from=allowed.test hook=connect4\n2026-01-01T00:00:00.000Z att-2 dns evil.test A blocked REFUSED rule\n',
+    });
+    const j = await run('events', '--id', 'att-1', '--json');
+    expect(j.code).toBe(EXIT.OK);
+    expect(j.stdout.trim().split('\n').map((l) => JSON.parse(l) as unknown)).toEqual([
+      { time: '2026-01-01T00:00:00.000Z', attachmentId: 'att-1', type: 'drop', destination: '203.0.113.10', port: 8080, protocol: 'tcp', reason: 'deny_cidr', learnedFrom: 'allowed.test', dryRun: false, hook: 'connect4' },
+    ]);
+    expect((await run('events', '--recent', '5000')).code).toBe(EXIT.USAGE);
+  });
 
   it('attaches, lists (all pages), shows status and detaches, with --json on stdout only', async () => {
     const a = await run('attach', '--interface', 'veth1', '--metadata', 'tenant=acme,job=ci-1', '--json');

@@ -4,6 +4,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { AttachmentType, ConnectionState, DnsMode, PolicyMode } from '@netfence/proto';
 import type { AttachmentInfo } from '@netfence/proto';
 import { createDaemonClient } from './daemon-client';
+import { addEventsCommand } from './events-command';
 import { formatAttached, formatDetached, formatStatus, formatTable } from './v1-format';
 
 /** This program's version (package.json), printed by --version. */
@@ -223,6 +224,17 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
         fail(e);
       }
     });
+
+  addEventsCommand(
+    program,
+    {
+      watch: (req, follow) => createDaemonClient(program.opts<{ socket: string }>().socket, { timeoutMs: follow ? undefined : CALL_TIMEOUT_MS.status }).watchEvents(req),
+      stdout: (t) => io.stdout(t),
+      stderr: (t) => io.stderr(t),
+      fail,
+    },
+    EXIT.USAGE,
+  );
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

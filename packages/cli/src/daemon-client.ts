@@ -18,11 +18,12 @@ function connectWithin(socketPath: string, timeoutMs: number): Socket {
 }
 
 /** A DaemonService client over the daemon's unix socket (gRPC over HTTP/2). */
-export function createDaemonClient(socketPath: string, opts: { timeoutMs?: number; connectTimeoutMs?: number } = {}): Client<typeof DaemonService> {
+export function createDaemonClient(socketPath: string, opts: { timeoutMs?: number | undefined; connectTimeoutMs?: number } = {}): Client<typeof DaemonService> {
   const transport = createGrpcTransport({
     baseUrl: 'http://localhost',
     nodeOptions: { createConnection: () => connectWithin(socketPath, opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS) },
-    defaultTimeoutMs: opts.timeoutMs ?? 30_000,
+    // An explicit `timeoutMs: undefined` means no deadline (a followed event stream).
+    defaultTimeoutMs: 'timeoutMs' in opts ? opts.timeoutMs : 30_000,
     // One-shot commands: let the process end soon after the last call.
     idleConnectionTimeoutMs: 200,
   });

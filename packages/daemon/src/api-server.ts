@@ -5,7 +5,7 @@ import { create } from '@bufbuild/protobuf';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import { ConnectError, type ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { AttachResponseSchema, DaemonService, ListResponseSchema, type AttachmentInfo, type DaemonStatus } from '@netfence/proto';
+import { AttachResponseSchema, DaemonService, ListResponseSchema, type AttachmentInfo, type DaemonStatus, type FirewallEvent } from '@netfence/proto';
 import type { Logger } from 'pino';
 import { DaemonError } from './daemon-error';
 import { checkAttachRequest, checkId, checkPageToken, MAX_REQUEST_BYTES, quoteInput } from './request-limits';
@@ -43,6 +43,8 @@ export interface DaemonApi {
   detach(id: string): Promise<void>;
   list(pageSize: number, pageToken: string): ListPage;
   status(): DaemonStatus;
+  /** WatchEvents: recent drop events and DNS decisions, then live ones (see event-hub.ts). */
+  watchEvents(opts: { attachmentId: string; recent: number; noFollow: boolean; signal: AbortSignal }): AsyncIterable<FirewallEvent>;
 }
 
 export function daemonRoutes(daemon: DaemonApi) {
@@ -70,6 +72,14 @@ export function daemonRoutes(daemon: DaemonApi) {
           return create(ListResponseSchema, daemon.list(req.pageSize, req.pageToken));
         }),
       getStatus: () => guard(() => daemon.status()),
+      async *watchEvents(req, ctx) {
+        try {
+          if (req.attachmentId) checkId(req.attachmentId);
+        } catch (e) {
+          throw grpcError(e);
+        }
+        yield* daemon.watchEvents({ attachmentId: req.attachmentId, recent: req.recent, noFollow: req.noFollow, signal: ctx.signal });
+      },
     });
 }
 

@@ -21,6 +21,7 @@ import type { AttachmentRecord, StateStore } from './state-store';
 import { interfaceSnapshot, interfaceSnapshotAsync, resolveAttachTarget, targetAlive } from './targets';
 import { applyWireCommand } from './wire-command';
 import type { WorkloadLog } from './workload-log';
+import type { EventHub } from './event-hub';
 import type { AttachInput } from './api-server';
 
 export interface RegistryDeps {
@@ -36,6 +37,8 @@ export interface RegistryDeps {
   readonly link: () => ControlPlaneClient | undefined;
   /** Told how long each applied command took, received to kernel maps (the metrics' histogram). */
   readonly commandApplied?: (command: string, seconds: number) => void;
+  /** Where drop events go for `netfenced events` (WatchEvents). */
+  readonly events?: EventHub;
 }
 
 /** Counters the metrics read: drop events, and commands applied or rejected whole. */
@@ -358,6 +361,7 @@ export class AttachmentRegistry {
     // A workload hammering a blocked address must not flood the log: rate limited per
     // attachment (all events are still counted, and streamed to the control plane).
     this.d.workloadLog.write('drop', attachment, 'info', { event: 'drop', attachment, dst: ev.destination, port: ev.port, proto: ev.protocol, reason: ev.reason, dryRun: ev.dryRun, hook: ev.hook, learnedFrom: domain }, ev.dryRun ? 'would drop (dry-run)' : 'dropped');
+    this.d.events?.publish({ timeMs: this.d.now(), attachmentId: attachment, kind: 'drop', drop: { destination: ev.destination, port: ev.port, protocol: ev.protocol, reason: ev.reason, learnedFrom: domain, dryRun: ev.dryRun, hook: ev.hook } });
     this.d.link()?.sendDenyEvents([
       { attachmentId: attachment, time: timestampFromMs(this.d.now()), destination: ev.destination, port: ev.port, protocol: ev.protocol, reason: ev.reason, domain: domain ?? '', dryRun: ev.dryRun, count: 1n },
     ]);

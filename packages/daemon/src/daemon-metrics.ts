@@ -19,6 +19,8 @@ export interface MetricsSources {
   readonly workloadLog: () => WorkloadLog;
   readonly connected: () => boolean;
   readonly logger: Logger;
+  /** Events `netfenced events` subscribers missed (they read too slowly). */
+  readonly watchDropped?: () => number;
 }
 
 /** The DNS timings dns-filter-server.ts observes for every attachment's server. */
@@ -62,6 +64,7 @@ export class DaemonMetrics {
     perAttachment('netfence_dns_rate_limited_total', 'counter', "Queries to the attachment's DNS server the kernel dropped over dns.rate_limit_qps (not in packets_blocked).", (rts) => rts.map((rt) => [rt.id, kernelCounterOf(rt, 'dnsRateLimited')]));
     scalarCounter(registers, 'netfence_deny_events_total', 'Drop events read from the kernel.', () => src.registry().counters.denyEvents);
     scalarCounter(registers, 'netfence_log_lines_suppressed_total', 'Workload-triggered log lines not written (rate limit).', () => src.workloadLog().suppressedTotal);
+    scalarCounter(registers, 'netfence_events_watch_dropped_total', 'Events a `netfenced events` subscriber missed because it read too slowly (its queue is bounded).', () => src.watchDropped?.() ?? 0);
     scalarCounter(registers, 'netfence_commands_applied_total', 'Control plane commands applied.', () => src.registry().counters.commandsApplied);
     scalarCounter(registers, 'netfence_commands_rejected_total', 'Control plane commands rejected whole.', () => src.registry().counters.commandsRejected);
     this.attachDuration = new Histogram({ name: 'netfence_attach_duration_seconds', help: 'Successful Attach calls, request to reply (the ack applied, or block-all without waiting).', labelNames: ['kind'], buckets: ATTACH_BUCKETS, registers });

@@ -18,6 +18,7 @@ import type { StartDnsServer } from './dns-server-types';
 import { createStateStore } from './state-store';
 import { createMetricsServer, type MetricsServer, type Readiness } from './metrics';
 import { DaemonMetrics } from './daemon-metrics';
+import { EventHub } from './event-hub';
 import { startEmbeddedControlPlane, type ControlPlaneMode, type EmbeddedControlPlane } from './embedded-controlplane';
 import { BACKGROUND_ACK_RESEND_MS } from './background-subscribe';
 import { createBpfDatapath } from './bpf-datapath';
@@ -87,14 +88,17 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
   let cpMode: ControlPlaneMode = 'remote';
   let cpState: ControlPlaneConnectionState = 'disconnected';
   let restored = false;
-  const metrics = new DaemonMetrics({ registry: () => registry, workloadLog: () => workloadLog, connected: () => cpState === 'connected', logger });
+  /** Drop events and DNS decisions for `netfenced events`, bounded (event-hub.ts). */
+  const events = new EventHub();
+  const metrics = new DaemonMetrics({ registry: () => registry, workloadLog: () => workloadLog, connected: () => cpState === 'connected', logger, watchDropped: () => events.droppedForSlowSubscribers });
 
   const startDnsServer: StartDnsServer =
     opts.startDnsServer ??
-    ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }), workloadLog, timings: metrics.dns }));
+    ((p) => startFilterDnsServer(p, { upstreams, minTtlSec: config.dns.min_ttl / 1000, maxTtlSec: config.dns.max_ttl / 1000, blockedRcode: config.dns.blocked_rcode, queryTimeoutMs: config.dns.query_timeout, logger: logger.child({ component: 'dns' }), workloadLog, timings: metrics.dns, events }));
   const registry = new AttachmentRegistry({ config, logger, store, now, workloadLog, startDnsServer, datapath: () => run.datapath!,
     link: () => run.client,
     commandApplied: (command, seconds) => metrics.commandApplyDuration.observe({ command }, seconds),
+    events,
   });
 
   /** /readyz: the control plane link up (or the embedded one serving) and every saved attachment taken back. */
@@ -192,6 +196,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     },
 
     detach: (id) => registry.detach(id),
+
+    watchEvents: (o) => events.watch(o),
 
     list: (pageSize, pageToken) => listPage(registry, pageSize, pageToken, logger),
 

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { joinHostPort } from './attachments';
 import type { DnsServer, DnsServerParams } from './dns-server-types';
 import type { DnsTimings } from './daemon-metrics';
+import type { EventHub } from './event-hub';
 import type { WorkloadLog } from './workload-log';
 
 /** Map-write times waiting for their query's end event, bounded (an answer whose event never comes is forgotten). */
@@ -21,6 +22,8 @@ export interface DnsDefaults {
   readonly workloadLog: WorkloadLog;
   /** Upstream and map-write time of each answer (the daemon's histograms). */
   readonly timings?: DnsTimings;
+  /** Where DNS decisions go for `netfenced events` (WatchEvents). */
+  readonly events?: EventHub;
 }
 
 function settingsOf(policy: DnsState, d: DnsDefaults) {
@@ -64,6 +67,7 @@ export async function startFilterDnsServer(p: DnsServerParams, d: DnsDefaults): 
       const written = mapWriteMs.get(key) ?? 0;
       mapWriteMs.delete(key);
       if (e.verdict === 'allowed' && !e.cached && e.upstream !== undefined) d.timings?.upstream(Math.max(0, e.latencyMs - written) / 1000);
+      d.events?.publish({ timeMs: Date.now(), attachmentId: who, kind: 'dns', dns: { name: e.name, qtype: e.qtype, verdict: e.verdict, reason: e.reason, rcode: e.rcode, addresses: e.addresses } });
       if (e.verdict !== 'allowed') log.info({ event: 'dns', query: { name: e.name, qtype: e.qtype }, verdict: e.verdict, reason: e.reason, rcode: e.rcode, client: e.client.address }, 'dns query not answered');
       else log.debug({ event: 'dns', query: { name: e.name, qtype: e.qtype }, verdict: e.verdict, rcode: e.rcode }, 'dns query');
     },

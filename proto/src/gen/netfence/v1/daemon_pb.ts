@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIs4BCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRIVCgx0Y19kaXJlY3Rpb24Y6AcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZ0YXJnZXQiMQoOQXR0YWNoUmVzcG9uc2USCgoCaWQYASABKAkSEwoLZG5zX2FkZHJlc3MYAiABKAkiGwoNRGV0YWNoUmVxdWVzdBIKCgJpZBgBIAEoCSI0CgtMaXN0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJuCgxMaXN0UmVzcG9uc2USMAoLYXR0YWNobWVudHMYASADKAsyGy5uZXRmZW5jZS52MS5BdHRhY2htZW50SW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEwoLdG90YWxfY291bnQYAyABKAUihgQKDkF0dGFjaG1lbnRJbmZvEgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSJgoIZG5zX21vZGUYBSABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEhMKC2Ruc19hZGRyZXNzGAYgASgJEjsKCG1ldGFkYXRhGAcgAygLMikubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8uTWV0YWRhdGFFbnRyeRIXCg9wYWNrZXRzX2FsbG93ZWQYCCABKAQSFwoPcGFja2V0c19ibG9ja2VkGAkgASgEEhsKE2Ruc19xdWVyaWVzX2FsbG93ZWQYCiABKAQSGwoTZG5zX3F1ZXJpZXNfYmxvY2tlZBgLIAEoBBIvCgthdHRhY2hlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoMdGNfZGlyZWN0aW9uGOgHIAEoCRIQCgdkcnlfcnVuGOkHIAEoCBIVCgxhd2FpdGluZ19hY2sY6gcgASgIGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL4AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGwoSY29udHJvbF9wbGFuZV9tb2RlGOgHIAEoCRIhChhhdHRhY2htZW50c19hd2FpdGluZ19hY2sY6QcgASgFKpcBCg9Db25uZWN0aW9uU3RhdGUSIAocQ09OTkVDVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEiEKHUNPTk5FQ1RJT05fU1RBVEVfRElTQ09OTkVDVEVEEAESHwobQ09OTkVDVElPTl9TVEFURV9DT05ORUNUSU5HEAISHgoaQ09OTkVDVElPTl9TVEFURV9DT05ORUNURUQQAzKNAgoNRGFlbW9uU2VydmljZRJBCgZBdHRhY2gSGi5uZXRmZW5jZS52MS5BdHRhY2hSZXF1ZXN0GhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USPAoGRGV0YWNoEhoubmV0ZmVuY2UudjEuRGV0YWNoUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRI7CgRMaXN0EhgubmV0ZmVuY2UudjEuTGlzdFJlcXVlc3QaGS5uZXRmZW5jZS52MS5MaXN0UmVzcG9uc2USPgoJR2V0U3RhdHVzEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GhkubmV0ZmVuY2UudjEuRGFlbW9uU3RhdHVzYgZwcm90bzM", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIs4BCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRIVCgx0Y19kaXJlY3Rpb24Y6AcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZ0YXJnZXQiMQoOQXR0YWNoUmVzcG9uc2USCgoCaWQYASABKAkSEwoLZG5zX2FkZHJlc3MYAiABKAkiGwoNRGV0YWNoUmVxdWVzdBIKCgJpZBgBIAEoCSI0CgtMaXN0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJuCgxMaXN0UmVzcG9uc2USMAoLYXR0YWNobWVudHMYASADKAsyGy5uZXRmZW5jZS52MS5BdHRhY2htZW50SW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEwoLdG90YWxfY291bnQYAyABKAUihgQKDkF0dGFjaG1lbnRJbmZvEgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSJgoIZG5zX21vZGUYBSABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEhMKC2Ruc19hZGRyZXNzGAYgASgJEjsKCG1ldGFkYXRhGAcgAygLMikubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8uTWV0YWRhdGFFbnRyeRIXCg9wYWNrZXRzX2FsbG93ZWQYCCABKAQSFwoPcGFja2V0c19ibG9ja2VkGAkgASgEEhsKE2Ruc19xdWVyaWVzX2FsbG93ZWQYCiABKAQSGwoTZG5zX3F1ZXJpZXNfYmxvY2tlZBgLIAEoBBIvCgthdHRhY2hlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoMdGNfZGlyZWN0aW9uGOgHIAEoCRIQCgdkcnlfcnVuGOkHIAEoCBIVCgxhd2FpdGluZ19hY2sY6gcgASgIGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL4AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGwoSY29udHJvbF9wbGFuZV9tb2RlGOgHIAEoCRIhChhhdHRhY2htZW50c19hd2FpdGluZ19hY2sY6QcgASgFIk4KEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEg4KBnJlY2VudBgCIAEoDRIRCglub19mb2xsb3cYAyABKAgixQEKDUZpcmV3YWxsRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0YWNobWVudF9pZBgCIAEoCRIpCgRkcm9wGAMgASgLMhkubmV0ZmVuY2UudjEuRmlyZXdhbGxEcm9wSAASLwoDZG5zGAQgASgLMiAubmV0ZmVuY2UudjEuRmlyZXdhbGxEbnNEZWNpc2lvbkgAEg4KBm1pc3NlZBgFIAEoBEIHCgVldmVudCKIAQoMRmlyZXdhbGxEcm9wEhMKC2Rlc3RpbmF0aW9uGAEgASgJEgwKBHBvcnQYAiABKA0SEAoIcHJvdG9jb2wYAyABKA0SDgoGcmVhc29uGAQgASgJEhQKDGxlYXJuZWRfZnJvbRgFIAEoCRIPCgdkcnlfcnVuGAYgASgIEgwKBGhvb2sYByABKAkidQoTRmlyZXdhbGxEbnNEZWNpc2lvbhIMCgRuYW1lGAEgASgJEg0KBXF0eXBlGAIgASgJEg8KB3ZlcmRpY3QYAyABKAkSDgoGcmVhc29uGAQgASgJEg0KBXJjb2RlGAUgASgJEhEKCWFkZHJlc3NlcxgGIAMoCSqXAQoPQ29ubmVjdGlvblN0YXRlEiAKHENPTk5FQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIhCh1DT05ORUNUSU9OX1NUQVRFX0RJU0NPTk5FQ1RFRBABEh8KG0NPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVElORxACEh4KGkNPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVEVEEAMy2wIKDURhZW1vblNlcnZpY2USQQoGQXR0YWNoEhoubmV0ZmVuY2UudjEuQXR0YWNoUmVxdWVzdBobLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEjwKBkRldGFjaBIaLm5ldGZlbmNlLnYxLkRldGFjaFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSOwoETGlzdBIYLm5ldGZlbmNlLnYxLkxpc3RSZXF1ZXN0GhkubmV0ZmVuY2UudjEuTGlzdFJlc3BvbnNlEj4KCUdldFN0YXR1cxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRoZLm5ldGZlbmNlLnYxLkRhZW1vblN0YXR1cxJMCgtXYXRjaEV2ZW50cxIfLm5ldGZlbmNlLnYxLldhdGNoRXZlbnRzUmVxdWVzdBoaLm5ldGZlbmNlLnYxLkZpcmV3YWxsRXZlbnQwAWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types]);
 
 /**
  * @generated from message netfence.v1.AttachRequest
@@ -297,6 +297,200 @@ export const DaemonStatusSchema: GenMessage<DaemonStatus> = /*@__PURE__*/
   messageDesc(file_netfence_v1_daemon, 6);
 
 /**
+ * Extension: WatchEvents' request.
+ *
+ * @generated from message netfence.v1.WatchEventsRequest
+ */
+export type WatchEventsRequest = Message<"netfence.v1.WatchEventsRequest"> & {
+  /**
+   * Only this attachment's events; empty: every attachment.
+   *
+   * @generated from field: string attachment_id = 1;
+   */
+  attachmentId: string;
+
+  /**
+   * Send up to this many of the most recent events first (the daemon keeps at most 1024).
+   *
+   * @generated from field: uint32 recent = 2;
+   */
+  recent: number;
+
+  /**
+   * End the stream once the recent events are sent (no live events).
+   *
+   * @generated from field: bool no_follow = 3;
+   */
+  noFollow: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.WatchEventsRequest.
+ * Use `create(WatchEventsRequestSchema)` to create a new message.
+ */
+export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 7);
+
+/**
+ * Extension: one event of WatchEvents.
+ *
+ * @generated from message netfence.v1.FirewallEvent
+ */
+export type FirewallEvent = Message<"netfence.v1.FirewallEvent"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string attachment_id = 2;
+   */
+  attachmentId: string;
+
+  /**
+   * @generated from oneof netfence.v1.FirewallEvent.event
+   */
+  event: {
+    /**
+     * @generated from field: netfence.v1.FirewallDrop drop = 3;
+     */
+    value: FirewallDrop;
+    case: "drop";
+  } | {
+    /**
+     * @generated from field: netfence.v1.FirewallDnsDecision dns = 4;
+     */
+    value: FirewallDnsDecision;
+    case: "dns";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Events of this stream dropped just before this one because the client read too slowly.
+   *
+   * @generated from field: uint64 missed = 5;
+   */
+  missed: bigint;
+};
+
+/**
+ * Describes the message netfence.v1.FirewallEvent.
+ * Use `create(FirewallEventSchema)` to create a new message.
+ */
+export const FirewallEventSchema: GenMessage<FirewallEvent> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 8);
+
+/**
+ * Extension: a packet or connection the datapath dropped (or would drop, in dry-run).
+ *
+ * @generated from message netfence.v1.FirewallDrop
+ */
+export type FirewallDrop = Message<"netfence.v1.FirewallDrop"> & {
+  /**
+   * @generated from field: string destination = 1;
+   */
+  destination: string;
+
+  /**
+   * @generated from field: uint32 port = 2;
+   */
+  port: number;
+
+  /**
+   * IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6).
+   *
+   * @generated from field: uint32 protocol = 3;
+   */
+  protocol: number;
+
+  /**
+   * What decided: "deny_cidr", "not_allowed", "block_all", "dns_bypass", "unparsable".
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * The DNS name the destination was learned from, when it was learned from an answer.
+   *
+   * @generated from field: string learned_from = 5;
+   */
+  learnedFrom: string;
+
+  /**
+   * @generated from field: bool dry_run = 6;
+   */
+  dryRun: boolean;
+
+  /**
+   * The hook that saw it (e.g. "tc", "connect4", "egress").
+   *
+   * @generated from field: string hook = 7;
+   */
+  hook: string;
+};
+
+/**
+ * Describes the message netfence.v1.FirewallDrop.
+ * Use `create(FirewallDropSchema)` to create a new message.
+ */
+export const FirewallDropSchema: GenMessage<FirewallDrop> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 9);
+
+/**
+ * Extension: how the attachment's DNS server answered one query.
+ *
+ * @generated from message netfence.v1.FirewallDnsDecision
+ */
+export type FirewallDnsDecision = Message<"netfence.v1.FirewallDnsDecision"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Query type, e.g. "A", "AAAA".
+   *
+   * @generated from field: string qtype = 2;
+   */
+  qtype: string;
+
+  /**
+   * "allowed", "blocked", "failed" or "invalid".
+   *
+   * @generated from field: string verdict = 3;
+   */
+  verdict: string;
+
+  /**
+   * Why, e.g. "rule", "not_allowed", "upstream_timeout".
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * The answer's response code, e.g. "NOERROR", "REFUSED".
+   *
+   * @generated from field: string rcode = 5;
+   */
+  rcode: string;
+
+  /**
+   * Addresses of an allowed answer.
+   *
+   * @generated from field: repeated string addresses = 6;
+   */
+  addresses: string[];
+};
+
+/**
+ * Describes the message netfence.v1.FirewallDnsDecision.
+ * Use `create(FirewallDnsDecisionSchema)` to create a new message.
+ */
+export const FirewallDnsDecisionSchema: GenMessage<FirewallDnsDecision> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 10);
+
+/**
  * @generated from enum netfence.v1.ConnectionState
  */
 export enum ConnectionState {
@@ -364,6 +558,18 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof EmptySchema;
     output: typeof DaemonStatusSchema;
+  },
+  /**
+   * Extension: a live stream of this daemon's drop events and DNS decisions (`netfenced
+   * events`), the most recent ones first. Bounded per subscriber: a client that reads too
+   * slowly misses events (counted in FirewallEvent.missed), the daemon never queues without limit.
+   *
+   * @generated from rpc netfence.v1.DaemonService.WatchEvents
+   */
+  watchEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchEventsRequestSchema;
+    output: typeof FirewallEventSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);
