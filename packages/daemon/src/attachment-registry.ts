@@ -252,7 +252,7 @@ export class AttachmentRegistry {
       rt.setRecord({ ...rt.record, pending: false });
       rt.persistNow();
       this.add(rt);
-      log.info({ target: r.target, kind: r.kind, tcDirection: r.tcDirection, dnsAddress: r.dnsAddress, mode: rt.state.mode }, 'attached');
+      log.info({ target: r.target, kind: r.kind, tcDirection: r.tcDirection, dnsAddress: r.dnsAddress, mode: rt.state.mode, metadata }, 'attached');
       return { id, dnsAddress: r.dnsAddress };
     } catch (e) {
       throw await this.rollBack(id, rt, dp, DaemonError.from(e), log);
@@ -305,7 +305,7 @@ export class AttachmentRegistry {
       },
       logger: log,
     });
-    log.info({ target: rt.record.target, kind: rt.record.kind, dnsAddress: rt.record.dnsAddress, mode: rt.state.mode }, 'attached without waiting for the SubscribedAck (block-all until it is applied)');
+    log.info({ target: rt.record.target, kind: rt.record.kind, dnsAddress: rt.record.dnsAddress, mode: rt.state.mode, metadata: subscribed.metadata }, 'attached without waiting for the SubscribedAck (block-all until it is applied)');
     return { id: rt.id, dnsAddress: rt.record.dnsAddress };
   }
 

@@ -132,7 +132,8 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       dnsQueryDeadlineMs: config.control_plane.query_dns_timeout,
       tls: url.startsWith('https:') ? { caFile: tls.ca_file, certFile: tls.cert_file, keyFile: tls.key_file } : undefined,
       bearerToken: token,
-      logger: logger.child({ component: 'controlplane-client' }),
+      // The client binds component: 'controlplane-client' itself (binding it here too wrote the key twice).
+      logger,
       onStateChange: (s, info) => {
         cpState = s;
         if (s === 'disconnected' && phase !== 'closing') logger.warn({ retryInMs: info.retryInMs, err: info.error }, 'control plane disconnected');

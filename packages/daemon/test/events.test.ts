@@ -5,7 +5,7 @@
 // printed and the command exits. (A slow subscriber's bound is unit-tested: event-hub.test.ts.)
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createDaemonLab, eventually, NAMES, SERVER_PORT, startDaemon, writeDaemonConfig, type DaemonLab, type DaemonProcess } from './support/daemon-lab';
 
@@ -108,4 +108,21 @@ test('a blocked connect to an address learned via DNS and a refused name are str
   expect(parse(otherRecent.stdout).map((e) => [e.attachmentId, e.type, e.name])).toEqual([[other.id, 'dns', LEARNED]]);
   const recent1 = await d.cli(['events', '--recent', '1', '--json']);
   expect([recent1.code, parse(recent1.stdout).length]).toEqual([0, 1]);
+});
+
+// The daemon's log (the same run): one format on every line (pino JSON, ISO time, base
+// {service}), no key written twice, and the "attached" line carries the attachment's metadata.
+test('every daemon log line is JSON with an ISO time and service, no repeated key; "attached" carries the metadata', () => {
+  const lines = readFileSync(d.logFile, 'utf8').split('\n').filter(Boolean);
+  expect(lines.length).toBeGreaterThan(5);
+  for (const line of lines) {
+    const o = JSON.parse(line) as Ev;
+    expect([line, o.service, typeof o.level, new Date(String(o.time)).toISOString()]).toEqual([line, 'netfenced', 'number', o.time]);
+    // A repeated key is lost by JSON.parse: the re-serialised line is then shorter.
+    expect([line, JSON.stringify(o).length]).toEqual([line, line.length]);
+  }
+  const attached = lines.map((l) => JSON.parse(l) as Ev).filter((o) => o.msg === 'attached');
+  expect(attached.length).toBe(2);
+  for (const o of attached) expect(o.metadata).toEqual({ tenant: 'web' });
+  expect(lines.some((l) => l.includes('"component":"controlplane-client"'))).toBe(true);
 });
