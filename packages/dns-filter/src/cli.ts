@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // netfence-dns: runs one filtering DNS server from flags and/or a YAML file.
-// Flags override the file. With --log-queries, JSON lines per query on stdout (rate-limited);
-// human messages go to stderr. Exit codes: 0 clean stop (SIGINT/SIGTERM), --help, --version;
-// 1 runtime failure (cannot listen...); 2 invalid flags or config, with a message naming them.
+// Flags override the file. Logs (start, warnings, and with --log-queries one line per query,
+// rate-limited) are pino JSON lines on stderr in the daemon's format (ISO time, service);
+// a refused flag or config is one plain `netfence-dns: ...` line on stderr. Exit codes: 0 clean
+// stop (SIGINT/SIGTERM), --help, --version; 1 runtime failure (cannot listen...); 2 invalid
+// flags or config, with a message naming them.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
+import pino from 'pino';
 import { parseDomainPattern } from '@netfence/policy-engine';
 
 import { MAX_CACHE_SIZE, MAX_TTL_SEC, loadDnsFilterConfig, parseListen, reasonOf, type DnsFilterFileConfig } from './config-file';
@@ -74,7 +77,7 @@ function buildProgram(): Command {
     .option('--max-ttl <sec>', `maximum TTL (clamp; default ${DEFAULT_TTL.max})`, wholeNumber(MAX_TTL_SEC, 'seconds'))
     .option('--cache-size <n>', 'response cache entries (0 disables; default 10000)', wholeNumber(MAX_CACHE_SIZE, 'entries'))
     .option('--rebinding-protection', 'refuse private/loopback/link-local answers for non-exact names')
-    .option('--log-queries', 'print one JSON line per query on stdout (rate-limited per client and verdict)')
+    .option('--log-queries', 'log one line per query (rate-limited per client and verdict)')
     .addHelpText('after', '\nExample:\n  netfence-dns --listen 127.0.0.1:5353 --upstream 127.0.0.53:53 --mode allowlist \\\n    --allow "*.pypi.org" --deny ads.pypi.org --log-queries\n')
     .exitOverride()
     .configureOutput({
@@ -112,8 +115,16 @@ function settingsFrom(o: CliFlags, file: DnsFilterFileConfig, warn: (msg: string
   };
 }
 
+/** netfence-dns's logger: the daemon's format (pino JSON on stderr, ISO time, base {service}). */
+function createCliLogger(): pino.Logger {
+  return pino({ base: { service: 'netfence-dns' }, timestamp: pino.stdTimeFunctions.isoTime }, process.stderr as pino.DestinationStream);
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
+  // a refusal (exit 2) is one plain line; everything while running is a log line
   const say = (msg: string): void => void process.stderr.write(`netfence-dns: ${msg}\n`);
+  const logger = createCliLogger();
+  const warn = (msg: string): void => logger.warn(msg);
   const program = buildProgram();
   try {
     program.parse(argv as string[], { from: 'user' });
@@ -128,9 +139,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   let listen: { address: string; port: number };
   let settings: ReturnType<typeof settingsFrom>;
   try {
-    if (o.config) file = loadDnsFilterConfig(o.config, { onWarning: (m) => say(`warning: ${m}`) });
+    if (o.config) file = loadDnsFilterConfig(o.config, { onWarning: warn });
     listen = parseListen(o.listen ?? file.listen ?? '127.0.0.1:53');
-    settings = settingsFrom(o, file, say);
+    settings = settingsFrom(o, file, warn);
   } catch (e) {
     say((e as Error).message);
     return 2;
@@ -139,7 +150,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     say(settings);
     return 2;
   }
-  const queryLog = (o.logQueries ?? file.logQueries ?? false) ? createQueryLog({ write: (line) => process.stdout.write(line) }) : undefined;
+  const queryLog = (o.logQueries ?? file.logQueries ?? false) ? createQueryLog({ log: (fields, msg) => logger.info(fields, msg) }) : undefined;
   let filter;
   try {
     filter = await createDnsFilter({ address: listen.address, port: listen.port, ...settings, ...(queryLog ? { onQuery: (e) => queryLog.onQuery(e) } : {}) });
@@ -149,7 +160,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return e instanceof DnsFilterError && e.code === 'NETFENCE_ERR_DNS_INVALID_OPTIONS' ? 2 : 1;
   }
   const a = filter.address;
-  say(`listening on ${a.family === 6 ? `[${a.address}]` : a.address}:${a.port} (udp+tcp), mode ${filter.mode}`);
+  logger.info({ listen: `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`, mode: filter.mode }, `listening on ${a.family === 6 ? `[${a.address}]` : a.address}:${a.port} (udp+tcp), mode ${filter.mode}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

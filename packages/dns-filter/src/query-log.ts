@@ -7,12 +7,12 @@ import { createLogRateLimiter } from './log-rate-limiter';
  * flood from one client costs a bounded number of lines and does not silence other clients
  * or verdicts. A written line carries `suppressed` (lines of its client and verdict dropped
  * before it); every `summaryIntervalMs` and at close() one line per client and verdict
- * that went quiet says how many were dropped: `{ time, event: 'suppressed', client,
+ * that went quiet says how many were dropped: `{ event: 'suppressed', client,
  * verdict, suppressed }`.
  */
 export interface QueryLogOptions {
-  /** Writes one line (with its newline). */
-  readonly write: (line: string) => void;
+  /** Writes one log line: its fields and its message (netfence-dns hands them to its pino logger). */
+  readonly log: (fields: Record<string, unknown>, msg: string) => void;
   /** Per client address and verdict. Defaults 20 lines a second, bursts of 50. */
   readonly perSecond?: number;
   readonly burst?: number;
@@ -44,7 +44,7 @@ export function createQueryLog(opts: QueryLogOptions): QueryLog {
   const summarize = (): void => {
     for (const { key, suppressed } of limiter.drain()) {
       const sp = key.indexOf(' ');
-      opts.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'suppressed', client: key.slice(sp + 1), verdict: key.slice(0, sp), suppressed })}\n`);
+      opts.log({ event: 'suppressed', client: key.slice(sp + 1), verdict: key.slice(0, sp), suppressed }, 'dns query lines suppressed');
     }
   };
   let timer: NodeJS.Timeout | undefined = setInterval(summarize, opts.summaryIntervalMs ?? QUERY_LOG_DEFAULTS.summaryIntervalMs);
@@ -53,9 +53,9 @@ export function createQueryLog(opts: QueryLogOptions): QueryLog {
     onQuery(e) {
       const p = limiter.take(`${e.verdict} ${e.client.address}`);
       if (!p.ok) return;
-      opts.write(
-        `${JSON.stringify({
-          time: new Date().toISOString(),
+      opts.log(
+        {
+          event: 'query',
           client: `${e.client.address}:${e.client.port}`,
           transport: e.client.transport,
           name: e.name,
@@ -69,7 +69,8 @@ export function createQueryLog(opts: QueryLogOptions): QueryLog {
           upstream: e.upstream,
           addresses: e.addresses,
           suppressed: p.suppressed > 0 ? p.suppressed : undefined,
-        })}\n`,
+        },
+        'dns query',
       );
     },
     get suppressed() {

@@ -23,21 +23,34 @@ afterAll(async () => {
   await up?.stop();
 });
 
-async function run(args: string[]): Promise<{ child: ChildProcess; port: number; lines: string[]; stderr: () => string }> {
+/** netfence-dns's log lines (stderr): every one must be the daemon's format. */
+interface LogLine extends Record<string, unknown> {
+  level: number;
+  time: string;
+  service: string;
+  msg: string;
+}
+
+async function run(args: string[]): Promise<{ child: ChildProcess; port: number; lines: string[]; logs: LogLine[]; stderr: () => string }> {
   const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-    const parts = out.split('\n');
-    out = parts.pop()!;
-    lines.push(...parts);
-  });
+  const lines: string[] = []; // the query log's lines (event query or suppressed)
+  const logs: LogLine[] = [];
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  let partial = '';
+  child.stdout!.on('data', (d: Buffer) => lines.push(`stdout: ${d.toString()}`)); // nothing may go there
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop()!;
+    for (const l of parts) {
+      const j = JSON.parse(l) as LogLine;
+      logs.push(j);
+      if (j.event === 'query' || j.event === 'suppressed') lines.push(l);
+    }
+  });
   for (let i = 0; i < 200; i++) {
     const m = /listening on [\d.]+:(\d+)/.exec(err);
-    if (m) return { child, port: Number(m[1]), lines, stderr: () => err };
+    if (m) return { child, port: Number(m[1]), lines, logs, stderr: () => err };
     if (child.exitCode !== null) break;
     await sleep(50);
   }
@@ -52,7 +65,7 @@ async function stop(child: ChildProcess): Promise<number | null> {
 }
 
 test('flags: allowlist with a deny, --log-queries prints one JSON line per query', async () => {
-  const { child, port, lines } = await run([
+  const { child, port, lines, logs: all } = await run([
     '--listen', '127.0.0.1:0', '--upstream', up.upstream, '--mode', 'allowlist', '--allow', '*.pypi.org', '--deny', 'ads.pypi.org', '--log-queries',
   ]);
   try {
@@ -61,6 +74,13 @@ test('flags: allowlist with a deny, --log-queries prints one JSON line per query
     await sleep(100);
     const logs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(logs).toHaveLength(2);
+    // one format with the daemon and the control plane: pino JSON on stderr, ISO time, service, no repeated key
+    for (const l of all) {
+      expect(l).toMatchObject({ level: expect.any(Number), service: 'netfence-dns', msg: expect.any(String) });
+      expect(new Date(l.time).toISOString()).toBe(l.time);
+    }
+    for (const raw of lines) expect(JSON.stringify(JSON.parse(raw)).length).toBe(raw.length);
+    expect(all.find((l) => /listening on/.test(l.msg))).toMatchObject({ level: 30, mode: 'allowlist' });
     expect(logs[0]).toMatchObject({ name: 'files.pypi.org', qtype: 'A', verdict: 'allowed', rule: 'allow *.pypi.org', rcode: 'NOERROR', transport: 'udp', addresses: ['203.0.113.10'] });
     expect(logs[1]).toMatchObject({ name: 'ads.pypi.org', verdict: 'blocked', rule: 'deny ads.pypi.org', rcode: 'REFUSED', transport: 'tcp' });
   } finally {
@@ -152,7 +172,7 @@ test('snake_case YAML keys; camelCase still read with a deprecation line on stde
     writeFileSync(file, `listen: 127.0.0.1:0\nupstreams: [${up.upstream}]\nmode: denylist\ndeny: [ads.pypi.org]\nblockResponse: nxdomain\n`);
     const b = await run(['--config', file]);
     try {
-      expect(b.stderr()).toContain(`netfence-dns: warning: ${file}: key blockResponse is deprecated, write block_response`);
+      expect(b.logs).toContainEqual(expect.objectContaining({ level: 40, service: 'netfence-dns', msg: `${file}: key blockResponse is deprecated, write block_response` }));
       expect((await dig('127.0.0.1', b.port, 'ads.pypi.org')).status).toBe('NXDOMAIN');
     } finally {
       await stop(b.child);
@@ -195,7 +215,7 @@ test('--log-queries under a flood of 100,000 garbage packets: bounded lines, the
   }
   const elapsedSec = (Date.now() - t0) / 1000;
   const logs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  const queryLines = logs.filter((l) => l.event === undefined);
+  const queryLines = logs.filter((l) => l.event === 'query');
   const summaries = logs.filter((l) => l.event === 'suppressed');
   const suppressed = logs.reduce((n, l) => n + (typeof l.suppressed === 'number' ? l.suppressed : 0), 0);
   expect(replies).toBeGreaterThan(50_000);
