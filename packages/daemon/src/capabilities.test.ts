@@ -1,4 +1,4 @@
-import { CAP, checkCapabilities, isPermissionError, missingCapabilities, parseCapEff, withCapabilityHint } from './capabilities';
+import { CAP, capabilityWarnings, checkCapabilities, isPermissionError, missingCapabilities, parseCapEff, withCapabilityHint } from './capabilities';
 import { DaemonError } from './daemon-error';
 
 const status = (capEff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t${capEff}\nCapBnd:\t000001ffffffffff\n`;
@@ -44,4 +44,11 @@ test('an EPERM from the kernel (wrapped) is re-told naming the capabilities; oth
   expect(told.cause).toBe(wrapped);
   const verifier = new DaemonError('NETFENCE_ERR_DATAPATH', 'x', { cause: Object.assign(new Error('rejected'), { errno: 13 }) });
   expect(withCapabilityHint(verifier)).toBe(verifier);
+});
+
+test('CAP_SYS_PTRACE is recommended, not required: missing, start goes on with a warning naming it', () => {
+  const required = bit(CAP.BPF) | bit(CAP.NET_ADMIN) | bit(CAP.PERFMON) | bit(CAP.SYS_ADMIN);
+  expect(() => checkCapabilities(status(hex(required)))).not.toThrow();
+  expect(capabilityWarnings(status(hex(required)))).toEqual([expect.stringMatching(/^CAP_SYS_PTRACE is missing: .*not reset.*still dropped/)]);
+  expect(capabilityWarnings(status(hex(required | bit(CAP.SYS_PTRACE))))).toEqual([]);
 });

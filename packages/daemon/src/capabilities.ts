@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { DaemonError } from './daemon-error';
 
 /** Capability numbers (linux/capability.h). */
-export const CAP = { NET_ADMIN: 12, SYS_ADMIN: 21, PERFMON: 38, BPF: 39 } as const;
+export const CAP = { NET_ADMIN: 12, SYS_PTRACE: 19, SYS_ADMIN: 21, PERFMON: 38, BPF: 39 } as const;
 export type CapabilityName = `CAP_${keyof typeof CAP}`;
 
 /**
@@ -13,6 +13,14 @@ export type CapabilityName = `CAP_${keyof typeof CAP}`;
  * - CAP_SYS_ADMIN: entering a workload's network namespace (setns) to sever its connections.
  */
 export const REQUIRED_CAPABILITIES: readonly CapabilityName[] = ['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_PERFMON', 'CAP_SYS_ADMIN'];
+
+/**
+ * Recommended, not required: CAP_SYS_PTRACE lets the daemon open /proc/<pid>/ns/net of a
+ * workload process running as another user, to reset (sever) its TCP connections to a removed
+ * address. Without it those sockets are not reset, but it fails closed: the cgroup_skb
+ * backstop still drops every packet of the removed flow. A missing one is a warning at start.
+ */
+export const RECOMMENDED_CAPABILITIES: readonly CapabilityName[] = ['CAP_SYS_PTRACE'];
 
 /** The effective capability set from the text of /proc/<pid>/status (CapEff, hex). */
 export function parseCapEff(status: string): bigint {
@@ -31,6 +39,13 @@ export function checkCapabilities(status: string = readFileSync('/proc/self/stat
   const missing = missingCapabilities(parseCapEff(status));
   if (missing.length)
     throw new DaemonError('NETFENCE_ERR_PERMISSION', `netfenced lacks ${missing.join(', ')} (it needs ${REQUIRED_CAPABILITIES.join(', ')}): run it as root or grant them, e.g. systemd AmbientCapabilities=`);
+}
+
+/** Recommended capabilities this process lacks, each with what it costs (for a warning at start). */
+export function capabilityWarnings(status: string = readFileSync('/proc/self/status', 'utf8')): string[] {
+  return missingCapabilities(parseCapEff(status), RECOMMENDED_CAPABILITIES).map(
+    (name) => `${name} is missing: connections of workload processes running as another user are not reset when their address is removed (their packets are still dropped)`,
+  );
 }
 
 /**

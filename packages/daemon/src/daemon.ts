@@ -26,7 +26,7 @@ import { startFilterDnsServer } from './dns-filter-server';
 import { VERSION } from './version';
 import { startApiServer, type AttachInput, type DaemonApi, type ListPage } from './api-server';
 import { lockStateDir, type StateLock } from './state-lock';
-import { checkCapabilities } from './capabilities';
+import { capabilityWarnings, checkCapabilities } from './capabilities';
 import { createWorkloadLog } from './workload-log';
 
 export type { AttachInput, ListPage };
@@ -152,7 +152,10 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       phase = 'started';
       // Before anything else: the privileges the kernel will ask for (read only), then this
       // daemon's exclusive hold on data_dir; without both nothing is opened, bound or changed.
-      if (!opts.datapath) checkCapabilities();
+      if (!opts.datapath) {
+        checkCapabilities();
+        for (const w of capabilityWarnings()) logger.warn({ capability: w.slice(0, w.indexOf(' ')) }, w);
+      }
       run.stateLock = lockStateDir(config.data_dir);
       daemonId = store.daemonId();
       run.datapath ??= createBpfDatapath({
