@@ -14,30 +14,20 @@ import {
   writeDaemonConfig,
   type DaemonLab,
   type DaemonProcess,
+  webPolicy,
 } from './support/daemon-lab';
 import { grpc, type GrpcError } from './support/grpc';
 
 jest.setTimeout(60_000);
 
-const POLICY = `version: 1
-policies:
-  - name: web
-    match: { tenant: web }
-    mode: allowlist
-    dns:
-      mode: allowlist
-    rules:
-      - ALLOW allowed.test
-      - DENY evil.test
-      - ALLOW 203.0.113.30/32
-  - name: proxied
+const POLICY = webPolicy(undefined, `  - name: proxied
     match: { tenant: proxied }
     mode: allowlist
     dns:
       mode: proxy
     rules:
       - ALLOW allowed.test
-`;
+`);
 
 let dl: DaemonLab;
 let d: DaemonProcess;

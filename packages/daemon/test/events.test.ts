@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, createDaemonLab, eventually, NAMES, SERVER_PORT, startDaemon, writeDaemonConfig, type DaemonLab, type DaemonProcess } from './support/daemon-lab';
+import { CLI, createDaemonLab, eventually, NAMES, SERVER_PORT, startDaemon, webPolicy, writeDaemonConfig, type DaemonLab, type DaemonProcess } from './support/daemon-lab';
 
 jest.setTimeout(60_000);
 
@@ -19,18 +19,7 @@ const REFUSED = 'evil.test';
 // allowed.test is allowed by name (its answer is learned into the allow map) but its address is
 // denied by CIDR (deny wins a tie of prefixes): the connect is dropped (reason deny_cidr) and the
 // drop names the DNS name the address was learned from. evil.test is not allowed: refused.
-const POLICY = `version: 1
-policies:
-  - name: web
-    match: { tenant: web }
-    mode: allowlist
-    dns:
-      mode: allowlist
-    rules:
-      - ALLOW ${LEARNED}
-      - ALLOW ${ALSO}
-      - DENY ${LEARNED_ADDR}/32
-`;
+const POLICY = webPolicy([`ALLOW ${LEARNED}`, `ALLOW ${ALSO}`, `DENY ${LEARNED_ADDR}/32`]);
 
 let dl: DaemonLab;
 let d: DaemonProcess;

@@ -19,23 +19,13 @@ import {
   writeDaemonConfig,
   type DaemonLab,
   type DaemonProcess,
+  webPolicy,
 } from './support/daemon-lab';
 import { grpc, type GrpcError } from './support/grpc';
 
 jest.setTimeout(120_000);
 
-const POLICY = `version: 1
-policies:
-  - name: web
-    match: { tenant: web }
-    mode: allowlist
-    dns:
-      mode: allowlist
-    rules:
-      - ALLOW allowed.test
-      - DENY evil.test
-      - ALLOW 203.0.113.30/32
-`;
+const POLICY = webPolicy();
 const METRICS = '127.0.0.1:19465';
 const MiB = 1 << 20;
 

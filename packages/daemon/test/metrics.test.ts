@@ -6,7 +6,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createDaemonLab, eventually, startDaemon, writeDaemonConfig, type DaemonLab, type DaemonProcess } from './support/daemon-lab';
+import { createDaemonLab, eventually, startDaemon, webPolicy, writeDaemonConfig, type DaemonLab, type DaemonProcess } from './support/daemon-lab';
 
 jest.setTimeout(60_000);
 
@@ -15,16 +15,7 @@ const METRICS = '127.0.0.1:19470';
 const METRICS_UNREADY = '127.0.0.1:19471';
 const ALLOWED = 'allowed.test';
 
-const POLICY = (extra: string) => `version: 1
-policies:
-  - name: web
-    match: { tenant: web }
-    mode: allowlist
-    dns:
-      mode: allowlist
-    rules:
-      - ALLOW ${ALLOWED}
-${extra}`;
+const POLICY = (extra: string) => webPolicy([`ALLOW ${ALLOWED}`]) + extra;
 
 let dl: DaemonLab;
 let d: DaemonProcess;

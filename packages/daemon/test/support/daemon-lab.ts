@@ -41,6 +41,23 @@ export const UPSTREAM = '10.200.2.2:53';
  * as many distinct addresses as a benchmark needs, never contacted.
  */
 export const SYNTH_DOMAIN = 'synth.test';
+
+/**
+ * The embedded control plane's policy the daemon tests share: one policy `web` (tenant web,
+ * allowlist with DNS allowlist) with `rules` (rule lines), then any `more` policies (YAML).
+ */
+export function webPolicy(rules: readonly string[] = ['ALLOW allowed.test', 'DENY evil.test', 'ALLOW 203.0.113.30/32'], more = ''): string {
+  return `version: 1
+policies:
+  - name: web
+    match: { tenant: web }
+    mode: allowlist
+    dns:
+      mode: allowlist
+    rules:
+${rules.map((r) => `      - ${r}\n`).join('')}${more}`;
+}
+
 export function synthName(i: number): { name: string; address: string } {
   if (!Number.isInteger(i) || i < 0 || i >= 64 * 256) throw new Error(`synthName: ${i} is outside 0..${64 * 256 - 1}`);
   const address = `10.200.${64 + (i >> 8)}.${i & 255}`;
