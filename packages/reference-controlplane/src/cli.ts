@@ -9,6 +9,7 @@ import type { Logger } from './logger';
 import { createPostgresPolicyStore } from './postgres-store';
 import type { ControlPlane, ListeningAddress, PolicyStore } from './types';
 import { ControlPlaneError } from './errors';
+import { VERSION } from './version';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -28,7 +29,7 @@ export async function startFromArgv(argv: string[], env: NodeJS.ProcessEnv = pro
   const program = new Command()
     .name('netfence-controlplane')
     .description('Reference netfence.v1 control plane driven by a YAML policy file')
-    .version((require('../package.json') as { version: string }).version, '--version', 'print the version and exit')
+    .version(VERSION, '--version', 'print the version and exit')
     .requiredOption('--listen <addr>', 'gRPC listen address: host:port, [v6]:port, :port or unix:/path')
     .option('--policy <file>', 'YAML policy file (watched; edited by the admin API); with --postgres, only seeds an empty database')
     .option('--postgres <url>', 'keep the policy in PostgreSQL, shared by every replica given the same URL (also NETFENCE_CP_POSTGRES)')

@@ -1,4 +1,4 @@
-// This package's version, for netfence_cp_build_info.
+// This package's version, for netfence_cp_build_info and `netfence-controlplane --version`.
 
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
