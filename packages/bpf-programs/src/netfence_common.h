@@ -383,7 +383,12 @@ static __always_inline int nf_is_tcp_udp(__u8 proto)
 	return proto == NF_PROTO_TCP || proto == NF_PROTO_UDP;
 }
 
-/* Traffic that is always allowed in every mode (the attachment must keep working). */
+/* nf_implicit_allow's answers (nf_verdict.implicit): which traffic is always allowed */
+#define NF_IMPLICIT_NO 0
+#define NF_IMPLICIT_YES 1
+#define NF_IMPLICIT_DNS_QUERY 2 /* to the own DNS server's address and port: the DNS rate limit's business */
+
+/* Traffic that is always allowed in every mode (the attachment must keep working): NF_IMPLICIT_*. */
 static __always_inline int nf_implicit_allow(const struct nf_config *cfg, const struct nf_flow *f)
 {
 	const __u8 *d = f->daddr;
@@ -420,11 +425,11 @@ static __always_inline int nf_implicit_allow(const struct nf_config *cfg, const 
 		 * non-first fragment (no ports) to its address is let through too,
 		 * it cannot be reassembled without the first fragment the port rule judged */
 		if (!f->l4)
-			return 1;
+			return NF_IMPLICIT_YES;
 		if (nf_is_tcp_udp(f->proto) && f->dport == cfg->dns_port)
-			return 1;
+			return NF_IMPLICIT_DNS_QUERY;
 	}
-	return 0;
+	return NF_IMPLICIT_NO;
 }
 
 /* DNS (53), DNS-over-TLS (tcp 853) and DNS-over-QUIC (udp 853) */
@@ -458,10 +463,9 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 		v.reason = NF_REASON_BAD_CONFIG;
 		return v;
 	}
-	if (nf_implicit_allow(cfg, f)) {
-		v.implicit = 1;
+	v.implicit = nf_implicit_allow(cfg, f);
+	if (v.implicit)
 		return v;
-	}
 	if ((cfg->flags & NF_FLAG_DNS_FILTER) && nf_is_dns_port(f)) {
 		v.drop = 1;
 		v.reason = NF_REASON_DNS_BYPASS;
@@ -575,20 +579,14 @@ static __always_inline int nf_finish(const struct nf_config *cfg, const struct n
 #define NF_TCP_ACK 0x10
 
 /*
- * Is this packet a new query to the attachment's own DNS server over its rate limit? Only
- * packets count: UDP datagrams and TCP SYNs (a new connection; its data is never cut, the
- * connection caps of the server bound that). A non-first fragment is not a query.
+ * Is this query to the attachment's own DNS server (nf_decide's NF_IMPLICIT_DNS_QUERY: UDP or
+ * TCP to its address and port, first fragment) over the rate limit? UDP datagrams and TCP SYNs
+ * count (a new connection; its data is never cut, the connection caps of the server bound that).
  */
-static __always_inline int nf_dns_over_limit(const struct nf_config *cfg, const struct nf_flow *f)
+static __always_inline int nf_dns_over_limit(const struct nf_flow *f)
 {
-	if (!f->l4 || !nf_is_dns_addr(cfg, f) || f->dport != cfg->dns_port)
+	if (f->proto == NF_PROTO_TCP && (f->tcp_flags & (NF_TCP_SYN | NF_TCP_ACK)) != NF_TCP_SYN)
 		return 0;
-	if (f->proto == NF_PROTO_TCP) {
-		if ((f->tcp_flags & (NF_TCP_SYN | NF_TCP_ACK)) != NF_TCP_SYN)
-			return 0;
-	} else if (f->proto != NF_PROTO_UDP) {
-		return 0;
-	}
 	__u32 zero = 0;
 	struct nf_dns_limit *l = bpf_map_lookup_elem(&dns_limit, &zero);
 	if (!l)
@@ -636,16 +634,17 @@ __attribute__((noinline)) int nf_judge(const struct nf_config *cfg, const struct
 	if (status == NF_JUDGE_PARSED) {
 		v = nf_decide(cfg, f, 1);
 		/* the packet hooks (TC, cgroup_skb) see every datagram, connected or not, after a
-		 * redirect: they charge the DNS rate limit, for what would pass. In dry-run too: it
+		 * redirect: they charge the DNS rate limit, for queries to the own server (the rest
+		 * never reaches the bucket or its map). In dry-run too: it
 		 * protects the host, it is not policy. Counted, never reported (an event per dropped
 		 * query would move the flood to the event ring). */
 		__u8 hook = (__u8)hook_status;
-		if (!v.drop && (hook == NF_HOOK_TC || hook == NF_HOOK_SKB) && nf_dns_over_limit(cfg, f)) {
+		if (v.implicit == NF_IMPLICIT_DNS_QUERY && (hook == NF_HOOK_TC || hook == NF_HOOK_SKB) && nf_dns_over_limit(f)) {
 			nf_count(NF_STAT_DNS_RATE_LIMITED);
 			return 1;
 		}
 	} else if (status == NF_JUDGE_IMPLICIT) {
-		v.implicit = 1;
+		v.implicit = NF_IMPLICIT_YES;
 	} else {
 		v.drop = 1;
 		v.reason = NF_REASON_UNPARSABLE;
