@@ -12,13 +12,17 @@ import type { CommandResultView, DenyEventView } from './types';
 
 const MAX_DENY_EVENTS = 500;
 
+/** What an attachment is reported with, in a SyncRequest or a Subscribed. */
+export type NewAttachment = Pick<Subscribed, 'id' | 'target' | 'type' | 'metadata'>;
+
 /** What the handlers need from the set of sessions (sessions.ts provides it). */
 export interface SessionOps {
   readonly log: Logger;
   readonly now: () => number;
   readonly metrics: ControlPlaneMetrics;
   send(s: Session, cmd: ControlCommand, attachmentId: string | undefined): void;
-  addAttachment(s: Session, a: { id: string; target: string; type: number; metadata: Record<string, string> }): AttachmentRecord;
+  /** Records `a` (a SyncRequest's Attachment or a Subscribed) with its metadata merged over the daemon's, in a new object. */
+  addAttachment(s: Session, a: NewAttachment): AttachmentRecord;
   removeAttachment(rec: AttachmentRecord): void;
   claimDaemonId(s: Session, daemonId: string): void;
   /** The last deny events received (trimmed here to MAX_DENY_EVENTS). */
@@ -54,14 +58,14 @@ function onSync(ops: SessionOps, s: Session, sync: SyncRequest): void {
   s.synced = true;
   ops.send(s, syncAckCommand(), undefined);
   for (const a of sync.attachments) {
-    const rec = ops.addAttachment(s, { id: a.id, target: a.target, type: a.type, metadata: { ...a.metadata } });
+    const rec = ops.addAttachment(s, a);
     ops.send(s, bulkUpdateCommand(a.id, rec.sent), a.id);
   }
   ops.log.info({ session: s.id, daemonId: s.daemonId, attachments: sync.attachments.length }, 'daemon synced');
 }
 
 function onSubscribed(ops: SessionOps, s: Session, sub: Subscribed): void {
-  const rec = ops.addAttachment(s, { id: sub.id, target: sub.target, type: sub.type, metadata: { ...sub.metadata } });
+  const rec = ops.addAttachment(s, sub);
   ops.send(s, subscribedAckCommand(sub.id, rec.sent), sub.id);
   ops.log.info({ daemonId: s.daemonId, attachment: sub.id, policy: rec.policy?.name ?? null }, 'attachment subscribed');
 }

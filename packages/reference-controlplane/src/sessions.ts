@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { ControlCommand, DaemonEvent } from '@netfence/proto';
 import type { PolicyConfig } from '@netfence/policy-engine';
 import { handleDaemonEvent } from './daemon-events';
+import type { NewAttachment } from './daemon-events';
 import type { Logger } from './logger';
 import type { ControlPlaneMetrics } from './metrics';
 import type { CompiledPolicy } from './policy-file';
@@ -86,7 +87,7 @@ export function createSessions(opts: SessionsOptions): Sessions {
     if (attachmentIndex.get(rec.id) === rec) attachmentIndex.delete(rec.id);
   }
 
-  function addAttachment(s: Session, a: { id: string; target: string; type: number; metadata: Record<string, string> }): AttachmentRecord {
+  function addAttachment(s: Session, a: NewAttachment): AttachmentRecord {
     const old = s.attachments.get(a.id);
     if (old) removeAttachment(old);
     const metadata = { ...s.metadata, ...a.metadata };
