@@ -1,4 +1,4 @@
-import { createLogRateLimiter } from './log-rate-limiter';
+import { createLogRateLimiter, startSuppressedSummaries } from './log-rate-limiter';
 
 describe('createLogRateLimiter', () => {
   it('lets a burst through, then suppresses and reports the count on the next written line', () => {
@@ -38,7 +38,7 @@ describe('createLogRateLimiter', () => {
 
   it('a shared total caps many keys together; what it stops is counted under each key', () => {
     let t = 0;
-    const rl = createLogRateLimiter({ perSecond: 10, burst: 10, totalPerSecond: 2, totalBurst: 5, now: () => t });
+    const rl = createLogRateLimiter({ perSecond: 10, burst: 10, total: { perSecond: 2, burst: 5 }, now: () => t });
     const written = Array.from({ length: 100 }, (_, i) => rl.take(`client-${i}`)).filter((p) => p.ok).length;
     expect(written).toBe(5);
     expect(rl.suppressedTotal).toBe(95);
@@ -50,8 +50,20 @@ describe('createLogRateLimiter', () => {
   });
 
   it('refuses settings that would disable it', () => {
-    expect(() => createLogRateLimiter({ totalPerSecond: 0 })).toThrow(RangeError);
+    expect(() => createLogRateLimiter({ total: { perSecond: 0 } })).toThrow(RangeError);
     expect(() => createLogRateLimiter({ perSecond: 0 })).toThrow(RangeError);
     expect(() => createLogRateLimiter({ burst: 0 })).toThrow(RangeError);
+    expect(() => createLogRateLimiter({ total: { perSecond: 1, burst: 0 } })).toThrow(RangeError);
+  });
+
+  it('summaries: stop() hands out what is pending once; stopping again writes nothing', () => {
+    const rl = createLogRateLimiter({ perSecond: 1, burst: 1, now: () => 0 });
+    for (let i = 0; i < 4; i++) rl.take('k');
+    const written: Array<[string, number]> = [];
+    const stop = startSuppressedSummaries(rl, 60_000, (key, n) => written.push([key, n]));
+    stop();
+    stop();
+    expect(written).toEqual([['k', 3]]);
+    expect(() => startSuppressedSummaries(rl, 0, () => {})).toThrow(RangeError);
   });
 });

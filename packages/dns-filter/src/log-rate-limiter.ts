@@ -9,9 +9,9 @@
  * Bounded: at most `maxKeys` keys are tracked; past that the least recently seen key is
  * forgotten (its pending count is handed to the next drain()), so a workload that invents
  * keys cannot make the limiter itself grow without limit. Where keys come from the workload
- * (client addresses), `totalPerSecond`/`totalBurst` add one bucket shared by all keys, so
- * many keys together cannot write more than that either; a line it stops is counted as
- * suppressed under its own key.
+ * (client addresses), `total` adds one bucket shared by all keys, so many keys together
+ * cannot write more than that either; a line it stops is counted as suppressed under its
+ * own key.
  */
 export interface LogRateLimiterOptions {
   /** Lines per second each key may write once its burst is spent. Default 10. */
@@ -20,10 +20,11 @@ export interface LogRateLimiterOptions {
   readonly burst?: number;
   /** Keys tracked at most. Default 10,000. */
   readonly maxKeys?: number;
-  /** Lines per second all keys together may write once `totalBurst` is spent. Default: no shared limit. */
-  readonly totalPerSecond?: number;
-  /** Lines all keys together may write at once. Default 2 x totalPerSecond (when that is set). */
-  readonly totalBurst?: number;
+  /**
+   * One bucket all keys share: `perSecond` lines a second once `burst` (default 2 x perSecond)
+   * is spent. Default: no shared limit.
+   */
+  readonly total?: { readonly perSecond: number; readonly burst?: number };
   /** Clock in milliseconds (tests). Default Date.now. */
   readonly now?: () => number;
 }
@@ -45,6 +46,12 @@ interface Bucket {
   suppressed: number;
 }
 
+/** Adds the tokens earned since the bucket's last refill, up to `burst`. */
+function refill(b: { tokens: number; at: number }, t: number, perSecond: number, burst: number): void {
+  b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * perSecond);
+  b.at = t;
+}
+
 const DENY: LogPermit = Object.freeze({ ok: false });
 
 export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateLimiter {
@@ -53,15 +60,16 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
   const maxKeys = opts.maxKeys ?? 10_000;
   const now = opts.now ?? Date.now;
   if (!(perSecond > 0) || !(burst >= 1) || !(maxKeys >= 1)) throw new RangeError('log rate limiter: perSecond > 0, burst >= 1 and maxKeys >= 1 are required');
-  const totalPerSecond = opts.totalPerSecond;
-  const totalBurst = opts.totalBurst ?? (totalPerSecond !== undefined ? 2 * totalPerSecond : undefined);
-  if (totalPerSecond !== undefined && !(totalPerSecond > 0)) throw new RangeError('log rate limiter: totalPerSecond > 0 is required');
-  if (totalBurst !== undefined && !(totalBurst >= 1)) throw new RangeError('log rate limiter: totalBurst >= 1 is required');
-  const shared = totalPerSecond !== undefined ? { tokens: totalBurst!, at: now(), perSecond: totalPerSecond, burst: totalBurst! } : undefined;
+  let shared: { tokens: number; at: number; readonly perSecond: number; readonly burst: number } | undefined;
+  if (opts.total !== undefined) {
+    const { perSecond: tps, burst: tb = 2 * tps } = opts.total;
+    if (!(tps > 0) || !(tb >= 1)) throw new RangeError('log rate limiter: total.perSecond > 0 and total.burst >= 1 are required');
+    shared = { tokens: tb, at: now(), perSecond: tps, burst: tb };
+  }
   // A Map iterates in insertion order; re-inserting on use keeps it in least-recently-used order.
   const buckets = new Map<string, Bucket>();
   const forgotten = new Map<string, number>();
-  let total = 0;
+  let suppressedSum = 0;
 
   return {
     take(key) {
@@ -69,8 +77,7 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
       let b = buckets.get(key);
       if (b) {
         buckets.delete(key);
-        b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * perSecond);
-        b.at = t;
+        refill(b, t, perSecond, burst);
       } else {
         b = { tokens: burst, at: t, suppressed: 0 };
         if (buckets.size >= maxKeys) {
@@ -80,10 +87,7 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
         }
       }
       buckets.set(key, b);
-      if (shared) {
-        shared.tokens = Math.min(shared.burst, shared.tokens + ((t - shared.at) / 1000) * shared.perSecond);
-        shared.at = t;
-      }
+      if (shared) refill(shared, t, shared.perSecond, shared.burst);
       if (b.tokens >= 1 && (shared === undefined || shared.tokens >= 1)) {
         b.tokens -= 1;
         if (shared) shared.tokens -= 1;
@@ -92,7 +96,7 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
         return { ok: true, suppressed };
       }
       b.suppressed++;
-      total++;
+      suppressedSum++;
       return DENY;
     },
     drain() {
@@ -108,7 +112,27 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
       return out;
     },
     get suppressedTotal() {
-      return total;
+      return suppressedSum;
     },
+  };
+}
+
+/**
+ * Hands the limiter's drained counts to `write` every `intervalMs` (an unref'd timer) and once
+ * more when the returned stop() is called (idempotent): the 'N lines suppressed' summaries
+ * both log wrappers write.
+ */
+export function startSuppressedSummaries(limiter: LogRateLimiter, intervalMs: number, write: (key: string, suppressed: number) => void): () => void {
+  if (!(intervalMs >= 1)) throw new RangeError('log rate limiter: summaryIntervalMs >= 1 is required');
+  const summarize = (): void => {
+    for (const { key, suppressed } of limiter.drain()) write(key, suppressed);
+  };
+  let timer: NodeJS.Timeout | undefined = setInterval(summarize, intervalMs);
+  timer.unref();
+  return () => {
+    if (timer === undefined) return;
+    clearInterval(timer);
+    timer = undefined;
+    summarize();
   };
 }
