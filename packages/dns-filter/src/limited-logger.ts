@@ -1,4 +1,4 @@
-import { createLogRateLimiter } from './log-rate-limiter';
+import { createLogRateLimiter, startSuppressedSummaries } from './log-rate-limiter';
 
 /** The pino-compatible logger of the filter (only these methods are used). */
 export interface LimitedLoggerTarget {
@@ -33,14 +33,7 @@ export function createLimitedLogger(logger: LimitedLoggerTarget | undefined, opt
   const limiter = createLogRateLimiter({ perSecond: opts.perSecond ?? 10, burst: opts.burst ?? 20 });
   const summaryIntervalMs = opts.summaryIntervalMs ?? 10_000;
   if (!(summaryIntervalMs >= 1)) throw new RangeError('logRateLimit.summaryIntervalMs must be >= 1');
-  const summarize = (): void => {
-    for (const { key, suppressed } of limiter.drain()) logger?.warn({ kind: key, suppressed }, 'log lines suppressed');
-  };
-  let timer: NodeJS.Timeout | undefined;
-  if (logger) {
-    timer = setInterval(summarize, summaryIntervalMs);
-    timer.unref();
-  }
+  const stop = logger ? startSuppressedSummaries(limiter, summaryIntervalMs, (key, suppressed) => logger.warn({ kind: key, suppressed }, 'log lines suppressed')) : () => {};
   return {
     log(level, key, obj, msg) {
       if (!logger) return;
@@ -51,11 +44,6 @@ export function createLimitedLogger(logger: LimitedLoggerTarget | undefined, opt
     get suppressed() {
       return limiter.suppressedTotal;
     },
-    close() {
-      if (timer === undefined) return;
-      clearInterval(timer);
-      timer = undefined;
-      summarize();
-    },
+    close: stop,
   };
 }

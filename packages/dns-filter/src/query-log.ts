@@ -1,5 +1,5 @@
 import type { QueryEvent } from './types';
-import { createLogRateLimiter } from './log-rate-limiter';
+import { createLogRateLimiter, startSuppressedSummaries } from './log-rate-limiter';
 
 /**
  * The per-query JSON lines of `netfence-dns --log-queries`. Every query can be sent by a
@@ -37,18 +37,13 @@ export function createQueryLog(opts: QueryLogOptions): QueryLog {
   const limiter = createLogRateLimiter({
     perSecond: opts.perSecond ?? QUERY_LOG_DEFAULTS.perSecond,
     burst: opts.burst ?? QUERY_LOG_DEFAULTS.burst,
-    totalPerSecond: opts.totalPerSecond ?? QUERY_LOG_DEFAULTS.totalPerSecond,
-    totalBurst: opts.totalBurst ?? QUERY_LOG_DEFAULTS.totalBurst,
+    total: { perSecond: opts.totalPerSecond ?? QUERY_LOG_DEFAULTS.totalPerSecond, burst: opts.totalBurst ?? QUERY_LOG_DEFAULTS.totalBurst },
     maxKeys: 4096,
   });
-  const summarize = (): void => {
-    for (const { key, suppressed } of limiter.drain()) {
-      const sp = key.indexOf(' ');
-      opts.log({ event: 'suppressed', client: key.slice(sp + 1), verdict: key.slice(0, sp), suppressed }, 'dns query lines suppressed');
-    }
-  };
-  let timer: NodeJS.Timeout | undefined = setInterval(summarize, opts.summaryIntervalMs ?? QUERY_LOG_DEFAULTS.summaryIntervalMs);
-  timer.unref();
+  const stop = startSuppressedSummaries(limiter, opts.summaryIntervalMs ?? QUERY_LOG_DEFAULTS.summaryIntervalMs, (key, suppressed) => {
+    const sp = key.indexOf(' ');
+    opts.log({ event: 'suppressed', client: key.slice(sp + 1), verdict: key.slice(0, sp), suppressed }, 'dns query lines suppressed');
+  });
   return {
     onQuery(e) {
       const p = limiter.take(`${e.verdict} ${e.client.address}`);
@@ -76,11 +71,6 @@ export function createQueryLog(opts: QueryLogOptions): QueryLog {
     get suppressed() {
       return limiter.suppressedTotal;
     },
-    close() {
-      if (timer === undefined) return;
-      clearInterval(timer);
-      timer = undefined;
-      summarize();
-    },
+    close: stop,
   };
 }
