@@ -104,7 +104,8 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
     .showHelpAfterError();
 
-  const client = (timeoutMs: number) => createDaemonClient(program.opts<{ socket: string }>().socket, { timeoutMs });
+  /** `timeoutMs` undefined: no deadline (a followed event stream). */
+  const client = (timeoutMs: number | undefined) => createDaemonClient(program.opts<{ socket: string }>().socket, { timeoutMs });
   const fail = (e: unknown) => {
     const ce = ConnectError.from(e);
     code = exitCodeOf(e);
@@ -228,7 +229,7 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
   addEventsCommand(
     program,
     {
-      watch: (req, follow) => createDaemonClient(program.opts<{ socket: string }>().socket, { timeoutMs: follow ? undefined : CALL_TIMEOUT_MS.status }).watchEvents(req),
+      watch: (req, follow) => client(follow ? undefined : CALL_TIMEOUT_MS.status).watchEvents(req),
       stdout: (t) => io.stdout(t),
       stderr: (t) => io.stderr(t),
       fail,
