@@ -8,7 +8,7 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { openPinnedMap } from '@netfence/bpf-loader';
 import { POLICY_MAPS, policyEntry } from '@netfence/bpf-programs';
-import { launchDaemon, sleep, SYNTH_DOMAIN, synthName, type DaemonProcess } from '../test/support/daemon-lab';
+import { DNS_FLOOD_PY, launchDaemon, sleep, SYNTH_DOMAIN, synthName, type DaemonProcess } from '../test/support/daemon-lab';
 import { createTestControlPlane, type TestControlPlane } from '../test/support/grpc';
 import type { BenchArgs } from './bench';
 
@@ -132,27 +132,6 @@ async function timeQueries(client: ReturnType<typeof dnsClient>, names: { name: 
 }
 
 /**
- * Half garbage datagrams, half A queries for names the policy refuses, as fast as one python
- * process sends them; prints how many the kernel took and how many it refused (EPERM: over the
- * attachment's DNS rate limit).
- */
-const FLOOD = `
-import socket, struct, os, sys
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-def q(i):
-    name = b'n%d.refused.test' % i
-    return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p for p in name.split(b'.')) + b'\\x00\\x00\\x01\\x00\\x01'
-sent = refused = 0
-for i in range(n):
-    try:
-        s.sendto(os.urandom(1 + i % 40) if i % 2 else q(i), (host, port)); sent += 1
-    except OSError:
-        refused += 1
-print(sent, refused)
-`;
-
-/**
  * Issue 15's log amplification: one attachment's DNS server flooded with FLOOD_PACKETS garbage
  * and refused queries, while another attachment's DNS answers are timed (new names, each
  * answer released after its map write): p99 quiet vs during the flood, and the log bytes the
@@ -168,7 +147,7 @@ async function floodSection(d: DaemonProcess, cgroups: string[], out: (s: string
     const logBefore = statSync(d.logFile).size;
     const [host, port] = [flooded.dns_address.slice(0, flooded.dns_address.lastIndexOf(':')), flooded.dns_address.slice(flooded.dns_address.lastIndexOf(':') + 1)];
     // The flooder is the flooded attachment's workload: it runs in that cgroup, so its filter sees it.
-    const flooder = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroups[1]!, 'python3', '-c', FLOOD, host, port, String(FLOOD_PACKETS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const flooder = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroups[1]!, 'python3', '-c', DNS_FLOOD_PY, host, port, String(FLOOD_PACKETS), '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let sentText = '';
     flooder.stdout.on('data', (b: Buffer) => (sentText += b.toString()));
     let running = true;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { LabCgroup } from '@netfence/lab';
 import {
   CLI,
+  DNS_FLOOD_PY,
   createDaemonLab,
   eventually,
   HOST_ADDR,
@@ -219,24 +220,6 @@ print(sent)
   await d.api.detach(id);
 });
 
-/** Sends `n` A queries for names the policy refuses to host:port as fast as one process can; prints sent, failed (EPERM...), seconds. */
-const QUERY_FLOOD = `
-import socket, struct, sys, time
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-def q(i):
-    name = b'n%d.refused.test' % i
-    return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p for p in name.split(b'.')) + b'\\x00\\x00\\x01\\x00\\x01'
-sent = failed = 0
-t0 = time.monotonic()
-for i in range(n):
-    try:
-        s.sendto(q(i), (host, port)); sent += 1
-    except OSError:
-        failed += 1
-print(sent, failed, time.monotonic() - t0)
-`;
-
 test('the kernel DNS rate limit: a flood against a TC and a cgroup attachment reaches their DNS servers at no more than rate * time + burst, the rest counted', async () => {
   const limit = { qps: 500, burst: 250 };
   await d.stop();
@@ -251,7 +234,7 @@ test('the kernel DNS rate limit: a flood against a TC and a cgroup attachment re
       const [host, port] = [dns_address.slice(0, dns_address.lastIndexOf(':')), dns_address.slice(dns_address.lastIndexOf(':') + 1)];
       const m0 = await metrics();
       const reached0 = metric(m0, 'netfence_dns_queries_blocked_total', id);
-      const r = await dl.run(ns, 'python3', ['-c', QUERY_FLOOD, host, port, '20000'], { cgroup, timeoutMs: 60_000 });
+      const r = await dl.run(ns, 'python3', ['-c', DNS_FLOOD_PY, host, port, '20000', '0'], { cgroup, timeoutMs: 60_000 });
       expect(r.code).toBe(0);
       const [sent, failed, seconds] = r.stdout.trim().split(' ').map(Number) as [number, number, number];
       expect(sent + failed).toBe(20_000);

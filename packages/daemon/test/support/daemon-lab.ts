@@ -58,6 +58,30 @@ policies:
 ${rules.map((r) => `      - ${r}\n`).join('')}${more}`;
 }
 
+/**
+ * A python script that floods a DNS server over UDP from one socket, as fast as one process
+ * sends: argv host, port, n, garbage. Packet i is an A query for `n<i>.refused.test` (a name
+ * the test policies refuse), or with garbage 1 every odd one is 1..40 random bytes instead.
+ * Prints "sent failed seconds" (failed: the send was refused, e.g. EPERM over the attachment's
+ * DNS rate limit in the kernel).
+ */
+export const DNS_FLOOD_PY = `
+import socket, struct, os, sys, time
+host, port, n, garbage = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1'
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def q(i):
+    name = b'n%d.refused.test' % i
+    return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p for p in name.split(b'.')) + b'\\x00\\x00\\x01\\x00\\x01'
+sent = failed = 0
+t0 = time.monotonic()
+for i in range(n):
+    try:
+        s.sendto(os.urandom(1 + i % 40) if garbage and i % 2 else q(i), (host, port)); sent += 1
+    except OSError:
+        failed += 1
+print(sent, failed, time.monotonic() - t0)
+`;
+
 export function synthName(i: number): { name: string; address: string } {
   if (!Number.isInteger(i) || i < 0 || i >= 64 * 256) throw new Error(`synthName: ${i} is outside 0..${64 * 256 - 1}`);
   const address = `10.200.${64 + (i >> 8)}.${i & 255}`;
