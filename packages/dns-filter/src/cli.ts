@@ -14,11 +14,12 @@ import { MAX_CACHE_SIZE, MAX_TTL_SEC, loadDnsFilterConfig, parseListen, reasonOf
 import { createDnsFilter } from './dns-filter';
 import { DnsFilterError } from './dns-filter-error';
 import { createQueryLog } from './query-log';
+import { SETTINGS_DEFAULTS } from './settings';
 import type { DnsFilterOptions } from './types';
 import { parseUpstream } from './upstream-server';
 
 const DEFAULT_MODE = 'allowlist';
-const DEFAULT_TTL = { min: 30, max: 3600 };
+const DEFAULT_TTL = { min: SETTINGS_DEFAULTS.minTtlSec, max: SETTINGS_DEFAULTS.maxTtlSec };
 
 /** A commander argument parser: `check` throws on a bad value; commander then names the flag and the value. */
 function checked<T>(check: (v: string) => T): (v: string) => T {
@@ -106,7 +107,7 @@ function settingsFrom(o: CliFlags, file: DnsFilterFileConfig, warn: (msg: string
     allow: o.allow ?? file.allow ?? [],
     deny: o.deny ?? file.deny ?? [],
     upstreams: o.upstream ?? file.upstreams ?? [],
-    blockResponse: o.blockResponse ?? file.blockResponse ?? 'refused',
+    blockResponse: o.blockResponse ?? file.blockResponse ?? SETTINGS_DEFAULTS.blockResponse,
     minTtlSec: minTtl.value,
     maxTtlSec: maxTtl.value,
     ...((o.cacheSize ?? file.cacheSize) !== undefined ? { cacheSize: o.cacheSize ?? file.cacheSize } : {}),

@@ -14,7 +14,7 @@ import {
   type DomainRuleSet,
 } from '@netfence/policy-engine';
 
-import { MAX_CACHE_SIZE } from './config-file';
+import { MAX_CACHE_SIZE, MAX_TTL_SEC } from './config-file';
 import { DnsFilterError } from './dns-filter-error';
 import type { LimitedLoggerOptions } from './limited-logger';
 import type { DnsFilterOptions, DnsFilterSettings, DomainInput, ProxyDecide } from './types';
@@ -59,6 +59,9 @@ export interface FilterLimits {
 }
 
 const MODES: readonly DnsMode[] = ['disabled', 'allowlist', 'denylist', 'proxy'];
+
+/** Defaults of the live settings (netfence-dns states them in --help and in its messages). */
+export const SETTINGS_DEFAULTS = { decideTimeoutMs: 2000, blockResponse: 'refused', minTtlSec: 30, maxTtlSec: 3600 } as const;
 
 /** The error for an option that does not validate. */
 export function invalidOptions(msg: string, cause?: unknown): DnsFilterError {
@@ -118,13 +121,13 @@ export function mergeSettings(cur: FilterSettings | undefined, s: DnsFilterSetti
   const upstreams = s.upstreams !== undefined ? s.upstreams.map((u) => parseUpstream(u)) : (cur?.upstreams ?? []);
   const decide = 'decide' in s ? s.decide : cur?.decide;
   if (decide !== undefined && typeof decide !== 'function') throw invalidOptions('decide must be a function');
-  const decideTimeoutMs = s.decideTimeoutMs !== undefined ? nonNegInt(s.decideTimeoutMs, 'decideTimeoutMs') : (cur?.decideTimeoutMs ?? 2000);
-  const br = s.blockResponse ?? (cur ? (cur.blockRcode === RCODE.NXDOMAIN ? 'nxdomain' : 'refused') : 'refused');
+  const decideTimeoutMs = s.decideTimeoutMs !== undefined ? nonNegInt(s.decideTimeoutMs, 'decideTimeoutMs') : (cur?.decideTimeoutMs ?? SETTINGS_DEFAULTS.decideTimeoutMs);
+  const br = s.blockResponse ?? (cur ? (cur.blockRcode === RCODE.NXDOMAIN ? 'nxdomain' : 'refused') : SETTINGS_DEFAULTS.blockResponse);
   if (br !== 'refused' && br !== 'nxdomain') throw invalidOptions(`blockResponse must be 'refused' or 'nxdomain'`);
-  const minTtl = s.minTtlSec !== undefined ? nonNegInt(s.minTtlSec, 'minTtlSec') : (cur?.minTtl ?? 30);
-  const maxTtl = s.maxTtlSec !== undefined ? nonNegInt(s.maxTtlSec, 'maxTtlSec') : (cur?.maxTtl ?? 3600);
+  const minTtl = s.minTtlSec !== undefined ? nonNegInt(s.minTtlSec, 'minTtlSec') : (cur?.minTtl ?? SETTINGS_DEFAULTS.minTtlSec);
+  const maxTtl = s.maxTtlSec !== undefined ? nonNegInt(s.maxTtlSec, 'maxTtlSec') : (cur?.maxTtl ?? SETTINGS_DEFAULTS.maxTtlSec);
   if (minTtl > maxTtl) throw invalidOptions(`minTtlSec (${minTtl}) > maxTtlSec (${maxTtl})`);
-  if (maxTtl > 0x7fffffff) throw invalidOptions('maxTtlSec too large');
+  if (maxTtl > MAX_TTL_SEC) throw invalidOptions('maxTtlSec too large');
   return {
     mode,
     ruleSet,
