@@ -231,6 +231,22 @@ export async function startFakeUpstream(handler: Handler, address = loopbackAddr
   };
 }
 
+/**
+ * For suites that only need names answered: a fake upstream answering every question with one
+ * A record, `address` (started in beforeAll, stopped in afterAll), and a filterStarter over it
+ * (mode disabled, no cache).
+ */
+export function forwardingFilterStarter(address: string): (opts?: Partial<FilterOptions>) => Promise<DnsFilter> {
+  let up: FakeUpstream | undefined;
+  beforeAll(async () => {
+    up = await startFakeUpstream((req) => answer(req, [{ name: req.questions[0]!.name, type: Packet.TYPE.A, address }]));
+  });
+  afterAll(async () => {
+    await up?.stop();
+  });
+  return filterStarter(() => ({ mode: 'disabled', upstreams: [up!.upstream], cacheSize: 0 }));
+}
+
 /** A dns2 response to `req` with the given answers. */
 export function answer(
   req: InstanceType<typeof Packet>,

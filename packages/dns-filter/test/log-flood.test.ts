@@ -7,21 +7,13 @@ import { randomBytes } from 'node:crypto';
 
 import dns2 from 'dns2';
 
-import { answer, filterStarter, sleep, startFakeUpstream, type FakeUpstream } from './helpers';
+import { forwardingFilterStarter, sleep } from './helpers';
 
 const { Packet } = dns2;
 
 jest.setTimeout(120000);
 
-let up: FakeUpstream;
-beforeAll(async () => {
-  up = await startFakeUpstream((req) => answer(req, [{ name: req.questions[0]!.name, type: Packet.TYPE.A, address: '203.0.113.10' }]));
-});
-afterAll(async () => {
-  await up?.stop();
-});
-
-const start = filterStarter(() => ({ mode: 'disabled', upstreams: [up.upstream], cacheSize: 0 }));
+const start = forwardingFilterStarter('203.0.113.10');
 
 interface Line {
   level: string;

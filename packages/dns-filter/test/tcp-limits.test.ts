@@ -5,21 +5,13 @@ import net from 'node:net';
 
 import dns2 from 'dns2';
 
-import { answer, dig, filterStarter, loopbackAddress, sleep, startFakeUpstream, type FakeUpstream } from './helpers';
+import { dig, forwardingFilterStarter, loopbackAddress, sleep } from './helpers';
 
 const { Packet } = dns2;
 
 jest.setTimeout(60000);
 
-let up: FakeUpstream;
-beforeAll(async () => {
-  up = await startFakeUpstream((req) => answer(req, [{ name: req.questions[0]!.name, type: Packet.TYPE.A, address: '203.0.113.10' }]));
-});
-afterAll(async () => {
-  await up?.stop();
-});
-
-const start = filterStarter(() => ({ mode: 'disabled', upstreams: [up.upstream], cacheSize: 0 }));
+const start = forwardingFilterStarter('203.0.113.10');
 
 const opened: net.Socket[] = [];
 afterEach(() => {
