@@ -17,8 +17,8 @@ import {
   SEVER_SHARED_MAPS,
   type SeverTarget,
 } from '@netfence/bpf-programs';
-import { assertKernelTestable, makePinDir, Policy, removePinDir, sleep, spawnIn, startCountingServer, udpFlood, type Probe } from './helpers';
-import { ADDR, configFor, createTopology, oks, PORT, PROBES, runProbes, type Topology } from './topology';
+import { assertKernelTestable, makePinDir, Policy, removePinDir, sleep, spawnIn, udpFlood, type Probe } from './helpers';
+import { ADDR, configFor, createTopology, dnsFlood, DNS_FLOOD, oks, PORT, PROBES, runProbes, type Topology } from './topology';
 
 jest.setTimeout(30_000);
 
@@ -146,32 +146,21 @@ describe('cgroup filter with real traffic', () => {
   });
 
   it('a UDP flood to a resolver, redirected to the own DNS server: the backstop lets rate * time + burst through, the rest fails with EPERM and is counted', async () => {
-    const own = { v4: ADDR.h4, port: 5454 };
-    const server = await startCountingServer(topo.h, own.v4, own.port);
-    const hadS4 = pol.lastSeen(`${ADDR.s4}/32`) !== undefined; // earlier tests' entries stay as they were
-    pol.allow(`${ADDR.s4}/32`);
-    pol.setConfig(cfg('ALLOWLIST', { dnsFilter: true, dnsServer: own }));
-    const limit = { rateQps: 1000, burst: 200 };
-    pol.setDnsLimit(limit);
-    const before = pol.stats();
-    try {
-      const f = await udpFlood(topo.lab, topo.w, ADDR.r4, 53, 20_000, cg);
-      const r = await run(['tcpS']);
-      expect(oks(r)).toEqual({ tcpS: true });
-      await sleep(200);
-      const received = await server.stop();
-      const after = pol.stats();
-      const limited = after.dnsRateLimited - before.dnsRateLimited;
-      expect(f.sent + f.errors).toBe(20_000);
-      expect(after.dnsRedirected - before.dnsRedirected).toBe(20_000n); // every datagram went to the own server...
-      expect(BigInt(f.errors)).toBe(limited); // ... and each one over the limit failed with EPERM
-      expect(received).toBeGreaterThanOrEqual(limit.burst);
-      expect(received).toBeLessThanOrEqual(limit.burst + Math.ceil(limit.rateQps * (f.seconds + 0.05)) + 1);
-      expect(after.blocked).toBe(before.blocked);
-    } finally {
-      pol.setDnsLimit({ rateQps: 0, burst: 0 });
-      if (!hadS4) pol.remove('allow', `${ADDR.s4}/32`);
-    }
+    const { limit, count } = DNS_FLOOD;
+    const { flood: f, received, before, after } = await dnsFlood(
+      topo,
+      pol,
+      cfg,
+      () => udpFlood(topo.lab, topo.w, ADDR.r4, 53, count, cg),
+      async () => expect(oks(await run(['tcpS']))).toEqual({ tcpS: true }),
+    );
+    const limited = after.dnsRateLimited - before.dnsRateLimited;
+    expect(f.sent + f.errors).toBe(count);
+    expect(after.dnsRedirected - before.dnsRedirected).toBe(BigInt(count)); // every datagram went to the own server...
+    expect(BigInt(f.errors)).toBe(limited); // ... and each one over the limit failed with EPERM
+    expect(received).toBeGreaterThanOrEqual(limit.burst);
+    expect(received).toBeLessThanOrEqual(limit.burst + Math.ceil(limit.rateQps * (f.seconds + 0.05)) + 1);
+    expect(after.blocked).toBe(before.blocked);
   });
 
   it('a raw-socket DNS query to another resolver is dropped by the backstop', async () => {

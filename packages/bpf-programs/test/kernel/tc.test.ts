@@ -6,8 +6,8 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { attachTcx, openPinnedLink, openPinnedMap, type BpfLink } from '@netfence/bpf-loader';
 import { OBJECTS, policyEntry, POLICY_MAPS } from '@netfence/bpf-programs';
-import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, runTsChild, sleep, startCountingServer, udpFlood, type Probe } from './helpers';
-import { ADDR, configFor, createTopology, oks, OWN_DNS, PORT, PROBES, runProbes, type Topology } from './topology';
+import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, runTsChild, sleep, udpFlood, type Probe } from './helpers';
+import { ADDR, configFor, createTopology, dnsFlood, DNS_FLOOD, oks, OWN_DNS, PORT, PROBES, runProbes, type Topology } from './topology';
 
 jest.setTimeout(30_000);
 
@@ -214,33 +214,22 @@ describe('TC filter with real traffic', () => {
   });
 
   it('a UDP flood to the own DNS server: what reaches it stays within rate * time + burst, the excess is counted, other traffic passes', async () => {
-    // The own server for this test is a counting one on another port of the host side.
-    const own = { v4: ADDR.h4, port: 5454 };
-    const server = await startCountingServer(topo.h, own.v4, own.port);
-    const hadS4 = pol.lastSeen(`${ADDR.s4}/32`) !== undefined; // earlier tests' entries stay as they were
-    pol.allow(`${ADDR.s4}/32`);
-    pol.setConfig(cfg('ALLOWLIST', { dnsFilter: true, dnsServer: own }));
-    const limit = { rateQps: 1000, burst: 200 };
-    pol.setDnsLimit(limit);
-    const before = pol.stats();
-    try {
-      const f = await udpFlood(topo.lab, topo.w, own.v4, own.port, 20_000);
-      const r = await run(['tcpS']); // allowed traffic is not charged
-      expect(oks(r)).toEqual({ tcpS: true });
-      await sleep(200);
-      const received = await server.stop();
-      const limited = pol.stats().dnsRateLimited - before.dnsRateLimited;
-      expect(f.sent).toBe(20_000);
-      expect(received).toBeGreaterThanOrEqual(limit.burst);
-      expect(received).toBeLessThanOrEqual(limit.burst + Math.ceil(limit.rateQps * (f.seconds + 0.05)) + 1);
-      expect(limited).toBeGreaterThan(0n);
-      // every datagram the filter saw was either let through to the server or counted
-      expect(BigInt(received) + limited).toBeLessThanOrEqual(BigInt(f.sent));
-      expect(pol.stats().blocked).toBe(before.blocked);
-    } finally {
-      pol.setDnsLimit({ rateQps: 0, burst: 0 });
-      if (!hadS4) pol.remove('allow', `${ADDR.s4}/32`);
-    }
+    const { own, limit, count } = DNS_FLOOD;
+    const { flood: f, received, before, after } = await dnsFlood(
+      topo,
+      pol,
+      cfg,
+      () => udpFlood(topo.lab, topo.w, own.v4, own.port, count),
+      async () => expect(oks(await run(['tcpS']))).toEqual({ tcpS: true }), // allowed traffic is not charged
+    );
+    const limited = after.dnsRateLimited - before.dnsRateLimited;
+    expect(f.sent).toBe(count);
+    expect(received).toBeGreaterThanOrEqual(limit.burst);
+    expect(received).toBeLessThanOrEqual(limit.burst + Math.ceil(limit.rateQps * (f.seconds + 0.05)) + 1);
+    expect(limited).toBeGreaterThan(0n);
+    // every datagram the filter saw was either let through to the server or counted
+    expect(BigInt(received) + limited).toBeLessThanOrEqual(BigInt(f.sent));
+    expect(after.blocked).toBe(before.blocked);
   });
 
   it('an L3 device (tun) is parsed without an Ethernet header', async () => {

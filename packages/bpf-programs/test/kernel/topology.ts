@@ -3,8 +3,8 @@
 // outbound direction); cgroup tests run their clients in w inside a cgroup.
 import type { ChildProcess } from 'node:child_process';
 import { createLab, type Lab, type LabCgroup, type LabNetns, type LabVeth } from '@netfence/lab';
-import type { AttachmentConfig } from '@netfence/bpf-programs';
-import { probe, sleep, startServers, type Probe, type ProbeResult, type ServerSpec } from './helpers';
+import type { AttachmentConfig, NetfenceStats } from '@netfence/bpf-programs';
+import { probe, sleep, startCountingServer, startServers, udpFlood, type Policy, type Probe, type ProbeResult, type ServerSpec } from './helpers';
 
 export const ADDR = {
   w4: '10.200.1.2',
@@ -47,6 +47,48 @@ export const PROBES = {
 /** A config builder for one suite's attachment id, with the own DNS server set. */
 export function configFor(attachmentId: number) {
   return (mode: AttachmentConfig['mode'], extra: Partial<AttachmentConfig> = {}): AttachmentConfig => ({ mode, attachmentId, dnsServer: OWN_DNS, ...extra });
+}
+
+/** The DNS flood tests' own server (a counting one, on its own port of h), limit and datagram count. */
+export const DNS_FLOOD = { own: { v4: ADDR.h4, port: 5454 }, limit: { rateQps: 1000, burst: 200 }, count: 20_000 } as const;
+
+export interface DnsFloodResult {
+  readonly flood: Awaited<ReturnType<typeof udpFlood>>;
+  /** datagrams the counting own server received */
+  readonly received: number;
+  readonly before: NetfenceStats;
+  readonly after: NetfenceStats;
+}
+
+/**
+ * Floods the own DNS server (DNS_FLOOD.own) under DNS_FLOOD.limit, in ALLOWLIST with DNS filtering
+ * and s4 allowed: `send` sends DNS_FLOOD.count datagrams from w, then `others` probes traffic that
+ * must still pass. Puts the limit back to unlimited and s4's allow entry as it was, also on failure.
+ */
+export async function dnsFlood(
+  topo: Topology,
+  pol: Policy,
+  cfg: ReturnType<typeof configFor>,
+  send: () => ReturnType<typeof udpFlood>,
+  others: () => Promise<void>,
+): Promise<DnsFloodResult> {
+  const { own, limit } = DNS_FLOOD;
+  const server = await startCountingServer(topo.h, own.v4, own.port);
+  const hadS4 = pol.lastSeen(`${ADDR.s4}/32`) !== undefined; // earlier tests' entries stay as they were
+  try {
+    pol.allow(`${ADDR.s4}/32`);
+    pol.setConfig(cfg('ALLOWLIST', { dnsFilter: true, dnsServer: own }));
+    pol.setDnsLimit(limit);
+    const before = pol.stats();
+    const flood = await send();
+    await others();
+    await sleep(200);
+    const received = await server.stop();
+    return { flood, received, before, after: pol.stats() };
+  } finally {
+    pol.setDnsLimit({ rateQps: 0, burst: 0 });
+    if (!hadS4) pol.remove('allow', `${ADDR.s4}/32`);
+  }
 }
 
 export interface Topology {
