@@ -5,7 +5,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { DurationSchema } from '@bufbuild/protobuf/wkt';
 import { CIDREntrySchema, ControlCommandSchema, DnsConfigSchema } from '@netfence/proto';
 import type { CIDREntry, ControlCommand, DnsConfig, PolicyMode as PbPolicyMode } from '@netfence/proto';
-import type { CidrEntryInput, DnsConfigInput, PolicyCommand, PolicyConfig } from '@netfence/policy-engine';
+import type { CidrEntryInput, DnsConfigInput, DomainEntryInput, PolicyCommand, PolicyConfig } from '@netfence/policy-engine';
 import { dnsModeToPb, policyModeToPb } from './modes';
 
 export function cidrEntryToPb(e: CidrEntryInput): CIDREntry {
@@ -17,11 +17,15 @@ export function cidrEntryToPb(e: CidrEntryInput): CIDREntry {
   });
 }
 
+function domainEntryToPb(e: DomainEntryInput): { domain: string; includeSubdomains: boolean } {
+  return { domain: e.domain, includeSubdomains: e.includeSubdomains };
+}
+
 export function dnsConfigToPb(d: DnsConfigInput): DnsConfig {
   return create(DnsConfigSchema, {
     mode: dnsModeToPb(d.mode),
-    allowDomains: d.allowDomains.map((x) => ({ domain: x.domain, includeSubdomains: x.includeSubdomains })),
-    denyDomains: d.denyDomains.map((x) => ({ domain: x.domain, includeSubdomains: x.includeSubdomains })),
+    allowDomains: d.allowDomains.map(domainEntryToPb),
+    denyDomains: d.denyDomains.map(domainEntryToPb),
     upstreamServers: [...d.upstreamServers],
   });
 }
@@ -29,13 +33,26 @@ export function dnsConfigToPb(d: DnsConfigInput): DnsConfig {
 /** The `command` oneof of a ControlCommand. */
 export type ControlCommandInit = MessageInitShape<typeof ControlCommandSchema>['command'];
 
-function fullConfigValue(c: PolicyConfig): { mode: PbPolicyMode; allowCidrs: CIDREntry[]; denyCidrs: CIDREntry[]; dns: DnsConfig; dryRun: boolean } {
+/** The value of a BulkUpdate or SubscribedAck: a whole config (a command's dns and dryRun may be absent). */
+function configValue(c: {
+  readonly mode: PolicyConfig['mode'];
+  readonly allowCidrs: readonly CidrEntryInput[];
+  readonly denyCidrs: readonly CidrEntryInput[];
+  readonly dns?: DnsConfigInput | undefined;
+  readonly dryRun?: boolean | undefined;
+}): {
+  mode: PbPolicyMode;
+  allowCidrs: CIDREntry[];
+  denyCidrs: CIDREntry[];
+  dns?: DnsConfig;
+  dryRun: boolean;
+} {
   return {
     mode: policyModeToPb(c.mode),
     allowCidrs: c.allowCidrs.map(cidrEntryToPb),
     denyCidrs: c.denyCidrs.map(cidrEntryToPb),
-    dns: dnsConfigToPb(c.dns),
-    dryRun: c.dryRun,
+    ...(c.dns ? { dns: dnsConfigToPb(c.dns) } : {}),
+    dryRun: c.dryRun ?? false,
   };
 }
 
@@ -53,22 +70,16 @@ export function commandToPb(cmd: PolicyCommand): ControlCommandInit {
     case 'setDnsMode':
       return { case: 'setDnsMode', value: { mode: dnsModeToPb(cmd.mode) } };
     case 'allowDomain':
-      return { case: 'allowDomain', value: { domain: cmd.entry.domain, includeSubdomains: cmd.entry.includeSubdomains } };
+      return { case: 'allowDomain', value: domainEntryToPb(cmd.entry) };
     case 'denyDomain':
-      return { case: 'denyDomain', value: { domain: cmd.entry.domain, includeSubdomains: cmd.entry.includeSubdomains } };
+      return { case: 'denyDomain', value: domainEntryToPb(cmd.entry) };
     case 'removeDomain':
       return { case: 'removeDomain', value: cmd.domain };
     case 'setDryRun':
       return { case: 'setDryRun', value: { dryRun: cmd.dryRun } };
     case 'bulkUpdate':
     case 'subscribedAck': {
-      const value = {
-        mode: policyModeToPb(cmd.mode),
-        allowCidrs: cmd.allowCidrs.map(cidrEntryToPb),
-        denyCidrs: cmd.denyCidrs.map(cidrEntryToPb),
-        ...(cmd.dns ? { dns: dnsConfigToPb(cmd.dns) } : {}),
-        dryRun: cmd.dryRun ?? false,
-      };
+      const value = configValue(cmd);
       return cmd.type === 'bulkUpdate' ? { case: 'bulkUpdate', value } : { case: 'subscribedAck', value };
     }
   }
@@ -81,12 +92,12 @@ export function toControlCommand(id: string, cmd: PolicyCommand, nonce = ''): Co
 
 /** A BulkUpdate replacing the attachment's whole state with `c`. */
 export function bulkUpdateCommand(id: string, c: PolicyConfig, nonce = ''): ControlCommand {
-  return create(ControlCommandSchema, { id, nonce, command: { case: 'bulkUpdate', value: fullConfigValue(c) } });
+  return create(ControlCommandSchema, { id, nonce, command: { case: 'bulkUpdate', value: configValue(c) } });
 }
 
 /** The SubscribedAck answering an attachment's Subscribed with its policy `c`. */
 export function subscribedAckCommand(id: string, c: PolicyConfig, nonce = ''): ControlCommand {
-  return create(ControlCommandSchema, { id, nonce, command: { case: 'subscribedAck', value: fullConfigValue(c) } });
+  return create(ControlCommandSchema, { id, nonce, command: { case: 'subscribedAck', value: configValue(c) } });
 }
 
 /**
