@@ -1,4 +1,4 @@
-import { createDnsFilter, type DnsFilter } from '@netfence/dns-filter';
+import { createDnsFilter, type ClientInfo, type DnsFilter, type ResolvedInfo } from '@netfence/dns-filter';
 import { domainRuleSetFromDns, type DnsState } from '@netfence/policy-engine';
 import type { Logger } from 'pino';
 import { joinHostPort } from './attachments';
@@ -6,9 +6,6 @@ import type { DnsServer, DnsServerParams } from './dns-server-types';
 import type { DnsTimings } from './daemon-metrics';
 import type { EventHub } from './event-hub';
 import type { WorkloadLog } from './workload-log';
-
-/** Map-write times waiting for their query's end event, bounded (an answer whose event never comes is forgotten). */
-const MAX_PENDING_MAP_WRITES = 1024;
 
 export interface DnsDefaults {
   /** Upstreams used when the control plane gives none. */
@@ -40,17 +37,17 @@ export async function startFilterDnsServer(p: DnsServerParams, d: DnsDefaults): 
   const who = p.attachmentId ?? joinHostPort(p.host, p.port);
   const log = d.workloadLog.loggerFor('dns', who);
   // The filter reports a query's whole latency; the map write (onResolved, timed here) is taken
-  // out of it to give the upstream's share. They meet by question name and type (the end event
-  // follows onResolved of the same query; two queries for one name in flight at once may swap
-  // their map-write times, which are of one size).
-  const mapWriteMs = new Map<string, number>();
-  const onResolved = async (info: { name: string; qtype: string; addresses: readonly string[]; ttlSec: number }) => {
+  // out of it to give the upstream's share. The two meet on the query's client object, which the
+  // filter hands to both onResolved and the query's end event. It is one object per UDP datagram,
+  // so the pairing is exact, and a map write that outlives its query (hook timeout) goes with it;
+  // on TCP it is the connection's (pipelined queries may swap their map-write times).
+  const mapWriteMs = new WeakMap<ClientInfo, number>();
+  const onResolved = async (info: ResolvedInfo) => {
     const t0 = performance.now();
     await p.onResolved({ name: info.name, addresses: info.addresses, ttlSec: info.ttlSec });
     const ms = performance.now() - t0;
     d.timings?.mapWrite(ms / 1000);
-    if (mapWriteMs.size >= MAX_PENDING_MAP_WRITES) mapWriteMs.clear();
-    mapWriteMs.set(`${info.name}/${info.qtype}`, ms);
+    mapWriteMs.set(info.client, ms);
   };
   const filter: DnsFilter = await createDnsFilter({
     address: p.host,
@@ -63,9 +60,8 @@ export async function startFilterDnsServer(p: DnsServerParams, d: DnsDefaults): 
     decideTimeoutMs: d.queryTimeoutMs,
     onResolved,
     onQuery: (e) => {
-      const key = `${e.name}/${e.qtype}`;
-      const written = mapWriteMs.get(key) ?? 0;
-      mapWriteMs.delete(key);
+      const written = mapWriteMs.get(e.client) ?? 0;
+      mapWriteMs.delete(e.client);
       if (e.verdict === 'allowed' && !e.cached && e.upstream !== undefined) d.timings?.upstream(Math.max(0, e.latencyMs - written) / 1000);
       d.events?.publish({ timeMs: Date.now(), attachmentId: who, kind: 'dns', dns: { name: e.name, qtype: e.qtype, verdict: e.verdict, reason: e.reason, rcode: e.rcode, addresses: e.addresses } });
       if (e.verdict !== 'allowed') log.info({ event: 'dns', query: { name: e.name, qtype: e.qtype }, verdict: e.verdict, reason: e.reason, rcode: e.rcode, client: e.client.address }, 'dns query not answered');
