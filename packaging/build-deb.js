@@ -141,15 +141,6 @@ function copyThirdParty(entry, dest, nodeArch) {
   }
 }
 
-function walk(dir, out = []) {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) walk(p, out);
-    else out.push(p);
-  }
-  return out;
-}
-
 /** /usr/share/doc/netfence/copyright (machine-readable format), bundled modules with their licenses. */
 function copyright(bundled) {
   const stanzas = [
@@ -172,18 +163,28 @@ function writeFile(stage, rel, text, mode) {
   fs.chmodSync(p, mode);
 }
 
-/** Debian's permissions: directories 0755, files 0644 or 0755 if executable (config.yaml 0640: it may hold a token). */
+/**
+ * Gives the tree Debian's permissions (directories 0755, files 0644 or 0755 if executable;
+ * config.yaml 0640: it may hold a token) and lists its files (relative paths, sorted) with their
+ * sizes: one walk for both.
+ */
 function normalizeModes(stage) {
+  const files = [];
   const visit = (dir) => {
     fs.chmodSync(dir, 0o755);
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) visit(p);
-      else if (e.isFile()) fs.chmodSync(p, fs.statSync(p).mode & 0o111 ? 0o755 : 0o644);
+      else if (e.isFile()) {
+        const st = fs.statSync(p);
+        fs.chmodSync(p, st.mode & 0o111 ? 0o755 : 0o644);
+        files.push({ rel: path.relative(stage, p), size: st.size });
+      }
     }
   };
   visit(stage);
   fs.chmodSync(path.join(stage, 'etc/netfence/config.yaml'), 0o640);
+  return files.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
 function stageTree(stage, { version, arch, nodeArch }) {
@@ -206,11 +207,9 @@ function stageTree(stage, { version, arch, nodeArch }) {
   copy('netfence.tmpfiles', 'usr/lib/tmpfiles.d/netfence.conf');
   for (const [to, from] of Object.entries(DOCS)) writeFile(stage, `usr/share/doc/netfence/${to}`, fs.readFileSync(path.join(root, from)), 0o644);
   writeFile(stage, 'usr/share/doc/netfence/copyright', copyright(bundled), 0o644);
-  normalizeModes(stage);
-
-  const files = walk(stage).map((p) => path.relative(stage, p)).sort();
-  const installedKiB = Math.ceil(files.reduce((n, f) => n + fs.statSync(path.join(stage, f)).size, 0) / 1024);
-  const md5 = files.map((f) => `${crypto.createHash('md5').update(fs.readFileSync(path.join(stage, f))).digest('hex')}  ${f}\n`).join('');
+  const files = normalizeModes(stage);
+  const installedKiB = Math.ceil(files.reduce((n, f) => n + f.size, 0) / 1024);
+  const md5 = files.map((f) => `${crypto.createHash('md5').update(fs.readFileSync(path.join(stage, f.rel))).digest('hex')}  ${f.rel}\n`).join('');
   fs.mkdirSync(path.join(stage, 'DEBIAN'));
   writeFile(stage, 'DEBIAN/control', control({ version, arch, installedKiB }), 0o644);
   writeFile(stage, 'DEBIAN/conffiles', `${CONFFILES.join('\n')}\n`, 0o644);
