@@ -273,13 +273,7 @@ export class AttachmentRegistry {
       log.error({ err: de }, 'rollback could not remove the kernel objects');
     }
     this.d.store.remove(id);
-    if (err.code === 'NETFENCE_ERR_ACK_TIMEOUT') {
-      try {
-        this.d.link()?.unsubscribe(id, UnsubscribeReason.ERROR, 'no SubscribedAck before the timeout');
-      } catch {
-        /* closing */
-      }
-    }
+    if (err.code === 'NETFENCE_ERR_ACK_TIMEOUT') this.sayUnsubscribed(id, UnsubscribeReason.ERROR, 'no SubscribedAck before the timeout');
     return err;
   }
 
@@ -296,13 +290,7 @@ export class AttachmentRegistry {
     void this.awaiting.start(rt.id, {
       subscribe: () => this.d.link()!.subscribe(subscribed, { applyAck: (cmd) => applyWireCommand(rt, cmd, 'disabled') }),
       alive: () => this.runtimes.get(rt.id) === rt,
-      goneAfterAck: () => {
-        try {
-          this.d.link()?.unsubscribe(rt.id, UnsubscribeReason.DETACHED, 'detached before its SubscribedAck arrived');
-        } catch {
-          /* closing */
-        }
-      },
+      goneAfterAck: () => this.sayUnsubscribed(rt.id, UnsubscribeReason.DETACHED, 'detached before its SubscribedAck arrived'),
       logger: log,
     });
     log.info({ target: rt.record.target, kind: rt.record.kind, dnsAddress: rt.record.dnsAddress, mode: rt.state.mode, metadata: subscribed.metadata }, 'attached without waiting for the SubscribedAck (block-all until it is applied)');
@@ -321,10 +309,15 @@ export class AttachmentRegistry {
     this.drop(rt);
     await rt.destroy();
     this.dns.release(rt.record.dnsAddress);
+    this.sayUnsubscribed(rt.id, reason, why);
+  }
+
+  /** Queues Unsubscribed when the link is up; the client refuses only once closed (the daemon is stopping). */
+  private sayUnsubscribed(id: string, reason: UnsubscribeReason, why: string): void {
     try {
-      this.d.link()?.unsubscribe(rt.id, reason, why);
+      this.d.link()?.unsubscribe(id, reason, why);
     } catch (e) {
-      this.d.logger.warn({ err: e, attachment: rt.id }, 'could not queue Unsubscribed');
+      this.d.logger.warn({ err: e, attachment: id }, 'could not queue Unsubscribed');
     }
   }
 
