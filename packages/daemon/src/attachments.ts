@@ -346,12 +346,17 @@ export class AttachmentRuntime {
     return out.more;
   }
 
+  /** The whole state with every lapsed rule and learned entry removed (the general, unchunked path). */
+  private expiredState(now: number): AttachmentPolicyState {
+    return expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
+  }
+
   /** Re-applies the saved state onto whatever the kernel holds (after a restart). */
   reconcile(): Promise<void> {
     return this.serial(() => {
       this.kernel = this.datapath.readView() as OwnedKernelView;
       const now = this.deps.now();
-      const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
+      const next = this.expiredState(now);
       this.commit(next);
     });
   }
@@ -377,7 +382,7 @@ export class AttachmentRuntime {
         const cidrAt = nextCidrExpiry(this.rec.policy);
         if (cidrAt !== undefined && cidrAt <= now) {
           // a rule with a TTL lapsed: the general path (plan from the kernel view, saved first)
-          const next = expireState(this.state, now, { lastSeenMs: (c) => this.datapath.lastSeenMs(c), graceMs: this.deps.graceMs });
+          const next = this.expiredState(now);
           if (next !== this.state) {
             this.commit(next); // schedules the next expiry itself
             return;
