@@ -129,5 +129,4 @@ function main() {
   console.log(`import arrows: ${Object.keys(dirs).length} packages follow docs/DESIGN.md, no cycle inside any`);
 }
 
-module.exports = { readArrows, cycles };
-if (require.main === module) main();
+main();
