@@ -28,6 +28,34 @@ struct {
 	__type(value, struct nf_dns_orig);
 } dns_orig SEC(".maps");
 
+/*
+ * The slot of the attachment a link runs for: cgroup storage of the cgroup the link is attached
+ * to (one per cgroup, shared by every program using this map there, thanks to the u64 key).
+ * One program serves every cgroup attachment of the host, and with nested attachments each
+ * ancestor's link runs with its own storage, so each judges by its own policy (all must allow).
+ * A new storage reads slot 0 (never active: drop) until the daemon writes it; the daemon
+ * attaches the restore programs (recvmsg, getpeername: they create the storage and judge
+ * nothing) first, writes the slot, then attaches the judging programs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
+	__type(key, __u64);
+	__type(value, struct nf_cg_slot);
+} cg_slot SEC(".maps");
+
+static __always_inline __u32 nf_cg_slot(void)
+{
+	struct nf_cg_slot *s = bpf_get_local_storage(&cg_slot, 0);
+	return s->slot;
+}
+
+/* The restore programs use the storage only so that attaching them creates it. */
+static __always_inline void nf_cg_touch_storage(void)
+{
+	struct nf_cg_slot *s = bpf_get_local_storage(&cg_slot, 0);
+	asm volatile("" : : "r"(s) : "memory");
+}
+
 NF_ASSERT_SIZE(nf_dns_orig, 40);
 NF_ASSERT_OFF(nf_dns_orig, orig_addr, 0);
 NF_ASSERT_OFF(nf_dns_orig, target_addr, 16);
@@ -77,14 +105,15 @@ static __always_inline void nf_remember(struct bpf_sock_addr *ctx, const __u8 *o
 
 static __always_inline int nf_sock4(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	struct nf_config *cfg = nf_get_config();
+	__u32 slot = nf_cg_slot();
+	struct nf_config *cfg = nf_slot_config(slot);
 	if (!cfg)
 		return 0;
 	if (cfg->mode == NF_MODE_DISABLED) {
-		nf_count(NF_STAT_ALLOWED);
+		nf_count(slot, NF_STAT_ALLOWED);
 		return 1;
 	}
-	struct nf_flow f = {};
+	struct nf_flow f = { .slot = slot };
 	__u32 ip = ctx->user_ip4;
 	f.family = 4;
 	__builtin_memcpy(f.daddr, &ip, 4);
@@ -102,9 +131,9 @@ static __always_inline int nf_sock4(struct bpf_sock_addr *ctx, __u8 hook)
 		__builtin_memcpy(&nip, cfg->dns_v4, 4);
 		ctx->user_ip4 = nip;
 		ctx->user_port = tport;
-		nf_count(NF_STAT_DNS_REDIRECTED);
-		nf_count(NF_STAT_ALLOWED);
-		nf_count(NF_STAT_IMPLICIT_ALLOWED);
+		nf_count(slot, NF_STAT_DNS_REDIRECTED);
+		nf_count(slot, NF_STAT_ALLOWED);
+		nf_count(slot, NF_STAT_IMPLICIT_ALLOWED);
 		return 1;
 	}
 	/* inlined here, not nf_judge: with the family known, the verifier prunes every IPv6 path
@@ -128,6 +157,7 @@ int netfence_sendmsg4(struct bpf_sock_addr *ctx)
 /* recvmsg4 / getpeername4: show the workload the address it asked for */
 static __always_inline int nf_restore4(struct bpf_sock_addr *ctx)
 {
+	nf_cg_touch_storage();
 	struct bpf_sock *sk = ctx->sk;
 	if (!sk)
 		return 1;
@@ -181,16 +211,17 @@ static __always_inline void nf_write_ip6(struct bpf_sock_addr *ctx, const __u8 *
 
 static __always_inline int nf_sock6(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	struct nf_config *cfg = nf_get_config();
+	__u32 slot = nf_cg_slot();
+	struct nf_config *cfg = nf_slot_config(slot);
 	if (!cfg)
 		return 0;
 	if (cfg->mode == NF_MODE_DISABLED) {
-		nf_count(NF_STAT_ALLOWED);
+		nf_count(slot, NF_STAT_ALLOWED);
 		return 1;
 	}
 	__u8 orig[16];
 	nf_read_ip6(ctx, orig);
-	struct nf_flow f = {};
+	struct nf_flow f = { .slot = slot };
 	nf_flow_set_v6(&f, orig); /* ::ffff:a.b.c.d is checked as a.b.c.d */
 	f.proto = (__u8)ctx->protocol;
 	f.dport = bpf_ntohs((__u16)ctx->user_port);
@@ -214,9 +245,9 @@ static __always_inline int nf_sock6(struct bpf_sock_addr *ctx, __u8 hook)
 			nf_remember(ctx, orig, (__u16)ctx->user_port, target, tport, 6);
 			nf_write_ip6(ctx, target);
 			ctx->user_port = tport;
-			nf_count(NF_STAT_DNS_REDIRECTED);
-			nf_count(NF_STAT_ALLOWED);
-			nf_count(NF_STAT_IMPLICIT_ALLOWED);
+			nf_count(slot, NF_STAT_DNS_REDIRECTED);
+			nf_count(slot, NF_STAT_ALLOWED);
+			nf_count(slot, NF_STAT_IMPLICIT_ALLOWED);
 			return 1;
 		}
 	}
@@ -237,6 +268,7 @@ int netfence_sendmsg6(struct bpf_sock_addr *ctx)
 
 static __always_inline int nf_restore6(struct bpf_sock_addr *ctx)
 {
+	nf_cg_touch_storage();
 	struct bpf_sock *sk = ctx->sk;
 	if (!sk)
 		return 1;
@@ -284,14 +316,15 @@ int netfence_getpeername6(struct bpf_sock_addr *ctx)
 SEC("cgroup_skb/egress")
 int netfence_egress(struct __sk_buff *skb)
 {
-	struct nf_config *cfg = nf_get_config();
+	__u32 slot = nf_cg_slot();
+	struct nf_config *cfg = nf_slot_config(slot);
 	if (!cfg)
 		return 0;
 	if (cfg->mode == NF_MODE_DISABLED) {
-		nf_count(NF_STAT_ALLOWED);
+		nf_count(slot, NF_STAT_ALLOWED);
 		return 1;
 	}
-	struct nf_flow f = {};
+	struct nf_flow f = { .slot = slot };
 	__u8 first;
 	int r = NF_PARSE_FAIL;
 	/* the skb starts at the network header; the version nibble says which */

@@ -7,9 +7,18 @@ export type { BpfProgramsErrorCode } from './bpf-programs-error';
 
 export {
   OBJECTS,
-  POLICY_MAPS,
+  HOST_MAPS,
+  TC_ONLY_MAPS,
   CGROUP_ONLY_MAPS,
+  RULE_TRIES,
+  DEFAULT_SLOTS,
+  MAX_SLOTS,
   CGROUP_ATTACHED_PROGRAMS,
+  CGROUP_ATTACH_ORDER,
+  TC_PROGRAM_BY_DIRECTION,
+  RULE_LIST,
+  TC_DIR,
+  hostPinnedMaps,
   SEVER_PROGRAMS,
   SEVER_SHARED_MAPS,
   BPF_MAP_TYPE,
@@ -29,21 +38,24 @@ export {
   packageDir,
   mapSizes,
 } from './manifest';
-export type { ObjectName, PolicyMapKey, ProgramManifest, MapManifest, AttachPoint, ModeName, ModeValue, ReasonName, HookName } from './manifest';
+export type { ObjectName, HostMapKey, ProgramManifest, MapManifest, AttachPoint, ModeName, ModeValue, ReasonName, HookName } from './manifest';
 
 export {
   LAYOUT,
   CODECS,
   encodeConfig,
   decodeConfig,
+  INACTIVE_CONFIG,
   encodeLpmKeyV4,
   encodeLpmKeyV6,
   decodeLpmKey,
-  encodeAllowValue,
-  decodeAllowValue,
-  encodeDenyValue,
-  decodeDenyValue,
-  policyEntry,
+  encodeRule,
+  decodeRule,
+  ruleKey,
+  encodeTcKey,
+  decodeTcKey,
+  encodeSlot,
+  decodeSlot,
   lastSeenAgeMs,
   decodeEvent,
   decodeStats,
@@ -53,7 +65,7 @@ export {
   encodeDnsLimit,
   decodeDnsLimit,
 } from './layouts';
-export type { DnsRateLimit, AttachmentConfig, AllowValue, PolicyEntry, NetfenceEvent, NetfenceStats, SeverTarget, LayoutCodec } from './layouts';
+export type { DnsRateLimit, AttachmentConfig, RuleValue, RuleKey, NetfenceEvent, NetfenceStats, SeverTarget, LayoutCodec } from './layouts';
 
 export { parseIp, parsePrefix, formatIp, formatPrefix, isV4Mapped } from './ip-address';
 export type { IpBytes, IpPrefix } from './ip-address';

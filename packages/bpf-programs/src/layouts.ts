@@ -4,15 +4,16 @@
 
 import { BpfProgramsError } from './bpf-programs-error';
 import { formatIp, parseIp, parsePrefix, type IpPrefix } from './ip-address';
-import { CONFIG_FLAG, HOOK, MODE, NO_RULE, POLICY_MAPS, REASON, STATS, type HookName, type ModeName, type ReasonName } from './manifest';
+import { CONFIG_FLAG, HOOK, MODE, NO_RULE, REASON, RULE_LIST, STATS, TC_DIR, type HookName, type ModeName, type ReasonName } from './manifest';
 
 /** Sizes and offsets of every structure the programs share with user space. */
 export const LAYOUT = {
   config: { size: 48, mode: 0, flags: 4, attachmentId: 8, dnsPort: 12, dnsV4: 16, dnsV6: 20 },
   lpmKeyV4: { size: 8, prefixLen: 0, addr: 4 },
   lpmKeyV6: { size: 20, prefixLen: 0, addr: 4 },
-  allowValue: { size: 16, lastSeenNs: 0, prefixLen: 8, expiresS: 12 },
-  denyValue: { size: 8, prefixLen: 0 },
+  rule: { size: 16, lastSeenNs: 0, expiresS: 8, prefixLen: 12, lists: 13, shadowDenyLen: 14 },
+  tcKey: { size: 8, ifindex: 0, dir: 4 },
+  cgSlot: { size: 8, slot: 0 },
   event: {
     size: 56,
     tsNs: 0,
@@ -29,7 +30,7 @@ export const LAYOUT = {
     mode: 47,
     rulePrefixLen: 48,
   },
-  severConfig: { size: 32, cgroupId: 0, family: 8, prefixLen: 9, addr: 16 },
+  severConfig: { size: 32, cgroupId: 0, family: 8, prefixLen: 9, slot: 12, addr: 16 },
   dnsLimit: { size: 24, rateQps: 4, burst: 8, tatNs: 16 },
   dnsOrig: { size: 40, origAddr: 0, targetAddr: 16, origPort: 32, targetPort: 34, family: 36 },
   statValue: { size: 8 },
@@ -62,14 +63,18 @@ export interface AttachmentConfig {
   readonly dnsServer?: { readonly v4?: string; readonly v6?: string; readonly port: number };
 }
 
-/** Encodes the config map value (48 bytes). */
+/** The config of a free slot: all zero, without ACTIVE, so every program drops. */
+export const INACTIVE_CONFIG: Buffer = Buffer.alloc(48);
+
+/** Encodes the config map value (48 bytes) of a slot in use (flag ACTIVE set). */
 export function encodeConfig(c: AttachmentConfig): Buffer {
   const L = LAYOUT.config;
   const b = Buffer.alloc(L.size);
   const mode = MODE[c.mode];
   if (mode === undefined) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `unknown mode ${JSON.stringify(c.mode)}`);
   b.writeUInt32LE(mode, L.mode);
-  const flags = (c.dryRun ? CONFIG_FLAG.DRY_RUN : 0) | (c.dnsFilter ? CONFIG_FLAG.DNS_FILTER : 0) | (c.l3Device ? CONFIG_FLAG.L3_DEVICE : 0);
+  // Always ACTIVE: this is the config of a slot in use (a free slot is all zero: INACTIVE_CONFIG).
+  const flags = CONFIG_FLAG.ACTIVE | (c.dryRun ? CONFIG_FLAG.DRY_RUN : 0) | (c.dnsFilter ? CONFIG_FLAG.DNS_FILTER : 0) | (c.l3Device ? CONFIG_FLAG.L3_DEVICE : 0);
   b.writeUInt32LE(flags, L.flags);
   b.writeUInt32LE(u32('attachmentId', c.attachmentId), L.attachmentId);
   const d = c.dnsServer;
@@ -94,7 +99,7 @@ export function encodeConfig(c: AttachmentConfig): Buffer {
 }
 
 /** Decodes the config map value. */
-export function decodeConfig(buf: Uint8Array): AttachmentConfig & { readonly modeValue: number } {
+export function decodeConfig(buf: Uint8Array): AttachmentConfig & { readonly modeValue: number; readonly active: boolean } {
   const L = LAYOUT.config;
   const b = need(buf, L.size, 'config');
   const modeValue = b.readUInt32LE(L.mode);
@@ -117,6 +122,7 @@ export function decodeConfig(buf: Uint8Array): AttachmentConfig & { readonly mod
     dryRun: (flags & CONFIG_FLAG.DRY_RUN) !== 0,
     dnsFilter: (flags & CONFIG_FLAG.DNS_FILTER) !== 0,
     l3Device: (flags & CONFIG_FLAG.L3_DEVICE) !== 0,
+    active: (flags & CONFIG_FLAG.ACTIVE) !== 0,
     attachmentId: b.readUInt32LE(L.attachmentId),
     ...(dnsServer ? { dnsServer } : {}),
   };
@@ -185,42 +191,54 @@ export function decodeLpmKey(buf: Uint8Array): IpPrefix {
   return { family: 6, prefixLen, bytes: Uint8Array.from(b.subarray(4, 20)) };
 }
 
-export interface AllowValue {
+/** The value of a rules trie entry (RULE, 16 bytes): which lists its prefix is on, and allow state. */
+export interface RuleValue {
+  readonly prefixLen: number;
+  /** On the allow list. */
+  readonly allow: boolean;
+  /** On the deny list (wins over allow at the same prefix). */
+  readonly deny: boolean;
   /** CLOCK_MONOTONIC ns (coarse) of the last traffic the kernel let through by this entry; 0n = never. */
   readonly lastSeenNs: bigint;
-  readonly prefixLen: number;
-  /** CLOCK_MONOTONIC seconds after which the entry allows nothing (a TTL the kernel enforces itself); 0 = never. */
+  /** CLOCK_MONOTONIC seconds after which the allow entry allows nothing (a TTL the kernel enforces itself); 0 = never. */
   readonly expiresS: number;
+  /**
+   * Allow-only entries: the longest shorter deny prefix holding this one, which decides once the
+   * deadline has lapsed; undefined = none.
+   */
+  readonly shadowDenyLen?: number;
 }
 
-/** Encodes an allow map value (16 bytes). prefixLen MUST equal the key's prefix length. */
-export function encodeAllowValue(prefixLen: number, lastSeenNs = 0n, expiresS = 0): Buffer {
-  const b = Buffer.alloc(LAYOUT.allowValue.size);
-  b.writeBigUInt64LE(lastSeenNs, LAYOUT.allowValue.lastSeenNs);
-  b.writeUInt32LE(checkLen(prefixLen), LAYOUT.allowValue.prefixLen);
-  b.writeUInt32LE(u32('allow value deadline (monotonic seconds)', expiresS), LAYOUT.allowValue.expiresS);
+/** Encodes a rules trie value (16 bytes). prefixLen MUST equal the key's prefix length. */
+export function encodeRule(v: RuleValue): Buffer {
+  const L = LAYOUT.rule;
+  if (!v.allow && !v.deny) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', 'a rule is on the allow list, the deny list or both');
+  const b = Buffer.alloc(L.size);
+  b.writeBigUInt64LE(v.lastSeenNs, L.lastSeenNs);
+  b.writeUInt32LE(u32('rule deadline (monotonic seconds)', v.expiresS), L.expiresS);
+  b.writeUInt8(checkLen(v.prefixLen), L.prefixLen);
+  b.writeUInt8((v.allow ? RULE_LIST.ALLOW : 0) | (v.deny ? RULE_LIST.DENY : 0), L.lists);
+  const shadow = v.shadowDenyLen;
+  if (shadow !== undefined && (checkLen(shadow) >= v.prefixLen)) {
+    throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `shadowDenyLen ${shadow} must be shorter than the prefix (${v.prefixLen})`);
+  }
+  b.writeUInt8(shadow ?? NO_RULE, L.shadowDenyLen);
   return b;
 }
 
-export function decodeAllowValue(buf: Uint8Array): AllowValue {
-  const b = need(buf, LAYOUT.allowValue.size, 'allow value');
+export function decodeRule(buf: Uint8Array): RuleValue {
+  const L = LAYOUT.rule;
+  const b = need(buf, L.size, 'rule');
+  const lists = b.readUInt8(L.lists);
+  const shadow = b.readUInt8(L.shadowDenyLen);
   return {
-    lastSeenNs: b.readBigUInt64LE(LAYOUT.allowValue.lastSeenNs),
-    prefixLen: b.readUInt32LE(LAYOUT.allowValue.prefixLen),
-    expiresS: b.readUInt32LE(LAYOUT.allowValue.expiresS),
+    prefixLen: b.readUInt8(L.prefixLen),
+    allow: (lists & RULE_LIST.ALLOW) !== 0,
+    deny: (lists & RULE_LIST.DENY) !== 0,
+    lastSeenNs: b.readBigUInt64LE(L.lastSeenNs),
+    expiresS: b.readUInt32LE(L.expiresS),
+    ...(shadow === NO_RULE ? {} : { shadowDenyLen: shadow }),
   };
-}
-
-/** Encodes a deny map value (8 bytes). prefixLen MUST equal the key's prefix length. */
-export function encodeDenyValue(prefixLen: number): Buffer {
-  const b = Buffer.alloc(LAYOUT.denyValue.size);
-  b.writeUInt32LE(checkLen(prefixLen), LAYOUT.denyValue.prefixLen);
-  return b;
-}
-
-export function decodeDenyValue(buf: Uint8Array): { readonly prefixLen: number } {
-  const b = need(buf, LAYOUT.denyValue.size, 'deny value');
-  return { prefixLen: b.readUInt32LE(LAYOUT.denyValue.prefixLen) };
 }
 
 function checkLen(n: number): number {
@@ -228,36 +246,50 @@ function checkLen(n: number): number {
   return n;
 }
 
-/** Which map an entry goes to, with its key and value bytes. */
-export interface PolicyEntry {
-  /** Map name (POLICY_MAPS.allowV4.name, ...). */
-  readonly map: 'allow_v4' | 'allow_v6' | 'deny_v4' | 'deny_v6';
+/** A CIDR as a rules trie key. */
+export interface RuleKey {
+  /** Which trie: rules_v4 or rules_v6 (IPv4-mapped IPv6 goes to v4). */
+  readonly family: 4 | 6;
   readonly key: Buffer;
-  readonly value: Buffer;
   /** The canonical prefix (host bits zeroed; IPv4-mapped IPv6 as IPv4). */
   readonly prefix: IpPrefix;
   /** The same as bpf-loader's LpmKey: { prefixLen, data }. */
   readonly lpmKey: { readonly prefixLen: number; readonly data: Uint8Array };
 }
 
-/**
- * The one way to turn a CIDR into a map entry: picks the map by list and family
- * (IPv4-mapped IPv6 goes to the v4 map), zeroes host bits, and writes the prefix
- * length into both key and value.
- */
-export function policyEntry(list: 'allow' | 'deny', cidr: string, allow: { readonly lastSeenNs?: bigint; readonly expiresS?: number } = {}): PolicyEntry {
+/** The one way to turn a CIDR into a rules trie key: picks the family, zeroes host bits. */
+export function ruleKey(cidr: string): RuleKey {
   const prefix = parsePrefix(cidr);
   const key = prefix.family === 4 ? encodeLpmKeyV4(prefix.bytes, prefix.prefixLen) : encodeLpmKeyV6(prefix.bytes, prefix.prefixLen);
-  const value = list === 'allow' ? encodeAllowValue(prefix.prefixLen, allow.lastSeenNs, allow.expiresS) : encodeDenyValue(prefix.prefixLen);
-  const map =
-    list === 'allow'
-      ? prefix.family === 4
-        ? POLICY_MAPS.allowV4.name
-        : POLICY_MAPS.allowV6.name
-      : prefix.family === 4
-        ? POLICY_MAPS.denyV4.name
-        : POLICY_MAPS.denyV6.name;
-  return { map, key, value, prefix, lpmKey: { prefixLen: prefix.prefixLen, data: prefix.bytes } };
+  return { family: prefix.family, key, prefix, lpmKey: { prefixLen: prefix.prefixLen, data: prefix.bytes } };
+}
+
+// ---------------------------------------------------------------- slots
+
+/** Encodes a tc_slots key (8 bytes): the device a TC program runs on, and its direction. */
+export function encodeTcKey(ifindex: number, direction: 'ingress' | 'egress'): Buffer {
+  const b = Buffer.alloc(LAYOUT.tcKey.size);
+  b.writeUInt32LE(u32('ifindex', ifindex), LAYOUT.tcKey.ifindex);
+  const dir = TC_DIR[direction];
+  if (dir === undefined) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `TC direction must be ingress or egress, got ${JSON.stringify(direction)}`);
+  b.writeUInt32LE(dir, LAYOUT.tcKey.dir);
+  return b;
+}
+
+export function decodeTcKey(buf: Uint8Array): { readonly ifindex: number; readonly direction: 'ingress' | 'egress' } {
+  const b = need(buf, LAYOUT.tcKey.size, 'tc key');
+  return { ifindex: b.readUInt32LE(LAYOUT.tcKey.ifindex), direction: b.readUInt32LE(LAYOUT.tcKey.dir) === TC_DIR.egress ? 'egress' : 'ingress' };
+}
+
+/** Encodes a slot number as a u32 value (tc_slots) or the cg_slot storage (8 bytes). */
+export function encodeSlot(slot: number, size: 4 | 8 = 4): Buffer {
+  const b = Buffer.alloc(size);
+  b.writeUInt32LE(u32('slot', slot), 0);
+  return b;
+}
+
+export function decodeSlot(buf: Uint8Array): number {
+  return need(buf, 4, 'slot').readUInt32LE(0);
 }
 
 /** How long ago (ms) an allow entry saw traffic; undefined if never. `nowNs` defaults to process.hrtime (CLOCK_MONOTONIC). */
@@ -379,6 +411,8 @@ export interface SeverTarget {
   readonly cgroupId?: bigint;
   /** Only sockets whose remote address is inside this prefix; undefined = any address. */
   readonly prefix?: string;
+  /** The attachment (slot) whose policy judges the sockets. */
+  readonly slot: number;
 }
 
 /** Encodes the sever_cfg value (32 bytes). A socket is destroyed only if, in addition, the current policy blocks it. */
@@ -386,6 +420,7 @@ export function encodeSeverConfig(t: SeverTarget): Buffer {
   const L = LAYOUT.severConfig;
   const b = Buffer.alloc(L.size);
   b.writeBigUInt64LE(t.cgroupId ?? 0n, L.cgroupId);
+  b.writeUInt32LE(u32('sever slot', t.slot), L.slot);
   if (t.prefix !== undefined) {
     const p = parsePrefix(t.prefix);
     b.writeUInt8(p.family, L.family);
@@ -404,6 +439,7 @@ export function decodeSeverConfig(buf: Uint8Array): SeverTarget {
   const prefixLen = b.readUInt8(L.prefixLen);
   const addr = b.subarray(L.addr, L.addr + (family === 4 ? 4 : 16));
   return {
+    slot: b.readUInt32LE(L.slot),
     ...(cgroupId !== 0n ? { cgroupId } : {}),
     ...(family === 4 || family === 6 ? { prefix: `${formatIp(addr)}/${prefixLen}` } : {}),
   };
@@ -430,8 +466,10 @@ function codec<T>(size: number, enc: (v: T) => Buffer, dec: (b: Buffer) => T): L
 /** Codecs for typed map views (createArrayMap, createLpmTrieMap, createPerCpuArrayMap). */
 export const CODECS = {
   config: codec<AttachmentConfig>(LAYOUT.config.size, encodeConfig, decodeConfig),
-  allowValue: codec<AllowValue>(LAYOUT.allowValue.size, (v) => encodeAllowValue(v.prefixLen, v.lastSeenNs, v.expiresS), decodeAllowValue),
-  denyValue: codec<{ readonly prefixLen: number }>(LAYOUT.denyValue.size, (v) => encodeDenyValue(v.prefixLen), decodeDenyValue),
+  rule: codec<RuleValue>(LAYOUT.rule.size, encodeRule, decodeRule),
+  slot: codec<number>(4, (n) => encodeSlot(n), decodeSlot),
+  cgSlot: codec<number>(LAYOUT.cgSlot.size, (n) => encodeSlot(n, 8), decodeSlot),
+  tcKey: codec<{ readonly ifindex: number; readonly direction: 'ingress' | 'egress' }>(LAYOUT.tcKey.size, (k) => encodeTcKey(k.ifindex, k.direction), decodeTcKey),
   severConfig: codec<SeverTarget>(LAYOUT.severConfig.size, encodeSeverConfig, decodeSeverConfig),
   dnsLimit: codec<DnsRateLimit>(LAYOUT.dnsLimit.size, encodeDnsLimit, decodeDnsLimit),
   stat: {

@@ -11,8 +11,19 @@ import {
   decodeStats,
   decodeDnsLimit,
   encodeDnsLimit,
-  encodeAllowValue,
+  encodeRule,
+  decodeRule,
+  ruleKey,
+  encodeTcKey,
+  decodeTcKey,
+  RULE_LIST,
+  TC_DIR,
+  TC_ONLY_MAPS,
+  HOST_MAPS,
+  CGROUP_ATTACH_ORDER,
+  hostPinnedMaps,
   encodeConfig,
+  INACTIVE_CONFIG,
   encodeLpmKeyV4,
   encodeLpmKeyV6,
   encodeSeverConfig,
@@ -23,11 +34,9 @@ import {
   mapSizes,
   MODE,
   parsePrefix,
-  policyEntry,
   REASON,
   STATS,
   CODECS,
-  decodeAllowValue,
   lastSeenAgeMs,
   OBJECTS,
   SEVER_PROGRAMS,
@@ -46,8 +55,9 @@ const STRUCT_TO_LAYOUT: Record<string, keyof typeof LAYOUT> = {
   nf_config: 'config',
   nf_lpm_v4: 'lpmKeyV4',
   nf_lpm_v6: 'lpmKeyV6',
-  nf_allow_value: 'allowValue',
-  nf_deny_value: 'denyValue',
+  nf_rule: 'rule',
+  nf_tc_key: 'tcKey',
+  nf_cg_slot: 'cgSlot',
   nf_event: 'event',
   nf_sever_config: 'severConfig',
   nf_dns_orig: 'dnsOrig',
@@ -88,6 +98,8 @@ describe('manifest mirrors the C sources', () => {
     delete reasons.MAX;
     expect(reasons).toEqual(REASON);
     expect(defines('NF_HOOK_')).toEqual(HOOK);
+    expect(defines('NF_LIST_')).toEqual(RULE_LIST);
+    expect({ ingress: defines('NF_DIR_').INGRESS, egress: defines('NF_DIR_').EGRESS }).toEqual(TC_DIR);
     const stats = defines('NF_STAT_');
     expect(stats).toEqual({
       ALLOWED: STATS.ALLOWED,
@@ -122,28 +134,65 @@ describe('objects', () => {
     expect(SEVER_SHARED_MAPS).toContain(CGROUP_ONLY_MAPS.severConfig.name);
     expect(/SEC\("iter\//.test(cgroupSrc)).toBe(false);
   });
+
+  it('the TC and cgroup objects share every host map with the same definition (one pinned set serves both)', () => {
+    for (const m of Object.values(HOST_MAPS)) {
+      expect(Object.values(OBJECTS.tc.maps)).toContainEqual(m);
+      expect(Object.values(OBJECTS.cgroup.maps)).toContainEqual(m);
+    }
+    expect(hostPinnedMaps('tc')).toContain(TC_ONLY_MAPS.tcSlots.name);
+    expect(hostPinnedMaps('cgroup')).toContain(CGROUP_ONLY_MAPS.cgSlot.name);
+  });
+
+  it('the cgroup attach order covers every cgroup program once, storage-only programs first', () => {
+    expect([...CGROUP_ATTACH_ORDER.storage, ...CGROUP_ATTACH_ORDER.judging].sort()).toEqual([...CGROUP_ATTACHED_PROGRAMS].sort());
+    // the storage-only programs judge nothing: their C bodies restore addresses and never decide
+    for (const k of CGROUP_ATTACH_ORDER.storage) {
+      const fn = OBJECTS.cgroup.programs[k].name;
+      const body = cgroupSrc.slice(cgroupSrc.indexOf(`int ${fn}(`)).split('\n}')[0] as string;
+      expect(body).toMatch(/nf_restore[46]\(ctx\)/);
+    }
+  });
 });
 
 describe('layouts', () => {
-  it('policyEntry picks the map, zeroes host bits and writes the prefix length into key and value', () => {
-    const a = policyEntry('allow', '10.1.2.3/16');
-    expect(a.map).toBe('allow_v4');
+  it('ruleKey picks the family and zeroes host bits', () => {
+    const a = ruleKey('10.1.2.3/16');
+    expect(a.family).toBe(4);
     expect([...a.key]).toEqual([16, 0, 0, 0, 10, 1, 0, 0]);
-    expect(decodeAllowValue(a.value)).toEqual({ lastSeenNs: 0n, prefixLen: 16, expiresS: 0 });
-    const d = policyEntry('deny', '2001:db8::1/32');
-    expect(d.map).toBe('deny_v6');
+    const d = ruleKey('2001:db8::1/32');
+    expect(d.family).toBe(6);
     expect(d.key.length).toBe(LAYOUT.lpmKeyV6.size);
     expect(d.key.readUInt32LE(0)).toBe(32);
     expect(formatIp(d.key.subarray(4))).toBe('2001:db8::');
-    expect(d.value.readUInt32LE(0)).toBe(32);
-    // IPv4-mapped IPv6 goes to the IPv4 map, as the datapath checks it
-    const m = policyEntry('allow', '::ffff:10.200.0.0/112');
-    expect(m.map).toBe('allow_v4');
+    // IPv4-mapped IPv6 goes to the IPv4 trie, as the datapath checks it
+    const m = ruleKey('::ffff:10.200.0.0/112');
+    expect(m.family).toBe(4);
     expect(m.prefix.prefixLen).toBe(16);
     expect(formatIp(m.prefix.bytes)).toBe('10.200.0.0');
     // a bare address is a host prefix
-    expect(policyEntry('deny', '203.0.113.9').prefix.prefixLen).toBe(32);
-    expect(policyEntry('allow', '203.0.113.9').lpmKey).toEqual({ prefixLen: 32, data: Uint8Array.from([203, 0, 113, 9]) });
+    expect(ruleKey('203.0.113.9').prefix.prefixLen).toBe(32);
+    expect(ruleKey('203.0.113.9').lpmKey).toEqual({ prefixLen: 32, data: Uint8Array.from([203, 0, 113, 9]) });
+  });
+
+  it('rule values round-trip and carry the lists, deadline and shadowing deny', () => {
+    const allow = { prefixLen: 24, allow: true, deny: false, lastSeenNs: 5n, expiresS: 77, shadowDenyLen: 8 };
+    const b = encodeRule(allow);
+    expect(b.length).toBe(LAYOUT.rule.size);
+    expect([b.readUInt8(LAYOUT.rule.lists), b.readUInt8(LAYOUT.rule.shadowDenyLen), b.readUInt8(LAYOUT.rule.prefixLen)]).toEqual([RULE_LIST.ALLOW, 8, 24]);
+    expect(decodeRule(b)).toEqual(allow);
+    const both = { prefixLen: 32, allow: true, deny: true, lastSeenNs: 0n, expiresS: 0 };
+    expect(encodeRule(both).readUInt8(LAYOUT.rule.shadowDenyLen)).toBe(0xff);
+    expect(decodeRule(encodeRule(both))).toEqual(both);
+    expect(() => encodeRule({ prefixLen: 8, allow: false, deny: false, lastSeenNs: 0n, expiresS: 0 })).toThrow(BpfProgramsError);
+    expect(() => encodeRule({ prefixLen: 8, allow: true, deny: false, lastSeenNs: 0n, expiresS: 0, shadowDenyLen: 8 })).toThrow(BpfProgramsError);
+  });
+
+  it('tc keys encode the device and the direction', () => {
+    const k = encodeTcKey(42, 'egress');
+    expect([k.readUInt32LE(LAYOUT.tcKey.ifindex), k.readUInt32LE(LAYOUT.tcKey.dir)]).toEqual([42, TC_DIR.egress]);
+    expect(decodeTcKey(k)).toEqual({ ifindex: 42, direction: 'egress' });
+    expect(() => encodeTcKey(1, 'sideways' as 'egress')).toThrow(BpfProgramsError);
   });
 
   it('refuses bad prefixes and addresses with a stable code', () => {
@@ -152,7 +201,7 @@ describe('layouts', () => {
     }
     expect(() => encodeLpmKeyV4(new Uint8Array(16), 8)).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ADDRESS' }));
     expect(() => encodeLpmKeyV6('2001:db8::', 129)).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_CIDR' }));
-    expect(() => encodeAllowValue(200)).toThrow(BpfProgramsError);
+    expect(() => encodeRule({ prefixLen: 200, allow: true, deny: false, lastSeenNs: 0n, expiresS: 0 })).toThrow(BpfProgramsError);
   });
 
   it('LPM keys round-trip', () => {
@@ -165,9 +214,11 @@ describe('layouts', () => {
     const c = { mode: 'ALLOWLIST', dryRun: true, dnsFilter: true, l3Device: false, attachmentId: 77, dnsServer: { v4: '10.200.1.1', v6: '2001:db8::53', port: 5353 } } as const;
     const b = encodeConfig(c);
     expect(b.length).toBe(48);
-    expect(b.readUInt32LE(LAYOUT.config.flags)).toBe(CONFIG_FLAG.DRY_RUN | CONFIG_FLAG.DNS_FILTER);
-    expect(decodeConfig(b)).toEqual({ ...c, modeValue: MODE.ALLOWLIST });
-    expect(decodeConfig(encodeConfig({ mode: 'DISABLED', attachmentId: 1 }))).toEqual({ mode: 'DISABLED', modeValue: 0, dryRun: false, dnsFilter: false, l3Device: false, attachmentId: 1 });
+    expect(b.readUInt32LE(LAYOUT.config.flags)).toBe(CONFIG_FLAG.ACTIVE | CONFIG_FLAG.DRY_RUN | CONFIG_FLAG.DNS_FILTER);
+    expect(decodeConfig(b)).toEqual({ ...c, modeValue: MODE.ALLOWLIST, active: true });
+    expect(decodeConfig(encodeConfig({ mode: 'DISABLED', attachmentId: 1 }))).toEqual({ mode: 'DISABLED', modeValue: 0, dryRun: false, dnsFilter: false, l3Device: false, active: true, attachmentId: 1 });
+    // a free slot's config is not active: the programs drop
+    expect(decodeConfig(INACTIVE_CONFIG).active).toBe(false);
     expect(() => encodeConfig({ mode: 'ALLOWLIST', attachmentId: 1, dnsServer: { v4: '2001:db8::1', port: 53 } })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ADDRESS' }));
     expect(() => encodeConfig({ mode: 'ALLOWLIST', attachmentId: 1, dnsServer: { v4: '10.0.0.1', port: 0 } })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
     expect(() => encodeConfig({ mode: 'NOPE' as 'DISABLED', attachmentId: 1 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
@@ -236,15 +287,15 @@ describe('layouts', () => {
   });
 
   it('sever config round-trips', () => {
-    expect(decodeSeverConfig(encodeSeverConfig({ cgroupId: 1234n, prefix: '10.200.0.0/16' }))).toEqual({ cgroupId: 1234n, prefix: '10.200.0.0/16' });
-    expect(decodeSeverConfig(encodeSeverConfig({}))).toEqual({});
-    expect(decodeSeverConfig(encodeSeverConfig({ prefix: '2001:db8::/32' }))).toEqual({ prefix: '2001:db8::/32' });
+    expect(decodeSeverConfig(encodeSeverConfig({ slot: 3, cgroupId: 1234n, prefix: '10.200.0.0/16' }))).toEqual({ slot: 3, cgroupId: 1234n, prefix: '10.200.0.0/16' });
+    expect(decodeSeverConfig(encodeSeverConfig({ slot: 1 }))).toEqual({ slot: 1 });
+    expect(decodeSeverConfig(encodeSeverConfig({ slot: 9, prefix: '2001:db8::/32' }))).toEqual({ slot: 9, prefix: '2001:db8::/32' });
   });
 
   it('map size overrides are validated', () => {
-    expect(mapSizes({ lpmMaxEntries: 100_000, ringBytes: 1 << 20 })).toEqual({ allow_v4: 100_000, allow_v6: 100_000, deny_v4: 100_000, deny_v6: 100_000, events: 1 << 20 });
+    expect(mapSizes({ slots: 101, ringBytes: 1 << 20 })).toEqual({ nf_config: 101, rules_v4: 101, rules_v6: 101, dns_limit: 101, tc_slots: 101, stats: 101 * STATS.COUNT, events: 1 << 20 });
     expect(() => mapSizes({ ringBytes: 5000 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
-    expect(() => mapSizes({ lpmMaxEntries: 0 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
+    expect(() => mapSizes({ slots: 1 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
   });
 
   it('TC return values and last-seen ages', () => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { BpfProgramsError } from './bpf-programs-error';
 
 /** bpf_map_type values used by the objects (kernel ABI). */
-export const BPF_MAP_TYPE = { ARRAY: 2, PERCPU_ARRAY: 6, LPM_TRIE: 11, SK_STORAGE: 24, RINGBUF: 27 } as const;
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LPM_TRIE: 11, ARRAY_OF_MAPS: 12, CGROUP_STORAGE: 19, SK_STORAGE: 24, RINGBUF: 27 } as const;
 
 /** bpf_attach_type values used by the objects (kernel ABI). */
 export const BPF_ATTACH_TYPE = {
@@ -55,34 +55,65 @@ export interface MapManifest {
   readonly resizable: boolean;
 }
 
-const LPM_MAX = 65536;
+/** Slots of the default host set: 4096 attachments, slot 0 never used. */
+export const DEFAULT_SLOTS = 4097;
+/** The most attachments (slots - 1) a host set may be sized for. */
+export const MAX_SLOTS = 1_048_577;
+const NF_STAT_COUNT = 24;
 
-/** The maps of every policy object (TC and cgroup). */
-export const POLICY_MAPS = {
-  /** Array, 1 entry: the attachment's CONFIG (mode, flags, own DNS server, id). */
-  config: { name: 'nf_config', type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 48, defaultMaxEntries: 1, flags: 0, resizable: false },
-  allowV4: { name: 'allow_v4', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 8, valueSize: 16, defaultMaxEntries: LPM_MAX, flags: BPF_F_NO_PREALLOC, resizable: true },
-  allowV6: { name: 'allow_v6', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 20, valueSize: 16, defaultMaxEntries: LPM_MAX, flags: BPF_F_NO_PREALLOC, resizable: true },
-  denyV4: { name: 'deny_v4', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 8, valueSize: 8, defaultMaxEntries: LPM_MAX, flags: BPF_F_NO_PREALLOC, resizable: true },
-  denyV6: { name: 'deny_v6', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 20, valueSize: 8, defaultMaxEntries: LPM_MAX, flags: BPF_F_NO_PREALLOC, resizable: true },
-  /** Per-CPU array of u64 counters, indexed by STATS. */
-  stats: { name: 'stats', type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: 8, defaultMaxEntries: 24, flags: 0, resizable: false },
+/**
+ * The host-wide maps every filter object shares (one copy per host, pinned in the host
+ * directory): each holds the state of every attachment, indexed by its slot. Their sizes are
+ * the slot count (mapSizes); slot 0 is never used.
+ */
+export const HOST_MAPS = {
+  /** Array: the CONFIG of each slot (mode, flags with ACTIVE, own DNS server, id). */
+  config: { name: 'nf_config', type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 48, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
+  /** Array of maps: each slot's IPv4 rules trie (RULE_TRIES.v4), created by the daemon. */
+  rulesV4: { name: 'rules_v4', type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
+  /** Array of maps: each slot's IPv6 rules trie (RULE_TRIES.v6). */
+  rulesV6: { name: 'rules_v6', type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
+  /** Per-CPU array of u64 counters: slot * STATS.COUNT + STATS.x. */
+  stats: { name: 'stats', type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: 8, defaultMaxEntries: DEFAULT_SLOTS * NF_STAT_COUNT, flags: 0, resizable: true },
   /**
-   * Array, 1 entry: the rate limit on queries to the attachment's own DNS server (DNS_LIMIT:
-   * rate and burst written by the daemon, the bucket kept by the programs under a spin lock).
+   * Array: each slot's rate limit on queries to its own DNS server (DNS_LIMIT: rate and burst
+   * written by the daemon, the bucket kept by the programs under a spin lock).
    */
-  dnsLimit: { name: 'dns_limit', type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 24, defaultMaxEntries: 1, flags: 0, resizable: false },
-  /** Ring buffer of EVENT records (size in bytes, power of two, multiple of the page size). */
+  dnsLimit: { name: 'dns_limit', type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 24, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
+  /** Ring buffer of EVENT records of every attachment (size in bytes, power of two, multiple of the page size). */
   events: { name: 'events', type: BPF_MAP_TYPE.RINGBUF, keySize: 0, valueSize: 0, defaultMaxEntries: 256 * 1024, flags: 0, resizable: true },
 } as const satisfies Record<string, MapManifest>;
 
-/** Maps only the cgroup object has. */
+/** Maps only the TC object has. */
+export const TC_ONLY_MAPS = {
+  /** Hash {ifindex, direction} (TC_KEY) -> slot: which attachment a TC program judges for. */
+  tcSlots: { name: 'tc_slots', type: BPF_MAP_TYPE.HASH, keySize: 8, valueSize: 4, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
+} as const satisfies Record<string, MapManifest>;
+
+/** Maps only the cgroup object has (the sever object shares sever_cfg). */
 export const CGROUP_ONLY_MAPS = {
+  /**
+   * Cgroup storage keyed by the attach point's cgroup id (u64: shared by every program of the
+   * object attached there): the slot (CG_SLOT) each cgroup link judges for. Exists once a
+   * program is attached there; attach in CGROUP_ATTACH_ORDER.
+   */
+  cgSlot: { name: 'cg_slot', type: BPF_MAP_TYPE.CGROUP_STORAGE, keySize: 8, valueSize: 8, defaultMaxEntries: 0, flags: 0, resizable: false },
   /** Socket storage remembering a DNS redirection (internal to the programs). */
   dnsOrig: { name: 'dns_orig', type: BPF_MAP_TYPE.SK_STORAGE, keySize: 4, valueSize: 40, defaultMaxEntries: 0, flags: BPF_F_NO_PREALLOC, resizable: false },
-  /** Array, 1 entry: SEVER target, set before running a sever iterator. */
+  /** Array, 1 entry: SEVER target (with the slot whose policy judges), set before running a sever iterator. */
   severConfig: { name: 'sever_cfg', type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 32, defaultMaxEntries: 1, flags: 0, resizable: false },
 } as const satisfies Record<string, MapManifest>;
+
+/**
+ * The per-attachment rules tries the daemon creates (bpf_map_create) and puts at the
+ * attachment's slot in rules_v4 / rules_v6: allow and deny entries in one trie (RULE values).
+ * The kernel checks type, key and value size and flags against the template, not max_entries:
+ * each attachment's tries have the size it is configured for.
+ */
+export const RULE_TRIES = {
+  v4: { name: 'rules_v4', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 8, valueSize: 16, flags: BPF_F_NO_PREALLOC },
+  v6: { name: 'rules_v6', type: BPF_MAP_TYPE.LPM_TRIE, keySize: 20, valueSize: 16, flags: BPF_F_NO_PREALLOC },
+} as const;
 
 const tcAttach = { kind: 'tc', directions: ['ingress', 'egress'] } as const;
 const cg = (attachType: number) => ({ kind: 'cgroup', attachType }) as const;
@@ -113,20 +144,21 @@ export const OBJECTS = {
   tc: {
     file: 'tc_filter.bpf.o',
     programs: {
-      filter: { name: 'netfence_tc', section: 'tc', attach: tcAttach },
+      ingress: { name: 'netfence_tc_ingress', section: 'tc', attach: tcAttach },
+      egress: { name: 'netfence_tc_egress', section: 'tc', attach: tcAttach },
     },
-    maps: POLICY_MAPS,
+    maps: { ...HOST_MAPS, ...TC_ONLY_MAPS },
   },
   /** Cgroup filter: attach every program to the workload's cgroup (CGROUP_ATTACHED_PROGRAMS). */
   cgroup: {
     file: 'cgroup_filter.bpf.o',
     programs: cgroupPrograms('netfence'),
-    maps: { ...POLICY_MAPS, ...CGROUP_ONLY_MAPS },
+    maps: { ...HOST_MAPS, ...CGROUP_ONLY_MAPS },
   },
   /**
-   * Sever iterators of a cgroup attachment (the only object built with CO-RE: libbpf parses the
-   * kernel BTF when loading it). Load it lazily with `pinMaps: { dir: <attachment pin dir>, maps:
-   * SEVER_SHARED_MAPS }` so it reads that attachment's policy and sever_cfg.
+   * Sever iterators of the cgroup attachments (the only object built with CO-RE: libbpf parses
+   * the kernel BTF when loading it). Load it once, lazily, with `pinMaps: { dir: <host dir>,
+   * maps: SEVER_SHARED_MAPS }` so it reads the host maps; sever_cfg names the slot.
    */
   sever: {
     file: 'sever.bpf.o',
@@ -134,7 +166,7 @@ export const OBJECTS = {
       severTcp: { name: 'netfence_sever_tcp', section: 'iter/tcp', attach: { kind: 'iter', target: 'tcp' } },
       severUdp: { name: 'netfence_sever_udp', section: 'iter/udp', attach: { kind: 'iter', target: 'udp' } },
     },
-    maps: { ...POLICY_MAPS, severConfig: CGROUP_ONLY_MAPS.severConfig },
+    maps: { ...HOST_MAPS, severConfig: CGROUP_ONLY_MAPS.severConfig },
   },
   /** Bench only: allow-everything programs on the same hooks (the floor). Never attached by the daemon. */
   benchFloor: {
@@ -148,15 +180,26 @@ export const OBJECTS = {
 } as const;
 
 export type ObjectName = keyof typeof OBJECTS;
-export type PolicyMapKey = keyof typeof POLICY_MAPS;
+export type HostMapKey = keyof typeof HOST_MAPS;
 /** The cgroup programs the daemon attaches to a cgroup (everything but the iterators). */
 export const CGROUP_ATTACHED_PROGRAMS: readonly CgroupHook[] = Object.keys(CGROUP_HOOKS) as CgroupHook[];
+/**
+ * The order a cgroup attachment's links are made in. `storage` first: these programs only
+ * restore redirected addresses, and attaching them creates the cgroup's cg_slot storage (zeroed:
+ * slot 0, which drops); then the daemon writes the slot; then `judging`, which read it.
+ */
+export const CGROUP_ATTACH_ORDER = {
+  storage: ['recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'],
+  judging: ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'egress'],
+} as const satisfies Record<string, readonly CgroupHook[]>;
+/** The TC program for each direction. */
+export const TC_PROGRAM_BY_DIRECTION = { ingress: 'ingress', egress: 'egress' } as const satisfies Record<'ingress' | 'egress', keyof typeof OBJECTS.tc.programs>;
 /** The sever iterators: keys of OBJECTS.sever.programs. */
 export const SEVER_PROGRAMS = ['severTcp', 'severUdp'] as const satisfies readonly (keyof typeof OBJECTS.sever.programs)[];
 /**
- * The maps the sever object must share (by name, through the cgroup attachment's pins) with the
- * cgroup object it severs for: every map it has. Pass as `pinMaps.maps` together with the
- * attachment's `mapSizes`, so libbpf reuses the pinned maps instead of creating new ones.
+ * The maps the sever object must share (by name, through the host's pins) with the filter
+ * objects: every map it has. Pass as `pinMaps.maps` together with the host's `mapSizes`, so
+ * libbpf reuses the pinned maps instead of creating new ones.
  */
 export const SEVER_SHARED_MAPS = Object.values(OBJECTS.sever.maps).map((m) => m.name) as readonly string[];
 
@@ -179,21 +222,31 @@ export function objectPath(name: ObjectName): string {
   return p;
 }
 
-/** Per-map max_entries overrides for a load (LPM sizes and the ring size), validated. */
-export function mapSizes(opts: { lpmMaxEntries?: number; ringBytes?: number } = {}): Record<string, number> {
+/** The maps a pinned host set is made of, by object: pass as `pinMaps.maps` when loading it. */
+export function hostPinnedMaps(object: 'tc' | 'cgroup' | 'sever'): readonly string[] {
+  // dns_orig too: an upgrade's programs then still restore what the old ones redirected
+  return Object.values(OBJECTS[object].maps).map((m) => m.name);
+}
+
+/**
+ * Per-map max_entries overrides for loading the host set: `slots` (attachments + 1) sizes every
+ * per-slot map, `ringBytes` the event ring. Validated.
+ */
+export function mapSizes(opts: { slots?: number; ringBytes?: number } = {}): Record<string, number> {
   const out: Record<string, number> = {};
-  if (opts.lpmMaxEntries !== undefined) {
-    if (!Number.isInteger(opts.lpmMaxEntries) || opts.lpmMaxEntries < 1 || opts.lpmMaxEntries > 16_777_216) {
-      throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `lpmMaxEntries must be an integer in [1, 16777216], got ${opts.lpmMaxEntries}`);
+  if (opts.slots !== undefined) {
+    if (!Number.isInteger(opts.slots) || opts.slots < 2 || opts.slots > MAX_SLOTS) {
+      throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `slots must be an integer in [2, ${MAX_SLOTS}], got ${opts.slots}`);
     }
-    for (const m of [POLICY_MAPS.allowV4, POLICY_MAPS.allowV6, POLICY_MAPS.denyV4, POLICY_MAPS.denyV6]) out[m.name] = opts.lpmMaxEntries;
+    for (const m of [HOST_MAPS.config, HOST_MAPS.rulesV4, HOST_MAPS.rulesV6, HOST_MAPS.dnsLimit, TC_ONLY_MAPS.tcSlots]) out[m.name] = opts.slots;
+    out[HOST_MAPS.stats.name] = opts.slots * NF_STAT_COUNT;
   }
   if (opts.ringBytes !== undefined) {
     const r = opts.ringBytes;
     if (!Number.isInteger(r) || r < 4096 || (r & (r - 1)) !== 0) {
       throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `ringBytes must be a power of two >= 4096, got ${r}`);
     }
-    out[POLICY_MAPS.events.name] = r;
+    out[HOST_MAPS.events.name] = r;
   }
   return out;
 }
@@ -206,7 +259,13 @@ export type ModeName = keyof typeof MODE;
 export type ModeValue = (typeof MODE)[ModeName];
 
 /** config.flags bits */
-export const CONFIG_FLAG = { DRY_RUN: 1 << 0, DNS_FILTER: 1 << 1, L3_DEVICE: 1 << 2 } as const;
+export const CONFIG_FLAG = { DRY_RUN: 1 << 0, DNS_FILTER: 1 << 1, L3_DEVICE: 1 << 2, ACTIVE: 1 << 3 } as const;
+
+/** rule.lists bits: which lists a rules trie entry is on (both: deny wins). */
+export const RULE_LIST = { ALLOW: 1, DENY: 2 } as const;
+
+/** tc_slots key direction values. */
+export const TC_DIR = { ingress: 0, egress: 1 } as const;
 
 /** event.reason and stats REASON_BASE + reason */
 export const REASON = {

@@ -64,6 +64,9 @@
 #define NF_FLAG_DRY_RUN (1u << 0)
 #define NF_FLAG_DNS_FILTER (1u << 1)
 #define NF_FLAG_L3_DEVICE (1u << 2)
+/* The slot is in use. A config without it (a free slot, slot 0, a zeroed entry) drops
+ * everything: an all-zero config would otherwise read as mode DISABLED. */
+#define NF_FLAG_ACTIVE (1u << 3)
 
 /* ---- reasons (event.reason, stats REASON_BASE + reason) ---- */
 #define NF_REASON_NONE 0
@@ -129,17 +132,34 @@ struct nf_lpm_v6 {
 	__u8 addr[16];
 }; /* 20 bytes */
 
-/* allow map value, 16 bytes */
-struct nf_allow_value {
-	__u64 last_seen_ns; /* 0: CLOCK_MONOTONIC (coarse) of the last packet/connect seen, 0 = never */
-	__u32 prefix_len;   /* 8: must equal the key's prefix length */
-	__u32 expires_s;    /* 12: CLOCK_MONOTONIC seconds after which the entry no longer allows, 0 = never */
+/*
+ * The value of a rules trie entry, 16 bytes. One trie per family and attachment holds the allow
+ * AND the deny list: one longest-prefix look-up decides. `lists` says which lists the prefix is
+ * on; on both, deny wins (resolved when the entry is written, as "deny wins a tie" was).
+ */
+struct nf_rule {
+	__u64 last_seen_ns;    /* 0: CLOCK_MONOTONIC (coarse) of the last packet/connect an allow let through, 0 = never */
+	__u32 expires_s;       /* 8: allow: CLOCK_MONOTONIC seconds after which it no longer allows, 0 = never */
+	__u8 prefix_len;       /* 12: must equal the key's prefix length */
+	__u8 lists;            /* 13: NF_LIST_ALLOW | NF_LIST_DENY */
+	__u8 shadow_deny_len;  /* 14: allow only: the longest shorter deny prefix holding this one, NF_NO_RULE none */
+	__u8 _pad;             /* 15 */
 };
+#define NF_LIST_ALLOW 1
+#define NF_LIST_DENY 2
 
-/* deny map value, 8 bytes */
-struct nf_deny_value {
-	__u32 prefix_len; /* 0: must equal the key's prefix length */
-	__u32 _pad;       /* 4 */
+/* tc_slots key, 8 bytes: which attachment a TC program judges for */
+struct nf_tc_key {
+	__u32 ifindex; /* 0: skb->ifindex, the device the program is attached to */
+	__u32 dir;     /* 4: NF_DIR_INGRESS or NF_DIR_EGRESS */
+};
+#define NF_DIR_INGRESS 0
+#define NF_DIR_EGRESS 1
+
+/* cg_slot value (cgroup storage of the attach point), 8 bytes */
+struct nf_cg_slot {
+	__u32 slot; /* 0: 0 until the daemon writes it: slot 0 is never active (drop) */
+	__u32 _pad;
 };
 
 /*
@@ -194,6 +214,7 @@ struct nf_flow {
 	__u8 icmp_type;
 	__u8 hop_limit;
 	__u8 tcp_flags; /* TCP only, packet hooks only (TC, cgroup_skb): byte 13 of the header */
+	__u32 slot;     /* the attachment judging it: index of its config, rules, counters, DNS limit */
 };
 
 struct nf_verdict {
@@ -219,12 +240,17 @@ NF_ASSERT_OFF(nf_lpm_v4, addr, 4);
 NF_ASSERT_SIZE(nf_lpm_v6, 20);
 NF_ASSERT_OFF(nf_lpm_v6, prefixlen, 0);
 NF_ASSERT_OFF(nf_lpm_v6, addr, 4);
-NF_ASSERT_SIZE(nf_allow_value, 16);
-NF_ASSERT_OFF(nf_allow_value, last_seen_ns, 0);
-NF_ASSERT_OFF(nf_allow_value, prefix_len, 8);
-NF_ASSERT_OFF(nf_allow_value, expires_s, 12);
-NF_ASSERT_SIZE(nf_deny_value, 8);
-NF_ASSERT_OFF(nf_deny_value, prefix_len, 0);
+NF_ASSERT_SIZE(nf_rule, 16);
+NF_ASSERT_OFF(nf_rule, last_seen_ns, 0);
+NF_ASSERT_OFF(nf_rule, expires_s, 8);
+NF_ASSERT_OFF(nf_rule, prefix_len, 12);
+NF_ASSERT_OFF(nf_rule, lists, 13);
+NF_ASSERT_OFF(nf_rule, shadow_deny_len, 14);
+NF_ASSERT_SIZE(nf_tc_key, 8);
+NF_ASSERT_OFF(nf_tc_key, ifindex, 0);
+NF_ASSERT_OFF(nf_tc_key, dir, 4);
+NF_ASSERT_SIZE(nf_cg_slot, 8);
+NF_ASSERT_OFF(nf_cg_slot, slot, 0);
 NF_ASSERT_SIZE(nf_dns_limit, 24);
 NF_ASSERT_OFF(nf_dns_limit, rate_qps, 4);
 NF_ASSERT_OFF(nf_dns_limit, burst, 8);
@@ -244,57 +270,74 @@ NF_ASSERT_OFF(nf_event, flags, 46);
 NF_ASSERT_OFF(nf_event, mode, 47);
 NF_ASSERT_OFF(nf_event, rule_prefix_len, 48);
 
-/* ---- maps shared by every policy object ---- */
+/*
+ * ---- host-wide maps, shared by every program of every object ----
+ *
+ * One program set serves every attachment of the host: an attachment is a slot, and each map
+ * below holds every slot's state. Sizes here are the defaults; the daemon sets them at load
+ * (maps.max_attachments + 1: slot 0 is never used). Pinned once per host, reused by every load.
+ */
+#ifndef NF_MAX_SLOTS
+#define NF_MAX_SLOTS 4097
+#endif
+#define NF_RULES_MAX 131072 /* inner template only: each attachment's tries are created by the daemon with its own size */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NF_MAX_SLOTS);
 	__type(key, __u32);
 	__type(value, struct nf_config);
 } nf_config SEC(".maps");
 
-struct {
+/* Per attachment: one LPM trie per family (created by the daemon, put here at its slot). A map of
+ * maps, not one host-wide trie keyed by slot + address: see README.md "Map layout" for the
+ * figures; in short the per-packet cost is the same and the daemon can read, size and drop one
+ * attachment's rules without walking everybody's. */
+struct nf_rules_v4_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nf_lpm_v4);
-	__type(value, struct nf_allow_value);
-} allow_v4 SEC(".maps");
+	__uint(max_entries, NF_RULES_MAX);
+	/* sizes, not __type: clang emits only a forward declaration of a struct reached through
+	 * the template alone, and libbpf needs the size */
+	__uint(key_size, sizeof(struct nf_lpm_v4));
+	__uint(value_size, sizeof(struct nf_rule));
+};
 
-struct {
+struct nf_rules_v6_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nf_lpm_v6);
-	__type(value, struct nf_allow_value);
-} allow_v6 SEC(".maps");
+	__uint(max_entries, NF_RULES_MAX);
+	/* sizes, not __type: clang emits only a forward declaration of a struct reached through
+	 * the template alone, and libbpf needs the size */
+	__uint(key_size, sizeof(struct nf_lpm_v6));
+	__uint(value_size, sizeof(struct nf_rule));
+};
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nf_lpm_v4);
-	__type(value, struct nf_deny_value);
-} deny_v4 SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NF_MAX_SLOTS);
+	__type(key, __u32);
+	__array(values, struct nf_rules_v4_inner);
+} rules_v4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nf_lpm_v6);
-	__type(value, struct nf_deny_value);
-} deny_v6 SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NF_MAX_SLOTS);
+	__type(key, __u32);
+	__array(values, struct nf_rules_v6_inner);
+} rules_v6 SEC(".maps");
 
+/* per slot: NF_STAT_COUNT counters at slot * NF_STAT_COUNT */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NF_STAT_COUNT);
+	__uint(max_entries, NF_MAX_SLOTS * NF_STAT_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NF_MAX_SLOTS);
 	__type(key, __u32);
 	__type(value, struct nf_dns_limit);
 } dns_limit SEC(".maps");
@@ -306,17 +349,21 @@ struct {
 
 /* ---- helpers ---- */
 
-static __always_inline void nf_count(__u32 idx)
+static __always_inline void nf_count(__u32 slot, __u32 idx)
 {
-	__u64 *c = bpf_map_lookup_elem(&stats, &idx);
+	__u32 key = slot * NF_STAT_COUNT + idx;
+	__u64 *c = bpf_map_lookup_elem(&stats, &key);
 	if (c)
 		*c += 1;
 }
 
-static __always_inline struct nf_config *nf_get_config(void)
+/* The slot's config, or NULL when the slot is not in use (the caller drops). */
+static __always_inline struct nf_config *nf_slot_config(__u32 slot)
 {
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&nf_config, &zero);
+	struct nf_config *cfg = bpf_map_lookup_elem(&nf_config, &slot);
+	if (!cfg || !(cfg->flags & NF_FLAG_ACTIVE))
+		return NULL;
+	return cfg;
 }
 
 static __always_inline int nf_v4_is_zero(const __u8 *a)
@@ -452,8 +499,7 @@ static __always_inline int nf_is_link_local(const struct nf_flow *f)
 static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, const struct nf_flow *f, int touch)
 {
 	struct nf_verdict v = { .drop = 0, .reason = NF_REASON_NONE, .prefix_len = NF_NO_RULE, .implicit = 0 };
-	struct nf_allow_value *a;
-	struct nf_deny_value *dn;
+	struct nf_rule *r = NULL;
 	__u32 mode = cfg->mode;
 
 	if (mode == NF_MODE_DISABLED)
@@ -477,27 +523,45 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 		return v;
 	}
 
+	/* one look-up: the attachment's trie for the family, then the longest prefix in it */
+	__u32 slot = f->slot;
+	void *trie;
 	if (f->family == 4) {
 		struct nf_lpm_v4 k = { .prefixlen = 32 };
 		__builtin_memcpy(k.addr, f->daddr, 4);
-		a = bpf_map_lookup_elem(&allow_v4, &k);
-		dn = bpf_map_lookup_elem(&deny_v4, &k);
+		trie = bpf_map_lookup_elem(&rules_v4, &slot);
+		if (trie)
+			r = bpf_map_lookup_elem(trie, &k);
 	} else {
 		struct nf_lpm_v6 k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, f->daddr, 16);
-		a = bpf_map_lookup_elem(&allow_v6, &k);
-		dn = bpf_map_lookup_elem(&deny_v6, &k);
+		trie = bpf_map_lookup_elem(&rules_v6, &slot);
+		if (trie)
+			r = bpf_map_lookup_elem(trie, &k);
 	}
 
-	/* A lapsed deadline (a CIDR TTL while the daemon is away to remove the entry) allows nothing:
-	 * the entry counts as absent (a shorter allow prefix is not looked for: fail closed). */
-	if (a && a->expires_s && NF_MONO_NS() / NF_NS_PER_SEC >= a->expires_s)
-		a = NULL;
-	__u32 alen = a ? a->prefix_len : 0;
-	__u32 dlen = dn ? dn->prefix_len : 0;
-	/* longest prefix across both lists wins, deny wins a tie */
-	int deny_wins = dn && (!a || dlen >= alen);
-	int allow_wins = a && !deny_wins;
+	/* longest prefix across both lists wins, deny wins a tie (both bits on one entry) */
+	int deny_wins = 0, allow_wins = 0;
+	__u32 dlen = 0, alen = 0;
+	if (r) {
+		if (r->lists & NF_LIST_DENY) {
+			deny_wins = 1;
+			dlen = r->prefix_len;
+		} else if (r->lists & NF_LIST_ALLOW) {
+			/* A lapsed deadline (a CIDR TTL while the daemon is away to remove the entry) allows
+			 * nothing: what decides is the longest deny holding it, recorded in the entry, else
+			 * no entry at all (a shorter allow prefix is not looked for: fail closed). */
+			if (r->expires_s && NF_MONO_NS() / NF_NS_PER_SEC >= r->expires_s) {
+				if (r->shadow_deny_len != NF_NO_RULE) {
+					deny_wins = 1;
+					dlen = r->shadow_deny_len;
+				}
+			} else {
+				allow_wins = 1;
+				alen = r->prefix_len;
+			}
+		}
+	}
 
 	if (mode == NF_MODE_ALLOWLIST) {
 		if (!allow_wins) {
@@ -520,10 +584,10 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 	}
 	if (allow_wins) {
 		v.prefix_len = alen;
-		if (touch) {
+		if (touch && r) {
 			__u64 now = bpf_ktime_get_coarse_ns();
-			if (now - a->last_seen_ns > NF_LAST_SEEN_REFRESH_NS)
-				a->last_seen_ns = now;
+			if (now - r->last_seen_ns > NF_LAST_SEEN_REFRESH_NS)
+				r->last_seen_ns = now;
 		}
 	}
 	return v;
@@ -534,7 +598,7 @@ static __always_inline void nf_emit(const struct nf_config *cfg, const struct nf
 {
 	struct nf_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		nf_count(NF_STAT_EVENTS_LOST);
+		nf_count(f->slot, NF_STAT_EVENTS_LOST);
 		return;
 	}
 	e->ts_ns = bpf_ktime_get_ns();
@@ -562,15 +626,15 @@ static __always_inline int nf_finish(const struct nf_config *cfg, const struct n
 				     __u8 hook, __u64 cgroup_id, __u32 pid)
 {
 	if (!v->drop) {
-		nf_count(NF_STAT_ALLOWED);
+		nf_count(f->slot, NF_STAT_ALLOWED);
 		if (v->implicit)
-			nf_count(NF_STAT_IMPLICIT_ALLOWED);
+			nf_count(f->slot, NF_STAT_IMPLICIT_ALLOWED);
 		return 0;
 	}
 	__u8 dry = (cfg->flags & NF_FLAG_DRY_RUN) ? 1 : 0;
-	nf_count(dry ? NF_STAT_DRY_RUN : NF_STAT_BLOCKED);
+	nf_count(f->slot, dry ? NF_STAT_DRY_RUN : NF_STAT_BLOCKED);
 	if (v->reason < NF_REASON_MAX)
-		nf_count(NF_STAT_REASON_BASE + v->reason);
+		nf_count(f->slot, NF_STAT_REASON_BASE + v->reason);
 	nf_emit(cfg, f, v, hook, dry, cgroup_id, pid);
 	return dry ? 0 : 1;
 }
@@ -587,8 +651,8 @@ static __always_inline int nf_dns_over_limit(const struct nf_flow *f)
 {
 	if (f->proto == NF_PROTO_TCP && (f->tcp_flags & (NF_TCP_SYN | NF_TCP_ACK)) != NF_TCP_SYN)
 		return 0;
-	__u32 zero = 0;
-	struct nf_dns_limit *l = bpf_map_lookup_elem(&dns_limit, &zero);
+	__u32 slot = f->slot;
+	struct nf_dns_limit *l = bpf_map_lookup_elem(&dns_limit, &slot);
 	if (!l)
 		return 0;
 	__u32 rate = l->rate_qps; /* read unlocked: a daemon write is one value either way */
@@ -640,7 +704,7 @@ __attribute__((noinline)) int nf_judge(const struct nf_config *cfg, const struct
 		 * query would move the flood to the event ring). */
 		__u8 hook = (__u8)hook_status;
 		if (v.implicit == NF_IMPLICIT_DNS_QUERY && (hook == NF_HOOK_TC || hook == NF_HOOK_SKB) && nf_dns_over_limit(f)) {
-			nf_count(NF_STAT_DNS_RATE_LIMITED);
+			nf_count(f->slot, NF_STAT_DNS_RATE_LIMITED);
 			return 1;
 		}
 	} else if (status == NF_JUDGE_IMPLICIT) {

@@ -15,7 +15,8 @@ struct nf_sever_config {
 	__u64 cgroup_id;  /* 0: any socket in the netns; else only sockets of this cgroup or its descendants */
 	__u8 family;      /* 0: any destination; 4 or 6: only destinations inside addr/prefix_len */
 	__u8 prefix_len;
-	__u8 _pad[6];
+	__u8 _pad[2];
+	__u32 slot;       /* 12: the attachment whose policy judges the sockets */
 	__u8 addr[16];
 };
 
@@ -30,6 +31,7 @@ NF_ASSERT_SIZE(nf_sever_config, 32);
 NF_ASSERT_OFF(nf_sever_config, cgroup_id, 0);
 NF_ASSERT_OFF(nf_sever_config, family, 8);
 NF_ASSERT_OFF(nf_sever_config, prefix_len, 9);
+NF_ASSERT_OFF(nf_sever_config, slot, 12);
 NF_ASSERT_OFF(nf_sever_config, addr, 16);
 
 #endif /* NETFENCE_SEVER_H */

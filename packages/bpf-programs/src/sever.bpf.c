@@ -4,9 +4,10 @@
  * destination the current policy blocks (bpf_sock_destroy). A separate object
  * because it walks kernel structs (sock_common, cgroup) with CO-RE, which
  * makes libbpf parse the kernel's BTF at load: the filter objects stay free
- * of that cost. It has the policy maps and sever_cfg under the same names as
- * the cgroup object and is loaded lazily against the attachment's pinned maps
- * (SEVER_SHARED_MAPS in the manifest): it reads that attachment's policy.
+ * of that cost. It has the host maps and sever_cfg under the same names as
+ * the cgroup object and is loaded once, lazily, against the host's pinned maps
+ * (SEVER_SHARED_MAPS in the manifest): sever_cfg names the slot whose policy
+ * judges the sockets.
  */
 #define NF_USE_VMLINUX
 /* iterators cannot read the coarse clock; the same CLOCK_MONOTONIC, finer */
@@ -50,10 +51,13 @@ static __always_inline int nf_in_cgroup(struct cgroup *cg, __u64 want)
 static __always_inline int nf_sever_wanted(struct sock *sk, struct nf_flow *f)
 {
 	__u32 zero = 0;
-	struct nf_config *cfg = nf_get_config();
 	struct nf_sever_config *sc = bpf_map_lookup_elem(&sever_cfg, &zero);
-	if (!cfg || !sc)
+	if (!sc)
 		return 0;
+	struct nf_config *cfg = nf_slot_config(sc->slot);
+	if (!cfg)
+		return 0;
+	f->slot = sc->slot;
 	if (cfg->flags & NF_FLAG_DRY_RUN)
 		return 0;
 	if (sc->cgroup_id && !nf_in_cgroup(BPF_CORE_READ(sk, sk_cgrp_data.cgroup), sc->cgroup_id))
@@ -93,12 +97,12 @@ static __always_inline int nf_flow_from_sk(struct sock_common *skc, struct nf_fl
 
 extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
 
-static __always_inline void nf_sever(struct sock_common *skc)
+static __always_inline void nf_sever(struct sock_common *skc, __u32 slot)
 {
 	if (bpf_sock_destroy(skc))
-		nf_count(NF_STAT_SEVER_FAILED);
+		nf_count(slot, NF_STAT_SEVER_FAILED);
 	else
-		nf_count(NF_STAT_SEVERED);
+		nf_count(slot, NF_STAT_SEVERED);
 }
 
 SEC("iter/tcp")
@@ -118,7 +122,7 @@ int netfence_sever_tcp(struct bpf_iter__tcp *ctx)
 	if (!nf_flow_from_sk(skc, &f, NF_PROTO_TCP))
 		return 0;
 	if (nf_sever_wanted((struct sock *)tp, &f))
-		nf_sever(skc);
+		nf_sever(skc, f.slot);
 	return 0;
 }
 
@@ -133,7 +137,7 @@ int netfence_sever_udp(struct bpf_iter__udp *ctx)
 	if (!nf_flow_from_sk(skc, &f, NF_PROTO_UDP))
 		return 0;
 	if (nf_sever_wanted((struct sock *)us, &f))
-		nf_sever(skc);
+		nf_sever(skc, f.slot);
 	return 0;
 }
 

@@ -6,6 +6,10 @@
  * packet (tun), then IPv4 / IPv6 (extension headers) and the L4 ports.
  * Pass returns TC_ACT_UNSPEC (TCX_NEXT: later programs still run), drop
  * returns TC_ACT_SHOT. In an enforcing mode anything unparsable is dropped.
+ *
+ * One copy per host serves every TC attachment: the program finds the attachment it runs for
+ * in tc_slots by the device it is attached to (skb->ifindex) and its direction (one entry
+ * point per direction). A device without an entry, or an inactive slot, drops: fail closed.
  */
 #include "netfence_common.h"
 
@@ -54,22 +58,45 @@ static __always_inline int nf_parse_frame(struct __sk_buff *skb, const struct nf
 	return NF_PARSE_FAIL; /* unknown ethertype, or a third VLAN tag */
 }
 
-SEC("tc")
-int netfence_tc(struct __sk_buff *skb)
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_SLOTS);
+	__type(key, struct nf_tc_key);
+	__type(value, __u32);
+} tc_slots SEC(".maps");
+
+static __always_inline int nf_tc(struct __sk_buff *skb, __u32 dir)
 {
-	struct nf_config *cfg = nf_get_config();
+	struct nf_tc_key key = { .ifindex = skb->ifindex, .dir = dir };
+	__u32 *slotp = bpf_map_lookup_elem(&tc_slots, &key);
+	if (!slotp)
+		return NF_TC_ACT_SHOT;
+	__u32 slot = *slotp;
+	struct nf_config *cfg = nf_slot_config(slot);
 	if (!cfg)
 		return NF_TC_ACT_SHOT;
 	if (cfg->mode == NF_MODE_DISABLED) {
-		nf_count(NF_STAT_ALLOWED);
+		nf_count(slot, NF_STAT_ALLOWED);
 		return NF_TC_ACT_UNSPEC;
 	}
 
-	struct nf_flow f = {};
+	struct nf_flow f = { .slot = slot };
 	int r = nf_parse_frame(skb, cfg, &f);
 	/* unparsable: event family 0 when not even L3 was read */
 	__u32 status = r == NF_PARSE_ARP ? NF_JUDGE_IMPLICIT : r == NF_PARSE_OK ? NF_JUDGE_PARSED : NF_JUDGE_UNPARSABLE;
 	return nf_judge(cfg, &f, NF_HOOK_TC | status << 8, 0, 0) ? NF_TC_ACT_SHOT : NF_TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int netfence_tc_ingress(struct __sk_buff *skb)
+{
+	return nf_tc(skb, NF_DIR_INGRESS);
+}
+
+SEC("tc")
+int netfence_tc_egress(struct __sk_buff *skb)
+{
+	return nf_tc(skb, NF_DIR_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
