@@ -31,3 +31,9 @@ for name in tc_filter cgroup_filter sever bench_trivial; do
   "${LLVM_STRIP:-llvm-strip}" -g "$OUT_DIR/$name.bpf.o.tmp"
   mv "$OUT_DIR/$name.bpf.o.tmp" "$OUT_DIR/$name.bpf.o"
 done
+
+# Test/benchmark variant of the cgroup object that reads slot 1 instead of its cgroup storage
+# (BPF_PROG_TEST_RUN zeroes that storage on every run). Kept in the build dir: never shipped.
+"$CLANG" "${CFLAGS[@]}" -DNF_FIXED_SLOT=1 -ffile-prefix-map="$PKG_DIR"=. -I"$BUILD_DIR" -Isrc \
+  -c src/cgroup_filter.bpf.c -o "$BUILD_DIR/cgroup_filter_fixed_slot.bpf.o"
+"${LLVM_STRIP:-llvm-strip}" -g "$BUILD_DIR/cgroup_filter_fixed_slot.bpf.o"

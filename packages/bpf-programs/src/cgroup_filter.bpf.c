@@ -43,11 +43,22 @@ struct {
 	__type(value, struct nf_cg_slot);
 } cg_slot SEC(".maps");
 
+#ifdef NF_FIXED_SLOT
+/* Test and benchmark build only (build/cgroup_filter_fixed_slot.bpf.o, never attached by the
+ * daemon): BPF_PROG_TEST_RUN gives a cgroup program fresh zeroed storage on every run, so a
+ * test run of the real program always reads slot 0. This build reads NF_FIXED_SLOT instead;
+ * everything else is the same code. */
+static __always_inline __u32 nf_cg_slot(void)
+{
+	return NF_FIXED_SLOT;
+}
+#else
 static __always_inline __u32 nf_cg_slot(void)
 {
 	struct nf_cg_slot *s = bpf_get_local_storage(&cg_slot, 0);
 	return s->slot;
 }
+#endif
 
 /* The restore programs use the storage only so that attaching them creates it. */
 static __always_inline void nf_cg_touch_storage(void)

@@ -19,6 +19,8 @@ export {
   RULE_LIST,
   TC_DIR,
   hostPinnedMaps,
+  FIXED_SLOT,
+  fixedSlotCgroupObjectPath,
   SEVER_PROGRAMS,
   SEVER_SHARED_MAPS,
   BPF_MAP_TYPE,

@@ -222,6 +222,18 @@ export function objectPath(name: ObjectName): string {
   return p;
 }
 
+/**
+ * Tests and benchmarks only: the cgroup object built to judge for slot FIXED_SLOT instead of its
+ * cgroup storage, because BPF_PROG_TEST_RUN gives a cgroup program zeroed storage on every run.
+ * Built into the package's build dir by `npm run build`; never shipped, never attached.
+ */
+export const FIXED_SLOT = 1;
+export function fixedSlotCgroupObjectPath(): string {
+  const p = join(packageDir(), 'build', 'cgroup_filter_fixed_slot.bpf.o');
+  if (!existsSync(p)) throw new BpfProgramsError('NETFENCE_ERR_OBJECT_MISSING', `${p} is missing: run \`npm run build -w @netfence/bpf-programs\``);
+  return p;
+}
+
 /** The maps a pinned host set is made of, by object: pass as `pinMaps.maps` when loading it. */
 export function hostPinnedMaps(object: 'tc' | 'cgroup' | 'sever'): readonly string[] {
   // dns_orig too: an upgrade's programs then still restore what the old ones redirected

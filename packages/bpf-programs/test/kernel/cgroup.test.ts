@@ -5,11 +5,11 @@
 // against the attachment's pinned maps as the daemon does), dry-run.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { attachCgroup, attachIter, loadCollectionAsync, readIterator, withNetns, type BpfLink } from '@netfence/bpf-loader';
+import { attachIter, loadCollectionAsync, readIterator, withNetns, type BpfLink } from '@netfence/bpf-loader';
 import type { LabCgroup } from '@netfence/lab';
 import {
-  CGROUP_ATTACHED_PROGRAMS,
   CGROUP_ONLY_MAPS,
+  hostPinnedMaps,
   encodeSeverConfig,
   objectPath,
   OBJECTS,
@@ -49,13 +49,12 @@ describe('cgroup filter with real traffic', () => {
     topo = await createTopology();
     cg = topo.lab.cgroup('wl');
     cgroupId = statSync(cg.path, { bigint: true }).ino;
-    // the attachment's maps are pinned (as the daemon does): the sever object reuses them
+    // the host maps are pinned (as the daemon does): the sever object reuses them
     pinDir = makePinDir('cg');
-    pol = Policy.load('cgroup', { pinMaps: { dir: pinDir } });
+    // slot 5: the program reads it from the cgroup's storage, nothing assumes slot 1
+    pol = Policy.load('cgroup', { pinMaps: { dir: pinDir, maps: hostPinnedMaps('cgroup') }, slot: 5 });
     pol.watch();
-    for (const k of CGROUP_ATTACHED_PROGRAMS) {
-      links.push(attachCgroup(pol.coll.program(OBJECTS.cgroup.programs[k].name), { cgroup: cg.path }));
-    }
+    links.push(...pol.attachCgroup(cg.path));
   });
   afterAll(async () => {
     for (const l of links) l.close();
@@ -236,7 +235,7 @@ describe('cgroup filter with real traffic', () => {
     const keeper = hold(ADDR.s4, true, udp); // still allowed: must survive
     const outsider = hold(ADDR.t4, false, udp); // not in the cgroup: must survive
     await Promise.all([victim.connected(), keeper.connected(), outsider.connected()]);
-    // the daemon's way: the sever object, loaded lazily against the attachment's pinned maps
+    // the daemon's way: the sever object, loaded lazily against the host's pinned maps
     const sever = await loadCollectionAsync(objectPath('sever'), { pinMaps: { dir: pinDir as string, maps: SEVER_SHARED_MAPS } });
     const [iterTcp, iterUdp] = SEVER_PROGRAMS.map((k) => attachIter(sever.program(OBJECTS.sever.programs[k].name))) as [BpfLink, BpfLink];
     try {
@@ -245,7 +244,7 @@ describe('cgroup filter with real traffic', () => {
       const before = pol.stats();
       const t0 = Date.now();
       pol.remove('allow', `${ADDR.t4}/32`);
-      const target: SeverTarget = { cgroupId, prefix: `${ADDR.t4}/32` };
+      const target: SeverTarget = { slot: pol.slot, cgroupId, prefix: `${ADDR.t4}/32` };
       pol.map(CGROUP_ONLY_MAPS.severConfig.name).update(Buffer.alloc(4), encodeSeverConfig(target));
       // the iterator sees the netns it is created in: run it from the workload's
       withNetns(topo.w.path, () => {

@@ -1,11 +1,17 @@
 // Shared helpers of the kernel tests: a thin policy handle over a loaded
 // collection (config, allow/deny entries, stats, events), pin dirs, probes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  attachCgroup,
+  attachTcx,
+  createMap,
   createRingBufferConsumer,
+  ifindexOf,
   loadCollection,
+  withNetns,
+  type BpfLink,
   type BpfMap,
   type Collection,
   type LoadOptions,
@@ -13,21 +19,33 @@ import {
 } from '@netfence/bpf-loader';
 import { ensureBpffs, type Lab, type LabCgroup, type LabNetns } from '@netfence/lab';
 import {
-  decodeAllowValue,
+  CGROUP_ATTACH_ORDER,
+  CGROUP_ONLY_MAPS,
   decodeEvent,
+  decodeRule,
   decodeStats,
   encodeConfig,
   encodeDnsLimit,
+  encodeRule,
+  encodeSlot,
+  encodeTcKey,
+  FIXED_SLOT,
+  fixedSlotCgroupObjectPath,
+  HOST_MAPS,
   objectPath,
-  policyEntry,
-  POLICY_MAPS,
+  OBJECTS,
+  RULE_TRIES,
+  ruleKey,
   STATS,
   sumPerCpuU64,
+  TC_ONLY_MAPS,
+  TC_PROGRAM_BY_DIRECTION,
   type AttachmentConfig,
   type DnsRateLimit,
   type NetfenceEvent,
   type NetfenceStats,
   type ObjectName,
+  type RuleValue,
 } from '@netfence/bpf-programs';
 
 export const PROBE = join(__dirname, 'probe.py');
@@ -51,15 +69,44 @@ export function removePinDir(dir: string): void {
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
 }
 
-/** A loaded policy object with typed helpers (what the daemon's datapath does, minus attach). */
+const u32 = (n: number): Buffer => encodeSlot(n);
+
+export interface PolicyOptions extends LoadOptions {
+  /** The attachment's slot in the host maps (default FIXED_SLOT, what the fixed-slot cgroup build judges for). */
+  readonly slot?: number;
+  /** max_entries of the attachment's rules tries (default 65536). */
+  readonly ruleEntries?: number;
+}
+
+/**
+ * One attachment of a loaded program set, with typed helpers (what the daemon's datapath does):
+ * its slot's config, DNS limit and counters in the host maps, its own rules tries (created here
+ * and put at its slot), its binding to a TC device or a cgroup, and the event ring.
+ */
 export class Policy {
   readonly events: NetfenceEvent[] = [];
+  readonly slot: number;
+  readonly tries: { readonly 4: BpfMap; readonly 6: BpfMap };
   #rb: RingBufferConsumer | undefined;
 
-  constructor(readonly coll: Collection) {}
+  constructor(
+    readonly coll: Collection,
+    opts: { slot?: number; ruleEntries?: number } = {},
+    /** False for a second attachment of an already loaded set: close() leaves the collection open. */
+    private readonly ownsCollection = true,
+  ) {
+    this.slot = opts.slot ?? FIXED_SLOT;
+    const trie = (t: (typeof RULE_TRIES)['v4' | 'v6']) => createMap({ name: t.name, type: t.type, keySize: t.keySize, valueSize: t.valueSize, maxEntries: opts.ruleEntries ?? 65536, flags: t.flags });
+    this.tries = { 4: trie(RULE_TRIES.v4), 6: trie(RULE_TRIES.v6) };
+    this.map(HOST_MAPS.rulesV4.name).update(u32(this.slot), u32(this.tries[4].fd));
+    this.map(HOST_MAPS.rulesV6.name).update(u32(this.slot), u32(this.tries[6].fd));
+  }
 
-  static load(name: ObjectName, opts: LoadOptions = {}): Policy {
-    return new Policy(loadCollection(objectPath(name), opts));
+  /** Loads an object (`cgroupFixedSlot`: the test build of the cgroup object that judges for FIXED_SLOT). */
+  static load(name: ObjectName | 'cgroupFixedSlot', opts: PolicyOptions = {}): Policy {
+    const { slot, ruleEntries, ...load } = opts;
+    const path = name === 'cgroupFixedSlot' ? fixedSlotCgroupObjectPath() : objectPath(name);
+    return new Policy(loadCollection(path, load), { slot, ruleEntries });
   }
 
   map(name: string): BpfMap {
@@ -67,54 +114,95 @@ export class Policy {
   }
 
   setConfig(c: AttachmentConfig): void {
-    this.map(POLICY_MAPS.config.name).update(Buffer.alloc(4), encodeConfig(c));
+    this.map(HOST_MAPS.config.name).update(u32(this.slot), encodeConfig(c));
   }
 
   /** Writes the DNS rate limit (a full bucket). */
   setDnsLimit(l: DnsRateLimit): void {
-    this.map(POLICY_MAPS.dnsLimit.name).update(Buffer.alloc(4), encodeDnsLimit(l));
+    this.map(HOST_MAPS.dnsLimit.name).update(u32(this.slot), encodeDnsLimit(l));
+  }
+
+  /** Makes the TC program judge packets on this device and direction for this attachment. */
+  bindTc(ifindex: number, direction: 'ingress' | 'egress'): void {
+    this.map(TC_ONLY_MAPS.tcSlots.name).update(encodeTcKey(ifindex, direction), u32(this.slot));
+  }
+
+  /** Attaches the TC program of `direction` to a device (in `netnsPath`), bound to this attachment first. */
+  attachTc(opts: { ifname: string; netnsPath: string; direction?: 'ingress' | 'egress' }): BpfLink {
+    const direction = opts.direction ?? 'ingress';
+    this.bindTc(withNetns(opts.netnsPath, () => ifindexOf(opts.ifname)), direction);
+    return attachTcx(this.coll.program(OBJECTS.tc.programs[TC_PROGRAM_BY_DIRECTION[direction]].name), { ifname: opts.ifname, netnsPath: opts.netnsPath, direction, mode: 'tcx' });
+  }
+
+  /** Attaches every cgroup program to a cgroup in the daemon's order: storage first, then the slot, then the judges. */
+  attachCgroup(cgroupPath: string): BpfLink[] {
+    const links: BpfLink[] = [];
+    const one = (k: keyof typeof OBJECTS.cgroup.programs) => links.push(attachCgroup(this.coll.program(OBJECTS.cgroup.programs[k].name), { cgroup: cgroupPath }));
+    for (const k of CGROUP_ATTACH_ORDER.storage) one(k);
+    const id = statSync(cgroupPath, { bigint: true }).ino;
+    const key = Buffer.alloc(8);
+    key.writeBigUInt64LE(id);
+    this.map(CGROUP_ONLY_MAPS.cgSlot.name).update(key, encodeSlot(this.slot, 8));
+    for (const k of CGROUP_ATTACH_ORDER.judging) one(k);
+    return links;
+  }
+
+  /** Writes a rules entry as given. */
+  setRule(cidr: string, v: Omit<RuleValue, 'prefixLen'>): void {
+    const k = ruleKey(cidr);
+    this.tries[k.family].update(k.key, encodeRule({ ...v, prefixLen: k.prefix.prefixLen }));
+  }
+
+  /** The entry of exactly this prefix (a trie look-up answers the longest match: checked against the prefix). */
+  rule(cidr: string): RuleValue | undefined {
+    const k = ruleKey(cidr);
+    const v = this.tries[k.family].lookup(k.key);
+    const r = v === undefined ? undefined : decodeRule(v);
+    return r?.prefixLen === k.prefix.prefixLen ? r : undefined;
+  }
+
+  /** Puts prefixes on a list (an entry on both lists denies). */
+  private add(list: 'allow' | 'deny', cidrs: readonly string[]): void {
+    for (const c of cidrs) {
+      const held = this.rule(c);
+      this.setRule(c, { allow: list === 'allow' || !!held?.allow, deny: list === 'deny' || !!held?.deny, lastSeenNs: held?.lastSeenNs ?? 0n, expiresS: held?.expiresS ?? 0 });
+    }
   }
 
   allow(...cidrs: string[]): void {
-    for (const c of cidrs) {
-      const e = policyEntry('allow', c);
-      this.map(e.map).update(e.key, e.value);
-    }
+    this.add('allow', cidrs);
   }
 
   deny(...cidrs: string[]): void {
-    for (const c of cidrs) {
-      const e = policyEntry('deny', c);
-      this.map(e.map).update(e.key, e.value);
-    }
+    this.add('deny', cidrs);
   }
 
+  /** Takes a prefix off a list; true when it was on it. */
   remove(list: 'allow' | 'deny', cidr: string): boolean {
-    const e = policyEntry(list, cidr);
-    return this.map(e.map).delete(e.key);
+    const held = this.rule(cidr);
+    if (!held?.[list]) return false;
+    const k = ruleKey(cidr);
+    const rest = { ...held, [list]: false };
+    if (rest.allow || rest.deny) this.tries[k.family].update(k.key, encodeRule(rest));
+    else this.tries[k.family].delete(k.key);
+    return true;
   }
 
   lastSeen(cidr: string): bigint | undefined {
-    const e = policyEntry('allow', cidr);
-    const v = this.map(e.map).lookup(e.key);
-    return v === undefined ? undefined : decodeAllowValue(v).lastSeenNs;
+    return this.rule(cidr)?.lastSeenNs;
   }
 
   stats(): NetfenceStats {
-    const m = this.map(POLICY_MAPS.stats.name);
+    const m = this.map(HOST_MAPS.stats.name);
     const counters: bigint[] = [];
-    const key = Buffer.alloc(4);
-    for (let i = 0; i < STATS.COUNT; i++) {
-      key.writeUInt32LE(i);
-      counters.push(sumPerCpuU64(m.lookup(key) ?? Buffer.alloc(8)));
-    }
+    for (let i = 0; i < STATS.COUNT; i++) counters.push(sumPerCpuU64(m.lookup(u32(this.slot * STATS.COUNT + i)) ?? Buffer.alloc(8)));
     return decodeStats(counters);
   }
 
   /** Starts collecting ring buffer events into `events`. */
   watch(): void {
     if (this.#rb) return;
-    this.#rb = createRingBufferConsumer(this.map(POLICY_MAPS.events.name), (rec) => this.events.push(decodeEvent(rec)), { intervalMs: 10 });
+    this.#rb = createRingBufferConsumer(this.map(HOST_MAPS.events.name), (rec) => this.events.push(decodeEvent(rec)), { intervalMs: 10 });
   }
 
   /** Consumes what is pending now and returns (and clears) the collected events. */
@@ -126,7 +214,14 @@ export class Policy {
   close(): void {
     this.#rb?.close();
     this.#rb = undefined;
-    this.coll.close();
+    this.tries[4].close();
+    this.tries[6].close();
+    if (this.ownsCollection) this.coll.close();
+  }
+
+  /** Another attachment (slot) of the same loaded program set. */
+  sibling(slot: number): Policy {
+    return new Policy(this.coll, { slot }, false);
   }
 }
 

@@ -4,8 +4,8 @@
 // a full map.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { attachTcx, openPinnedLink, openPinnedMap, type BpfLink } from '@netfence/bpf-loader';
-import { OBJECTS, policyEntry, POLICY_MAPS } from '@netfence/bpf-programs';
+import { openPinnedLink, openPinnedMap, type BpfLink } from '@netfence/bpf-loader';
+import { encodeRule, ruleKey } from '@netfence/bpf-programs';
 import { assertKernelTestable, makePinDir, Policy, probe, removePinDir, runTsChild, sleep, udpFlood, type Probe } from './helpers';
 import { ADDR, configFor, createTopology, dnsFlood, DNS_FLOOD, oks, OWN_DNS, PORT, PROBES, runProbes, type Topology } from './topology';
 
@@ -30,7 +30,7 @@ describe('TC filter with real traffic', () => {
     topo = await createTopology();
     pol = Policy.load('tc');
     pol.watch();
-    link = attachTcx(pol.coll.program(OBJECTS.tc.programs.filter.name), { ifname: topo.wh.b, netnsPath: topo.h.path, direction: 'ingress', mode: 'tcx' });
+    link = pol.attachTc({ ifname: topo.wh.b, netnsPath: topo.h.path });
   });
   afterAll(async () => {
     link?.close();
@@ -169,19 +169,19 @@ describe('TC filter with real traffic', () => {
       // the child is gone; the pinned link still filters
       let res = await probe(topo.lab, w2, [P.tcpS, P.tcpT]);
       expect(res.map((x) => x.ok)).toEqual([true, false]);
-      // a new owner re-opens the pins and updates the allow map
-      const allow = openPinnedMap(join(dir, POLICY_MAPS.allowV4.name), { keySize: POLICY_MAPS.allowV4.keySize, valueSize: POLICY_MAPS.allowV4.valueSize });
-      const e = policyEntry('allow', `${ADDR.t4}/32`);
-      allow.update(e.key, e.value);
-      allow.close();
+      // a new owner re-opens the pins and updates the attachment's rules trie
+      const rules = openPinnedMap(join(dir, 'trie_v4'), { keySize: 8, valueSize: 16 });
+      const k = ruleKey(`${ADDR.t4}/32`);
+      rules.update(k.key, encodeRule({ prefixLen: 32, allow: true, deny: false, lastSeenNs: 0n, expiresS: 0 }));
+      rules.close();
       res = await probe(topo.lab, w2, [P.tcpS, P.tcpT]);
       expect(res.map((x) => x.ok)).toEqual([true, true]);
       // removing the link pin detaches
       const pinned = openPinnedLink(join(dir, 'link'));
       pinned.detach();
       pinned.close();
-      const a = openPinnedMap(join(dir, POLICY_MAPS.allowV4.name));
-      a.delete(policyEntry('allow', `${ADDR.t4}/32`).key);
+      const a = openPinnedMap(join(dir, 'trie_v4'));
+      a.delete(ruleKey(`${ADDR.t4}/32`).key);
       a.close();
       res = await probe(topo.lab, w2, [P.tcpT]);
       expect(res[0]?.ok).toBe(true);
@@ -191,13 +191,13 @@ describe('TC filter with real traffic', () => {
   });
 
   it('a map filled to its size refuses the next entry (map full) and the filter still enforces what it holds', async () => {
-    const small = Policy.load('tc', { mapSizes: { [POLICY_MAPS.allowV4.name]: 8 } });
+    const small = Policy.load('tc', { ruleEntries: 8 });
     try {
       const w3 = topo.lab.netns('w3');
       const v = topo.lab.veth(w3, topo.h, { addrA: ['10.200.6.2/24'], addrB: ['10.200.6.1/24'] });
       w3.exec('ip', ['route', 'add', '10.200.0.0/16', 'via', '10.200.6.1']);
       topo.s.exec('ip', ['route', 'add', '10.200.6.0/24', 'via', '10.200.2.1']);
-      const l = attachTcx(small.coll.program(OBJECTS.tc.programs.filter.name), { ifname: v.b, netnsPath: topo.h.path, direction: 'ingress', mode: 'tcx' });
+      const l = small.attachTc({ ifname: v.b, netnsPath: topo.h.path });
       try {
         small.setConfig(cfg('ALLOWLIST'));
         small.allow(`${ADDR.s4}/32`);
@@ -241,7 +241,7 @@ describe('TC filter with real traffic', () => {
       l3.setConfig(cfg('ALLOWLIST', { l3Device: true }));
       l3.allow(`${ADDR.s4}/32`);
       l3.watch();
-      const l = attachTcx(l3.coll.program(OBJECTS.tc.programs.filter.name), { ifname: tun, netnsPath: topo.h.path, direction: 'ingress', mode: 'tcx' });
+      const l = l3.attachTc({ ifname: tun, netnsPath: topo.h.path });
       try {
         // write IP packets into the tun: they arrive at its ingress
         const writer = topo.h.spawn('python3', ['-c', TUN_WRITER, tun, ADDR.s4, ADDR.t4, ADDR.t6]);

@@ -3,11 +3,12 @@
 // and unknown frames, implicit allows, DNS bypass, dry-run, events and stats.
 // The same frames go through the TC program and the cgroup_skb backstop.
 import type { BpfProgram } from '@netfence/bpf-loader';
-import { isTcDrop, mapSizes, OBJECTS, policyEntry, REASON, type AttachmentConfig, type ReasonName } from '@netfence/bpf-programs';
+import { encodeConfig, isTcDrop, mapSizes, OBJECTS, REASON, type AttachmentConfig, type ReasonName } from '@netfence/bpf-programs';
 import { arp, eth, ETH_P, extAuth, extFragment, extOpts, extRouting, icmp, ipv4, ipv6, NEXTHDR, PROTO, tcp, udp } from './frames';
 import { assertKernelTestable, Policy } from './helpers';
 
 const ID = 4242;
+const LOOPBACK = 1;
 const DNS = { v4: '10.200.1.1', v6: '2001:db8:1::1', port: 5353 };
 const base = (mode: AttachmentConfig['mode'], extra: Partial<AttachmentConfig> = {}): AttachmentConfig => ({
   mode,
@@ -29,8 +30,10 @@ describe('datapath decisions on crafted frames', () => {
   beforeAll(() => {
     assertKernelTestable();
     tc = Policy.load('tc');
-    cg = Policy.load('cgroup', { programs: [OBJECTS.cgroup.programs.egress.name] });
-    tcProg = tc.coll.program(OBJECTS.tc.programs.filter.name);
+    tc.bindTc(LOOPBACK, 'ingress'); // a test run's skb is on the loopback device
+    // BPF_PROG_TEST_RUN zeroes a cgroup program's storage on every run: the fixed-slot build
+    cg = Policy.load('cgroupFixedSlot', { programs: [OBJECTS.cgroup.programs.egress.name] });
+    tcProg = tc.coll.program(OBJECTS.tc.programs.ingress.name);
     skbProg = cg.coll.program(OBJECTS.cgroup.programs.egress.name);
     for (const p of [tc, cg]) {
       p.allow('10.200.2.0/24', '203.0.113.7', '2001:db8:2::/48', '10.200.9.0/24', '10.200.8.0/24');
@@ -220,10 +223,12 @@ describe('datapath decisions on crafted frames', () => {
     p.setConfig(base(c.mode, c.extra));
     if (raw !== undefined) {
       const m = p.map('nf_config');
-      const v = m.lookup(Buffer.alloc(4));
+      const slot = Buffer.alloc(4);
+      slot.writeUInt32LE(p.slot);
+      const v = m.lookup(slot);
       if (!v) throw new Error('no config');
       v.writeUInt32LE(raw, 0);
-      m.update(Buffer.alloc(4), v);
+      m.update(slot, v);
     }
   }
 
@@ -323,10 +328,7 @@ describe('datapath decisions on crafted frames', () => {
       [cg, runSkb],
     ] as const) {
       p.setConfig(base('ALLOWLIST'));
-      const set = (expiresS: number) => {
-        const e = policyEntry('allow', '10.200.6.0/24', { expiresS });
-        p.map(e.map).update(e.key, e.value);
-      };
+      const set = (expiresS: number) => p.setRule('10.200.6.0/24', { allow: true, deny: false, lastSeenNs: 0n, expiresS });
       set(0); // no deadline
       expect(run(frame)).toBe('pass');
       set(nowS + 60);
@@ -338,11 +340,89 @@ describe('datapath decisions on crafted frames', () => {
     }
   });
 
+  it('a lapsed allow entry is judged by the deny that holds it (recorded in the entry), in every enforcing mode', () => {
+    const nowS = Number(process.hrtime.bigint() / 1_000_000_000n);
+    const frame = v4('10.200.11.9', tcp(80), PROTO.TCP);
+    for (const [p, run] of [
+      [tc, runTc],
+      [cg, runSkb],
+    ] as const) {
+      p.deny('10.200.0.0/16');
+      // allow /32 inside deny /16, past its deadline: the deny decides, with its own prefix
+      p.setRule('10.200.11.9/32', { allow: true, deny: false, lastSeenNs: 0n, expiresS: nowS - 1, shadowDenyLen: 16 });
+      for (const mode of ['ALLOWLIST', 'DENYLIST'] as const) {
+        p.setConfig(base(mode));
+        p.drain();
+        expect([mode, run(frame)]).toEqual([mode, 'drop']);
+        expect(p.drain().at(-1)).toMatchObject({ reason: 'DENY_CIDR', rulePrefixLen: 16 });
+      }
+      // not yet lapsed: the allow wins in both modes
+      p.setRule('10.200.11.9/32', { allow: true, deny: false, lastSeenNs: 0n, expiresS: nowS + 60, shadowDenyLen: 16 });
+      for (const mode of ['ALLOWLIST', 'DENYLIST'] as const) {
+        p.setConfig(base(mode));
+        expect([mode, run(frame)]).toEqual([mode, 'pass']);
+      }
+      // lapsed and no deny holds it: denylist passes (nothing denies it), allowlist drops
+      p.remove('deny', '10.200.0.0/16');
+      p.setRule('10.200.11.9/32', { allow: true, deny: false, lastSeenNs: 0n, expiresS: nowS - 1 });
+      p.setConfig(base('DENYLIST'));
+      expect(run(frame)).toBe('pass');
+      p.setConfig(base('ALLOWLIST'));
+      expect(run(frame)).toBe('drop');
+      p.remove('allow', '10.200.11.9/32');
+    }
+  });
+
+  it('one loaded program set judges each attachment by its own slot: config, rules and counters', () => {
+    // slot 2 is bound to the loopback's egress: the egress program finds it, the ingress program slot 1
+    const other = tc.sibling(2);
+    try {
+      other.bindTc(LOOPBACK, 'egress');
+      const egressProg = tc.coll.program(OBJECTS.tc.programs.egress.name);
+      const runEgress = (f: Buffer) => (isTcDrop(egressProg.testRun({ data: f }).retval) ? 'drop' : 'pass');
+      const frame = v4('10.200.12.1', tcp(80), PROTO.TCP);
+      tc.setConfig(base('ALLOWLIST'));
+      other.setConfig({ ...base('ALLOWLIST'), attachmentId: 99 });
+      other.allow('10.200.12.0/24');
+      tc.drain();
+      const [b1, b2] = [tc.stats(), other.stats()];
+      expect([runTc(frame), runEgress(frame)]).toEqual(['drop', 'pass']);
+      other.setConfig({ ...base('BLOCK_ALL'), attachmentId: 99 });
+      tc.setConfig(base('DISABLED'));
+      expect([runTc(frame), runEgress(frame)]).toEqual(['pass', 'drop']);
+      const [a1, a2] = [tc.stats(), other.stats()];
+      expect([a1.blocked - b1.blocked, a1.allowed - b1.allowed]).toEqual([1n, 1n]);
+      expect([a2.blocked - b2.blocked, a2.allowed - b2.allowed]).toEqual([1n, 1n]);
+      const ev = tc.drain();
+      expect(ev.map((e) => e.attachmentId).sort()).toEqual([ID, 99]);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('fails closed without an attachment: a device bound to no slot, and a slot whose config is not active, drop', () => {
+    const egressProg = tc.coll.program(OBJECTS.tc.programs.egress.name);
+    const frame = v4('10.200.2.5', tcp(80), PROTO.TCP); // allowed by slot 1's rules
+    tc.setConfig(base('DISABLED'));
+    expect(runTc(frame)).toBe('pass');
+    // nothing bound to the loopback's egress
+    expect(isTcDrop(egressProg.testRun({ data: frame }).retval)).toBe(true);
+    // a free slot (all-zero config: would read as DISABLED, but ACTIVE is not set)
+    const slot = Buffer.alloc(4);
+    slot.writeUInt32LE(tc.slot);
+    tc.map('nf_config').update(slot, Buffer.alloc(48));
+    expect(runTc(frame)).toBe('drop');
+    // the same config with ACTIVE passes again
+    tc.map('nf_config').update(slot, encodeConfig(base('DISABLED')));
+    expect(runTc(frame)).toBe('pass');
+  });
+
   it('a full ring buffer counts events_lost and never changes the verdict', () => {
     const small = Policy.load('tc', { mapSizes: mapSizes({ ringBytes: 4096 }) });
     try {
+      small.bindTc(LOOPBACK, 'ingress');
       small.setConfig(base('BLOCK_ALL'));
-      const prog = small.coll.program(OBJECTS.tc.programs.filter.name);
+      const prog = small.coll.program(OBJECTS.tc.programs.ingress.name);
       const frame = v4('10.200.2.5', tcp(80), PROTO.TCP);
       const r = prog.testRun({ data: frame, repeat: 200 });
       expect(isTcDrop(r.retval)).toBe(true);
