@@ -5,8 +5,19 @@ import { BpfError, Errno, NotSupportedError } from './errors';
 import { check, closeFd, dupFd, getLibbpf } from './libbpf';
 import { ifindexOf, withNetns } from './netns';
 import { queryLinkInfo } from './obj-info';
+import { openProgramById } from './bpf-program';
 import { offsetOf, sizeOf } from './structs';
-import type { BpfLink, BpfProgram, CgroupAttachOptions, LinkInfo, TcxAttachOptions } from './types';
+import type { BpfLink, BpfProgram, CgroupAttachOptions, LinkInfo, ProgramInfo, TcxAttachOptions } from './types';
+
+/** Info of the program with this id, opened just for the query. */
+function programInfoById(id: number): ProgramInfo {
+  const prog = openProgramById(id);
+  try {
+    return prog.info();
+  } finally {
+    prog.close();
+  }
+}
 
 class KernelLink extends KernelFdObject implements BpfLink {
   readonly kind = 'bpf-link' as const;
@@ -27,6 +38,9 @@ class KernelLink extends KernelFdObject implements BpfLink {
   }
   info(): LinkInfo {
     return queryLinkInfo(this.live());
+  }
+  programInfo(): ProgramInfo {
+    return programInfoById(this.info().progId);
   }
 }
 
@@ -70,6 +84,10 @@ class ClsactLink implements BpfLink {
   }
   info(): LinkInfo {
     return { id: 0, type: 0, progId: this.progId };
+  }
+  programInfo(): ProgramInfo {
+    if (this.#closed) throw new BpfError('BPF_ERR_CLOSED', 'clsact filter is detached');
+    return programInfoById(this.progId);
   }
   close(): void {
     this.detach();

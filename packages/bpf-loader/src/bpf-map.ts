@@ -15,6 +15,8 @@ const PER_CPU_TYPES: ReadonlySet<number> = new Set([
 
 const ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.CGROUP_ARRAY]);
 
+const CGROUP_STORAGE_TYPES: ReadonlySet<number> = new Set([MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE]);
+
 const isNotSupported = (ret: number): boolean => ret === -Errno.ENOTSUPP || ret === -Errno.EOPNOTSUPP;
 
 class BpfMapImpl extends KernelFdObject implements BpfMap {
@@ -80,7 +82,7 @@ class BpfMapImpl extends KernelFdObject implements BpfMap {
     this.#checkKey(key);
     this.#checkValue(value, 'value', true);
     const r = getLibbpf().bpf_map_update_elem(fd, key, value, flags) as number;
-    if (r < 0) throw this.#updateError(r, `bpf_map_update_elem(${this.name})`, undefined);
+    if (r < 0) throw this.#cgroupStorageError(r, key, flags) ?? this.#updateError(r, `bpf_map_update_elem(${this.name})`, undefined);
   }
 
   delete(key: Uint8Array): boolean {
@@ -88,8 +90,32 @@ class BpfMapImpl extends KernelFdObject implements BpfMap {
     this.#checkKey(key);
     const r = getLibbpf().bpf_map_delete_elem(fd, key) as number;
     if (r === -Errno.ENOENT) return false;
+    if (r === -Errno.EINVAL && CGROUP_STORAGE_TYPES.has(this.type)) {
+      throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `map '${this.name}' (${mapTypeName(this.type)}): the kernel does not delete cgroup storage from user space; it is freed with its cgroup (EINVAL)`, {
+        errno: Errno.EINVAL,
+      });
+    }
     if (r < 0) throw BpfError.fromErrno(r, `bpf_map_delete_elem(${this.name})`);
     return true;
+  }
+
+  // A cgroup storage element exists from the first attach of a program using the map to that
+  // cgroup until the cgroup is freed; user space can only overwrite it (BPF_ANY or BPF_EXIST).
+  #cgroupStorageError(ret: number, key: Uint8Array, flags: number): BpfError | undefined {
+    if (!CGROUP_STORAGE_TYPES.has(this.type)) return undefined;
+    const where = `map '${this.name}' (${mapTypeName(this.type)})`;
+    if (ret === -Errno.ENOENT) {
+      const id = Buffer.from(key.buffer, key.byteOffset, 8).readBigUInt64LE(0);
+      return new BpfError(
+        'BPF_ERR_NOT_FOUND',
+        `${where} has no storage for cgroup id ${id}: the kernel creates it when a program using this map is attached to that cgroup (ENOENT)`,
+        { errno: Errno.ENOENT },
+      );
+    }
+    if (ret === -Errno.EINVAL && flags !== 0 && flags !== 2) {
+      return new BpfError('BPF_ERR_INVALID_ARGUMENT', `${where}: cgroup storage takes only UpdateFlags.ANY or EXIST, got flags ${flags} (EINVAL)`, { errno: Errno.EINVAL });
+    }
+    return undefined;
   }
 
   nextKey(key: Uint8Array | null, out: Buffer): boolean {
@@ -233,7 +259,8 @@ function checkExpectation(info: MapInfo, expect: MapExpectation | undefined, whe
   }
 }
 
-function fromOwnedFd(fd: number, expect: MapExpectation | undefined, where: string, pinnedPath?: string): BpfMap {
+/** Wraps an fd this package just obtained (closed on failure), checked against `expect`. */
+export function fromOwnedFd(fd: number, expect: MapExpectation | undefined, where: string, pinnedPath?: string): BpfMap {
   try {
     const info = queryMapInfo(fd);
     checkExpectation(info, expect, where);
@@ -252,6 +279,18 @@ export function openPinnedMap(path: string, expect?: MapExpectation): BpfMap {
   const fd = getLibbpf().bpf_obj_get(path) as number;
   if (fd < 0) throw BpfError.fromErrno(fd, `bpf_obj_get(${path})`);
   return fromOwnedFd(fd, expect, path, path);
+}
+
+/**
+ * Opens a map by its kernel id (bpf_map_get_fd_by_id), e.g. the inner map an *_OF_MAPS slot
+ * holds, and checks it against `expect`. BPF_ERR_NOT_FOUND when no map has that id. The caller
+ * owns the result.
+ */
+export function openMapById(id: number, expect?: MapExpectation): BpfMap {
+  if (!Number.isInteger(id) || id <= 0 || id > 0xffffffff) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `map id must be an integer in [1, 2^32), got ${id}`);
+  const fd = getLibbpf().bpf_map_get_fd_by_id(id) as number;
+  if (fd < 0) throw BpfError.fromErrno(fd, `bpf_map_get_fd_by_id(${id})`);
+  return fromOwnedFd(fd, expect, `map id ${id}`);
 }
 
 /** Wraps a map fd; the fd is duplicated, so the caller keeps ownership of its own fd. */

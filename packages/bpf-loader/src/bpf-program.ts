@@ -105,6 +105,18 @@ export function openPinnedProgram(path: string): BpfProgram {
   return fromOwnedFd(fd, path);
 }
 
+/**
+ * Opens a loaded program by its kernel id (bpf_prog_get_fd_by_id), e.g. the one a link runs.
+ * Like openPinnedProgram, `section` is '' and `expectedAttachType` 0. BPF_ERR_NOT_FOUND when no
+ * program has that id. Caller owns the result.
+ */
+export function openProgramById(id: number): BpfProgram {
+  if (!Number.isInteger(id) || id <= 0 || id > 0xffffffff) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `program id must be an integer in [1, 2^32), got ${id}`);
+  const fd = getLibbpf().bpf_prog_get_fd_by_id(id) as number;
+  if (fd < 0) throw BpfError.fromErrno(fd, `bpf_prog_get_fd_by_id(${id})`);
+  return fromOwnedFd(fd, undefined);
+}
+
 /** Wraps a program fd; the fd is duplicated, so the caller keeps ownership of its own fd. */
 export function programFromFd(fd: number): BpfProgram {
   return fromOwnedFd(dupFd(fd), undefined);

@@ -137,6 +137,23 @@ export const UpdateFlags = {
   EXIST: 2,
 } as const;
 
+/** Map creation flags (map_flags; enum in linux/bpf.h). */
+export const MapFlags = {
+  /** Hash/LPM trie: allocate elements on update (required for LPM_TRIE). */
+  NO_PREALLOC: 1 << 0,
+  NO_COMMON_LRU: 1 << 1,
+  NUMA_NODE: 1 << 2,
+  RDONLY: 1 << 3,
+  WRONLY: 1 << 4,
+  ZERO_SEED: 1 << 6,
+  RDONLY_PROG: 1 << 7,
+  WRONLY_PROG: 1 << 8,
+  MMAPABLE: 1 << 10,
+  PRESERVE_ELEMS: 1 << 11,
+  /** An inner (template) map of an *_OF_MAPS map: inner arrays may then differ in max_entries. */
+  INNER_MAP: 1 << 12,
+} as const;
+
 export type MapTypeValue = (typeof MapType)[keyof typeof MapType];
 export type AttachTypeValue = (typeof AttachType)[keyof typeof AttachType];
 export type UpdateFlag = (typeof UpdateFlags)[keyof typeof UpdateFlags];

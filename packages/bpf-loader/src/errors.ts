@@ -13,6 +13,7 @@ export const BPF_ERROR_CODES = [
   'BPF_ERR_INVALID_ARGUMENT',
   'BPF_ERR_PERMISSION',
   'BPF_ERR_CLOSED',
+  'BPF_ERR_CONFLICT',
   'BPF_ERR_LIBBPF_UNAVAILABLE',
   'BPF_ERR_ERRNO',
 ] as const;
@@ -127,4 +128,4 @@ export function codeForErrno(errno: number): BpfErrorCode {
   }
 }
 
-export const Errno = { EPERM, ENOENT, E2BIG, EBADF, EACCES, EEXIST, EINVAL: 22, ENOSPC, EOPNOTSUPP, ENOTSUPP } as const;
+export const Errno = { EPERM, ENOENT, E2BIG, EBADF, EACCES, EEXIST, EINVAL: 22, ENOSPC, ENOLINK: 67, EOPNOTSUPP, ENOTSUPP } as const;

@@ -4,7 +4,7 @@
 export { BpfError, NotSupportedError, BPF_ERROR_CODES, errnoName } from './errors';
 export type { BpfErrorCode, BpfErrorOptions } from './errors';
 
-export { MapType, ProgType, AttachType, UpdateFlags, mapTypeName, progTypeName, attachTypeName } from './constants';
+export { MapType, MapFlags, ProgType, AttachType, UpdateFlags, mapTypeName, progTypeName, attachTypeName } from './constants';
 export type { MapTypeValue, AttachTypeValue, UpdateFlag } from './constants';
 
 export type {
@@ -15,6 +15,7 @@ export type {
   ProgramInfo,
   LinkInfo,
   MapExpectation,
+  CreateMapSpec,
   BpfMap,
   BpfProgram,
   BpfLink,
@@ -22,6 +23,7 @@ export type {
   TestRunResult,
   TcxAttachOptions,
   CgroupAttachOptions,
+  UpdateLinkOptions,
   LoadOptions,
   Collection,
   Codec,
@@ -30,6 +32,7 @@ export type {
   ArrayMapView,
   PerCpuArrayMapView,
   LpmTrieMapView,
+  MapOfMapsView,
   RingBufferOptions,
   RingBufferConsumer,
   LibbpfLogger,
@@ -37,10 +40,14 @@ export type {
 
 export { readObjectSpec } from './object-spec';
 export { loadCollection, loadCollectionAsync } from './collection';
-export { openPinnedMap, mapFromFd } from './bpf-map';
-export { openPinnedProgram, programFromFd } from './bpf-program';
+export { openPinnedMap, openMapById, mapFromFd } from './bpf-map';
+export { createMap } from './create-map';
+export { openPinnedProgram, openProgramById, programFromFd } from './bpf-program';
 export { attachTcx, attachCgroup, attachIter, readIterator, readIteratorAsync, openPinnedLink, linkFromFd } from './bpf-link';
+export { updateLink } from './update-link';
 export { createHashMap, createArrayMap, createPerCpuArrayMap, createLpmTrieMap } from './typed-maps';
+export { createMapOfMaps } from './map-of-maps';
+export { memlockOf } from './memlock';
 export { codecs } from './codecs';
 export { createRingBufferConsumer } from './ring-buffer';
 export { withNetns, ifindexOf } from './netns';

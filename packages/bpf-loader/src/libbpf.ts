@@ -43,11 +43,15 @@ export interface Libbpf {
   bpf_map_get_next_key: Fn;
   bpf_map_update_batch: Fn;
   bpf_map_delete_batch: Fn;
+  bpf_map_create: Fn;
+  bpf_map_get_fd_by_id: Fn;
+  bpf_prog_get_fd_by_id: Fn;
   bpf_obj_get: Fn;
   bpf_obj_pin: Fn;
   bpf_obj_get_info_by_fd: Fn;
   bpf_link_create: Fn;
   bpf_link_detach: Fn;
+  bpf_link_update: Fn;
   bpf_iter_create: Fn;
   bpf_prog_test_run_opts: Fn;
   bpf_tc_hook_create: Fn;
@@ -148,11 +152,17 @@ export function getLibbpf(): Libbpf {
     bpf_map_get_next_key: f('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
     bpf_map_update_batch: f('int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
     bpf_map_delete_batch: f('int bpf_map_delete_batch(int fd, const void *keys, void *count, const void *opts)'),
+    bpf_map_create: f(
+      'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
+    ),
+    bpf_map_get_fd_by_id: f('int bpf_map_get_fd_by_id(uint32_t id)'),
+    bpf_prog_get_fd_by_id: f('int bpf_prog_get_fd_by_id(uint32_t id)'),
     bpf_obj_get: f('int bpf_obj_get(const char *pathname)'),
     bpf_obj_pin: f('int bpf_obj_pin(int fd, const char *pathname)'),
     bpf_obj_get_info_by_fd: f('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
     bpf_link_create: f('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
     bpf_link_detach: f('int bpf_link_detach(int link_fd)'),
+    bpf_link_update: f('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
     bpf_iter_create: f('int bpf_iter_create(int link_fd)'),
     bpf_prog_test_run_opts: f('int bpf_prog_test_run_opts(int prog_fd, void *opts)'),
     bpf_tc_hook_create: f('int bpf_tc_hook_create(void *hook)'),

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { koffi } from './koffi';
-import { INFO_OFFSETS } from './obj-info';
+import { INFO_OFFSETS, LINK_UNION_OFFSETS } from './obj-info';
 import { offsetOf, sizeOf, structs, type StructTypes } from './structs';
 
 // gcc compiles test/fixtures/struct-layout.c against the installed libbpf-dev and uapi headers
@@ -30,6 +30,11 @@ const fields: Record<keyof StructTypes, string[]> = {
     'ctx_size_out', 'retval', 'repeat', 'duration', 'flags', 'cpu', 'batch_size',
   ],
   bpf_map_batch_opts: ['sz', 'elem_flags', 'flags'],
+  bpf_map_create_opts: [
+    'sz', 'btf_fd', 'btf_key_type_id', 'btf_value_type_id', 'btf_vmlinux_value_type_id', 'inner_map_fd', 'map_flags',
+    'map_extra', 'numa_node', 'map_ifindex',
+  ],
+  bpf_link_update_opts: ['sz', 'flags', 'old_prog_fd'],
 };
 
 describe('struct layouts match gcc', () => {
@@ -39,8 +44,9 @@ describe('struct layouts match gcc', () => {
     for (const f of fields[name]) expect([f, offsetOf(name, f)]).toEqual([f, gcc[`${name}.${f}`]]);
   });
 
-  test('the STACK-FACTS sizes hold (24/32/64) and test_run_opts is 80', () => {
+  test('the STACK-FACTS sizes hold (24/32/64), test_run_opts is 80, map_create_opts 48, link_update_opts 16', () => {
     expect([sizeOf('bpf_tc_hook'), sizeOf('bpf_tc_opts'), sizeOf('bpf_link_create_opts'), sizeOf('bpf_test_run_opts')]).toEqual([24, 32, 64, 80]);
+    expect([sizeOf('bpf_map_create_opts'), sizeOf('bpf_link_update_opts')]).toEqual([48, 16]);
     expect(offsetOf('bpf_link_create_opts', 'u')).toBe(gcc['bpf_link_create_opts.kprobe_multi']);
   });
 
@@ -48,5 +54,6 @@ describe('struct layouts match gcc', () => {
     for (const [k, v] of Object.entries(INFO_OFFSETS.map)) expect([k, v]).toEqual([k, gcc[`bpf_map_info.${k}`]]);
     for (const [k, v] of Object.entries(INFO_OFFSETS.prog)) expect([k, v]).toEqual([k, gcc[`bpf_prog_info.${k}`]]);
     for (const [k, v] of Object.entries(INFO_OFFSETS.link)) expect([k, v]).toEqual([k, gcc[`bpf_link_info.${k}`]]);
+    for (const [k, v] of Object.entries(LINK_UNION_OFFSETS.cgroup)) expect([k, v]).toEqual([k, gcc[`bpf_link_info.cgroup.${k}`]]);
   });
 });

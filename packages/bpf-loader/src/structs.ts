@@ -13,6 +13,8 @@ export interface StructTypes {
   bpf_link_create_opts: TypeObject;
   bpf_test_run_opts: TypeObject;
   bpf_map_batch_opts: TypeObject;
+  bpf_map_create_opts: TypeObject;
+  bpf_link_update_opts: TypeObject;
 }
 
 export function structs(): StructTypes {
@@ -73,7 +75,24 @@ export function structs(): StructTypes {
     elem_flags: 'uint64_t',
     flags: 'uint64_t',
   });
-  defined = { bpf_tc_hook, bpf_tc_opts, bpf_link_create_opts, bpf_test_run_opts, bpf_map_batch_opts };
+  const bpf_map_create_opts = koffi.struct({
+    sz: 'size_t',
+    btf_fd: 'uint32_t',
+    btf_key_type_id: 'uint32_t',
+    btf_value_type_id: 'uint32_t',
+    btf_vmlinux_value_type_id: 'uint32_t',
+    inner_map_fd: 'uint32_t',
+    map_flags: 'uint32_t',
+    map_extra: 'uint64_t',
+    numa_node: 'uint32_t',
+    map_ifindex: 'uint32_t',
+  });
+  const bpf_link_update_opts = koffi.struct({
+    sz: 'size_t',
+    flags: 'uint32_t',
+    old_prog_fd: 'uint32_t',
+  });
+  defined = { bpf_tc_hook, bpf_tc_opts, bpf_link_create_opts, bpf_test_run_opts, bpf_map_batch_opts, bpf_map_create_opts, bpf_link_update_opts };
   return defined;
 }
 

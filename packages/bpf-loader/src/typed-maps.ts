@@ -6,7 +6,7 @@ import type { ArrayMapView, BpfMap, Codec, HashMapView, LpmKey, LpmTrieMapView, 
 
 const BATCH_CHUNK = 4096;
 
-function checkType(map: BpfMap, allowed: readonly number[], view: string): void {
+export function checkType(map: BpfMap, allowed: readonly number[], view: string): void {
   if (map.closed) throw new BpfError('BPF_ERR_CLOSED', `map '${map.name}' is closed`);
   if (!allowed.includes(map.type)) {
     throw new BpfError(
@@ -16,7 +16,7 @@ function checkType(map: BpfMap, allowed: readonly number[], view: string): void 
   }
 }
 
-function checkSize(map: BpfMap, what: 'key' | 'value', mapSize: number, codecSize: number): void {
+export function checkSize(map: BpfMap, what: 'key' | 'value', mapSize: number, codecSize: number): void {
   if (mapSize !== codecSize) {
     throw new BpfError('BPF_ERR_SIZE_MISMATCH', `map '${map.name}' has ${what} size ${mapSize}, the ${what} codec has size ${codecSize}`);
   }
@@ -248,11 +248,15 @@ class PerCpuArrayView<V> implements PerCpuArrayMapView<V> {
 }
 
 /**
- * Typed view of a HASH or LRU_HASH map. Refuses (BPF_ERR_SIZE_MISMATCH, naming both sizes) codecs
- * whose sizes differ from the map's. The view borrows the map: close the map, not the view.
+ * Typed view of a HASH, LRU_HASH or CGROUP_STORAGE map. Refuses (BPF_ERR_SIZE_MISMATCH, naming
+ * both sizes) codecs whose sizes differ from the map's. The view borrows the map: close the
+ * map, not the view. On a CGROUP_STORAGE map (key: u64 cgroup id, or the 12-byte
+ * {cgroup id, attach type}) `set` overwrites the storage of a cgroup that has a program using
+ * the map attached (BPF_ERR_NOT_FOUND before), with flags ANY or EXIST only; `delete`,
+ * `deleteMany` and `clear` are refused by the kernel (the storage lives as long as its cgroup).
  */
 export function createHashMap<K, V>(map: BpfMap, codec: { key: Codec<K>; value: Codec<V> }): HashMapView<K, V> {
-  checkType(map, [MapType.HASH, MapType.LRU_HASH], 'createHashMap');
+  checkType(map, [MapType.HASH, MapType.LRU_HASH, MapType.CGROUP_STORAGE], 'createHashMap');
   checkSize(map, 'key', map.keySize, codec.key.size);
   checkSize(map, 'value', map.valueSize, codec.value.size);
   return new HashView(map, codec.key, codec.value);

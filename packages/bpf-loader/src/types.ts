@@ -40,13 +40,44 @@ export interface ProgramInfo {
   readonly id: number;
   readonly name: string;
   readonly type: number;
+  /**
+   * The kernel's program tag (bpf_prog_info.tag) as 16 hex digits: a hash of the program's
+   * instructions with map references zeroed. Two loads of the same code have the same tag;
+   * it does not cover map contents (.rodata values) or map definitions.
+   */
+  readonly tag: string;
+  /** Ids of the maps the program uses (bpf_prog_info.map_ids), in the kernel's order. */
+  readonly mapIds: readonly number[];
 }
 
 export interface LinkInfo {
   readonly id: number;
   /** bpf_link_type (1 raw_tp, 2 tracing, 3 cgroup, 4 iter, ..., 11 tcx). */
   readonly type: number;
+  /** Id of the program the link runs now. */
   readonly progId: number;
+  /** Cgroup links: the id (inode number) of the cgroup the link is attached to. */
+  readonly cgroupId?: bigint;
+  /** Cgroup and TCX links: the attach type (AttachType). */
+  readonly attachType?: number;
+  /** TCX links: the interface index. */
+  readonly ifindex?: number;
+}
+
+/** What createMap makes: a map without an object file. */
+export interface CreateMapSpec {
+  /** At most 15 characters of [A-Za-z0-9_.] (the kernel's limit). */
+  readonly name: string;
+  /** bpf_map_type (see MapType). */
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  /** 0 for the types that need it (CGROUP_STORAGE, SK_STORAGE, ...). */
+  readonly maxEntries: number;
+  /** map_flags (see MapFlags), e.g. MapFlags.NO_PREALLOC for an LPM_TRIE. Default 0. */
+  readonly flags?: number;
+  /** For ARRAY_OF_MAPS / HASH_OF_MAPS: the template every inner map must match (inner_map_fd). */
+  readonly innerMap?: BpfMap;
 }
 
 /** What a re-opened map must look like; any listed field that differs is refused. */
@@ -158,6 +189,8 @@ export interface BpfLink extends Disposable {
   unpin(): void;
   detach(): void;
   info(): LinkInfo;
+  /** Info (id, tag, maps) of the program the link runs now, opened by id for the query. */
+  programInfo(): ProgramInfo;
   close(): void;
 }
 
@@ -174,6 +207,11 @@ export interface TcxAttachOptions {
    * (bpf_tc_attach); `auto` (default) tries TCX and falls back to clsact on EINVAL.
    */
   readonly mode?: 'auto' | 'tcx' | 'clsact';
+}
+
+export interface UpdateLinkOptions {
+  /** Swap only if the link still runs this program (BPF_F_REPLACE); else BPF_ERR_CONFLICT. */
+  readonly expectedProgram?: BpfProgram;
 }
 
 export interface CgroupAttachOptions {
@@ -272,6 +310,26 @@ export interface PerCpuArrayMapView<V> {
   set(index: number, value: V): void;
   /** Sets each CPU's slot to its own value (`values.length` must equal possibleCpus). */
   setPerCpu(index: number, values: readonly V[]): void;
+}
+
+/** ARRAY_OF_MAPS / HASH_OF_MAPS from user space: inner maps go in by fd, come out as ids. */
+export interface MapOfMapsView<K> {
+  readonly map: BpfMap;
+  /**
+   * Puts `inner` in the slot (its fd as the 4-byte value). BPF_ERR_TYPE_MISMATCH when the kernel
+   * refuses it for differing from the template (type, key/value size, flags); max_entries may
+   * differ except for arrays without MapFlags.INNER_MAP. BPF_ERR_NOT_FOUND for an index past an
+   * array's end.
+   */
+  set(key: K, inner: BpfMap, flags?: number): void;
+  /** Id of the inner map in the slot, undefined when empty. */
+  getId(key: K): number | undefined;
+  /** Opens the inner map in the slot by id (the caller owns it), undefined when empty. */
+  open(key: K, expect?: MapExpectation): BpfMap | undefined;
+  /** Empties the slot; false when it was empty. */
+  delete(key: K): boolean;
+  /** [key, inner map id] of every filled slot. */
+  entries(): IterableIterator<[K, number]>;
 }
 
 export type LpmTrieMapView<V> = HashMapView<LpmKey, V> & {
