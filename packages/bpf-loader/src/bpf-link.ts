@@ -7,7 +7,7 @@ import { ifindexOf, withNetns } from './netns';
 import { queryLinkInfo } from './obj-info';
 import { openProgramById } from './bpf-program';
 import { offsetOf, sizeOf } from './structs';
-import type { BpfLink, BpfProgram, CgroupAttachOptions, LinkInfo, ProgramInfo, TcxAttachOptions } from './types';
+import type { BpfLink, BpfProgram, CgroupAttachOptions, LinkInfo, ProgramInfo, TcxAttachOptions, XdpAttachOptions } from './types';
 
 /** Info of the program with this id, opened just for the query. */
 function programInfoById(id: number): ProgramInfo {
@@ -150,6 +150,35 @@ export function attachTcx(program: BpfProgram, opts: TcxAttachOptions): BpfLink 
       if (mode === 'tcx') throw new NotSupportedError('TCX links (bpf_link_create BPF_TCX_*)', '6.6', { errno: Errno.EINVAL });
     }
     return attachClsact(program, ifindex, ingress, opts.netnsPath);
+  };
+  return opts.netnsPath === undefined ? run() : withNetns(opts.netnsPath, run);
+}
+
+/** XDP_FLAGS_* of the kernel (include/uapi/linux/if_link.h). */
+const XDP_FLAGS = { skb: 1 << 1, drv: 1 << 2 } as const;
+
+/**
+ * Attaches an XDP program to an interface with a bpf_link (bpf_link_create(prog, ifindex,
+ * BPF_XDP, flags)). `mode` 'native' runs it in the driver (XDP_FLAGS_DRV_MODE: refused with
+ * BPF_ERR_NOT_SUPPORTED-style errno by a driver without XDP support), 'generic' on the skb path
+ * (XDP_FLAGS_SKB_MODE: works on every device, after the skb is built), 'auto' (default) lets the
+ * kernel choose (native when the driver has it). One XDP link per interface and mode: a second
+ * gives EBUSY. The interface is resolved in `netnsPath` when given. Owner: the caller.
+ */
+export function attachXdp(program: BpfProgram, opts: XdpAttachOptions): BpfLink {
+  const progFd = liveFd(program);
+  const mode = opts.mode ?? 'auto';
+  if (mode !== 'auto' && mode !== 'native' && mode !== 'generic') throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `bad XDP mode ${String(mode)}`);
+  const run = (): BpfLink => {
+    const ifindex = opts.ifindex ?? (opts.ifname !== undefined ? ifindexOf(opts.ifname) : undefined);
+    if (ifindex === undefined) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', 'attachXdp needs ifindex or ifname');
+    if (!Number.isInteger(ifindex) || ifindex <= 0) throw new BpfError('BPF_ERR_INVALID_ARGUMENT', `bad ifindex ${ifindex}`);
+    const o = Buffer.alloc(sizeOf('bpf_link_create_opts'));
+    o.writeBigUInt64LE(BigInt(o.length), offsetOf('bpf_link_create_opts', 'sz'));
+    o.writeUInt32LE(mode === 'native' ? XDP_FLAGS.drv : mode === 'generic' ? XDP_FLAGS.skb : 0, offsetOf('bpf_link_create_opts', 'flags'));
+    const fd = getLibbpf().bpf_link_create(progFd, ifindex, AttachType.XDP, o) as number;
+    if (fd < 0) throw BpfError.fromErrno(fd, `bpf_link_create(${program.name}, ifindex ${ifindex}, XDP ${mode})`);
+    return new KernelLink(fd, undefined);
   };
   return opts.netnsPath === undefined ? run() : withNetns(opts.netnsPath, run);
 }

@@ -22,6 +22,7 @@ export type {
   TestRunOptions,
   TestRunResult,
   TcxAttachOptions,
+  XdpAttachOptions,
   CgroupAttachOptions,
   UpdateLinkOptions,
   LoadOptions,
@@ -43,7 +44,7 @@ export { loadCollection, loadCollectionAsync } from './collection';
 export { openPinnedMap, openMapById, mapFromFd } from './bpf-map';
 export { createMap } from './create-map';
 export { openPinnedProgram, openProgramById, programFromFd } from './bpf-program';
-export { attachTcx, attachCgroup, attachIter, readIterator, readIteratorAsync, openPinnedLink, linkFromFd } from './bpf-link';
+export { attachTcx, attachXdp, attachCgroup, attachIter, readIterator, readIteratorAsync, openPinnedLink, linkFromFd } from './bpf-link';
 export { updateLink } from './update-link';
 export { createHashMap, createArrayMap, createPerCpuArrayMap, createLpmTrieMap } from './typed-maps';
 export { createMapOfMaps } from './map-of-maps';

@@ -194,6 +194,17 @@ export interface BpfLink extends Disposable {
   close(): void;
 }
 
+export interface XdpAttachOptions {
+  /** Interface index, resolved in the netns given by netnsPath (or the caller thread's). */
+  readonly ifindex?: number;
+  /** Interface name; alternative to ifindex. */
+  readonly ifname?: string;
+  /** Attach inside this network namespace via withNetns. */
+  readonly netnsPath?: string;
+  /** 'native' (driver), 'generic' (skb path, any device) or 'auto' (default: the kernel chooses, native when it can). */
+  readonly mode?: 'auto' | 'native' | 'generic';
+}
+
 export interface TcxAttachOptions {
   /** Interface index, resolved in the netns given by netnsPath (or the caller thread's). */
   readonly ifindex?: number;
