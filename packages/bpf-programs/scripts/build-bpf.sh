@@ -24,7 +24,7 @@ fi
 # "." keeps the checkout's location out of the bytes: a clone anywhere
 # builds the same objects (and clang still finds the files for line text).
 cd "$PKG_DIR"
-for name in tc_filter cgroup_filter sever bench_trivial; do
+for name in tc_filter xdp_filter cgroup_filter sever bench_trivial; do
   "$CLANG" "${CFLAGS[@]}" -ffile-prefix-map="$PKG_DIR"=. -I"$BUILD_DIR" -Isrc \
     -c "src/$name.bpf.c" -o "$OUT_DIR/$name.bpf.o.tmp"
   # DWARF off (BTF and CO-RE relocations stay): 140 KB instead of 800 KB

@@ -267,18 +267,23 @@ export function ruleKey(cidr: string): RuleKey {
 // ---------------------------------------------------------------- slots
 
 /** Encodes a tc_slots key (8 bytes): the device a TC program runs on, and its direction. */
-export function encodeTcKey(ifindex: number, direction: 'ingress' | 'egress'): Buffer {
+export function encodeTcKey(ifindex: number, direction: keyof typeof TC_DIR): Buffer {
   const b = Buffer.alloc(LAYOUT.tcKey.size);
   b.writeUInt32LE(u32('ifindex', ifindex), LAYOUT.tcKey.ifindex);
   const dir = TC_DIR[direction];
-  if (dir === undefined) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `TC direction must be ingress or egress, got ${JSON.stringify(direction)}`);
+  if (dir === undefined) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `TC direction must be ingress, egress or xdp, got ${JSON.stringify(direction)}`);
   b.writeUInt32LE(dir, LAYOUT.tcKey.dir);
   return b;
 }
 
-export function decodeTcKey(buf: Uint8Array): { readonly ifindex: number; readonly direction: 'ingress' | 'egress' } {
+const TC_DIR_NAMES = new Map(Object.entries(TC_DIR).map(([k, v]) => [v as number, k as keyof typeof TC_DIR]));
+
+export function decodeTcKey(buf: Uint8Array): { readonly ifindex: number; readonly direction: keyof typeof TC_DIR } {
   const b = need(buf, LAYOUT.tcKey.size, 'tc key');
-  return { ifindex: b.readUInt32LE(LAYOUT.tcKey.ifindex), direction: b.readUInt32LE(LAYOUT.tcKey.dir) === TC_DIR.egress ? 'egress' : 'ingress' };
+  const dir = b.readUInt32LE(LAYOUT.tcKey.dir);
+  const direction = TC_DIR_NAMES.get(dir);
+  if (direction === undefined) throw new BpfProgramsError('NETFENCE_ERR_LAYOUT', `tc key direction ${dir} is none of ${[...TC_DIR_NAMES.keys()].join(', ')}`);
+  return { ifindex: b.readUInt32LE(LAYOUT.tcKey.ifindex), direction };
 }
 
 /** Encodes a slot number as a u32 value (tc_slots) or the cg_slot storage (8 bytes). */
@@ -469,7 +474,7 @@ export const CODECS = {
   rule: codec<RuleValue>(LAYOUT.rule.size, encodeRule, decodeRule),
   slot: codec<number>(4, (n) => encodeSlot(n), decodeSlot),
   cgSlot: codec<number>(LAYOUT.cgSlot.size, (n) => encodeSlot(n, 8), decodeSlot),
-  tcKey: codec<{ readonly ifindex: number; readonly direction: 'ingress' | 'egress' }>(LAYOUT.tcKey.size, (k) => encodeTcKey(k.ifindex, k.direction), decodeTcKey),
+  tcKey: codec<{ readonly ifindex: number; readonly direction: keyof typeof TC_DIR }>(LAYOUT.tcKey.size, (k) => encodeTcKey(k.ifindex, k.direction), decodeTcKey),
   severConfig: codec<SeverTarget>(LAYOUT.severConfig.size, encodeSeverConfig, decodeSeverConfig),
   dnsLimit: codec<DnsRateLimit>(LAYOUT.dnsLimit.size, encodeDnsLimit, decodeDnsLimit),
   stat: {

@@ -99,7 +99,7 @@ describe('manifest mirrors the C sources', () => {
     expect(reasons).toEqual(REASON);
     expect(defines('NF_HOOK_')).toEqual(HOOK);
     expect(defines('NF_LIST_')).toEqual(RULE_LIST);
-    expect({ ingress: defines('NF_DIR_').INGRESS, egress: defines('NF_DIR_').EGRESS }).toEqual(TC_DIR);
+    expect({ ingress: defines('NF_DIR_').INGRESS, egress: defines('NF_DIR_').EGRESS, xdp: defines('NF_DIR_').XDP }).toEqual(TC_DIR);
     const stats = defines('NF_STAT_');
     expect(stats).toEqual({
       ALLOWED: STATS.ALLOWED,
@@ -138,8 +138,10 @@ describe('objects', () => {
   it('the TC and cgroup objects share every host map with the same definition (one pinned set serves both)', () => {
     for (const m of Object.values(HOST_MAPS)) {
       expect(Object.values(OBJECTS.tc.maps)).toContainEqual(m);
+      expect(Object.values(OBJECTS.xdp.maps)).toContainEqual(m);
       expect(Object.values(OBJECTS.cgroup.maps)).toContainEqual(m);
     }
+    expect(OBJECTS.xdp.maps.tcSlots).toEqual(OBJECTS.tc.maps.tcSlots);
     expect(hostPinnedMaps('tc')).toContain(TC_ONLY_MAPS.tcSlots.name);
     expect(hostPinnedMaps('cgroup')).toContain(CGROUP_ONLY_MAPS.cgSlot.name);
   });
@@ -192,7 +194,11 @@ describe('layouts', () => {
     const k = encodeTcKey(42, 'egress');
     expect([k.readUInt32LE(LAYOUT.tcKey.ifindex), k.readUInt32LE(LAYOUT.tcKey.dir)]).toEqual([42, TC_DIR.egress]);
     expect(decodeTcKey(k)).toEqual({ ifindex: 42, direction: 'egress' });
+    expect(decodeTcKey(encodeTcKey(7, 'xdp'))).toEqual({ ifindex: 7, direction: 'xdp' });
     expect(() => encodeTcKey(1, 'sideways' as 'egress')).toThrow(BpfProgramsError);
+    const bad = encodeTcKey(1, 'egress');
+    bad.writeUInt32LE(9, LAYOUT.tcKey.dir);
+    expect(() => decodeTcKey(bad)).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_LAYOUT' }));
   });
 
   it('refuses bad prefixes and addresses with a stable code', () => {

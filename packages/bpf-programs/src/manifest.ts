@@ -21,6 +21,7 @@ export const BPF_ATTACH_TYPE = {
   TRACE_ITER: 28,
   CGROUP_INET4_GETPEERNAME: 29,
   CGROUP_INET6_GETPEERNAME: 30,
+  XDP: 37,
   TCX_INGRESS: 46,
   TCX_EGRESS: 47,
 } as const;
@@ -31,6 +32,7 @@ export const BPF_F_NO_PREALLOC = 1;
 /** How a program is attached. */
 export type AttachPoint =
   | { readonly kind: 'tc'; readonly directions: readonly ['ingress', 'egress'] }
+  | { readonly kind: 'xdp' }
   | { readonly kind: 'cgroup'; readonly attachType: number }
   | { readonly kind: 'iter'; readonly target: 'tcp' | 'udp' };
 
@@ -86,7 +88,7 @@ export const HOST_MAPS = {
 
 /** Maps only the TC object has. */
 export const TC_ONLY_MAPS = {
-  /** Hash {ifindex, direction} (TC_KEY) -> slot: which attachment a TC program judges for. */
+  /** Hash {ifindex, direction} (TC_KEY) -> slot: which attachment a TC (or the XDP) program judges for. */
   tcSlots: { name: 'tc_slots', type: BPF_MAP_TYPE.HASH, keySize: 8, valueSize: 4, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
 } as const satisfies Record<string, MapManifest>;
 
@@ -146,6 +148,17 @@ export const OBJECTS = {
     programs: {
       ingress: { name: 'netfence_tc_ingress', section: 'tc', attach: tcAttach },
       egress: { name: 'netfence_tc_egress', section: 'tc', attach: tcAttach },
+    },
+    maps: { ...HOST_MAPS, ...TC_ONLY_MAPS },
+  },
+  /**
+   * XDP filter: the TC filter's verdict on a device's receive path (the host end of a veth or a
+   * tap), before any socket buffer exists. Finds its slot in tc_slots with direction `xdp`.
+   */
+  xdp: {
+    file: 'xdp_filter.bpf.o',
+    programs: {
+      filter: { name: 'netfence_xdp', section: 'xdp', attach: { kind: 'xdp' } },
     },
     maps: { ...HOST_MAPS, ...TC_ONLY_MAPS },
   },
@@ -235,7 +248,7 @@ export function fixedSlotCgroupObjectPath(): string {
 }
 
 /** The maps a pinned host set is made of, by object: pass as `pinMaps.maps` when loading it. */
-export function hostPinnedMaps(object: 'tc' | 'cgroup' | 'sever'): readonly string[] {
+export function hostPinnedMaps(object: 'tc' | 'xdp' | 'cgroup' | 'sever'): readonly string[] {
   // dns_orig too: an upgrade's programs then still restore what the old ones redirected
   return Object.values(OBJECTS[object].maps).map((m) => m.name);
 }
@@ -276,8 +289,8 @@ export const CONFIG_FLAG = { DRY_RUN: 1 << 0, DNS_FILTER: 1 << 1, L3_DEVICE: 1 <
 /** rule.lists bits: which lists a rules trie entry is on (both: deny wins). */
 export const RULE_LIST = { ALLOW: 1, DENY: 2 } as const;
 
-/** tc_slots key direction values. */
-export const TC_DIR = { ingress: 0, egress: 1 } as const;
+/** tc_slots key direction values: TC ingress, TC egress, and the XDP program (receive path). */
+export const TC_DIR = { ingress: 0, egress: 1, xdp: 2 } as const;
 
 /** event.reason and stats REASON_BASE + reason */
 export const REASON = {
@@ -293,7 +306,7 @@ export const REASON = {
 export type ReasonName = keyof typeof REASON;
 
 /** event.hook */
-export const HOOK = { TC: 1, CONNECT: 2, SENDMSG: 3, SKB: 4 } as const;
+export const HOOK = { TC: 1, CONNECT: 2, SENDMSG: 3, SKB: 4, XDP: 5 } as const;
 export type HookName = keyof typeof HOOK;
 
 /** Indices of the per-CPU `stats` counters. */

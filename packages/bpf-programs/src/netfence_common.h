@@ -84,6 +84,7 @@
 #define NF_HOOK_CONNECT 2
 #define NF_HOOK_SENDMSG 3
 #define NF_HOOK_SKB 4
+#define NF_HOOK_XDP 5
 
 /* ---- stats indices (per-CPU u64 counters) ---- */
 #define NF_STAT_ALLOWED 0
@@ -155,6 +156,7 @@ struct nf_tc_key {
 };
 #define NF_DIR_INGRESS 0
 #define NF_DIR_EGRESS 1
+#define NF_DIR_XDP 2 /* the XDP program, on the device's receive path */
 
 /* cg_slot value (cgroup storage of the attach point), 8 bytes */
 struct nf_cg_slot {
@@ -703,7 +705,7 @@ __attribute__((noinline)) int nf_judge(const struct nf_config *cfg, const struct
 		 * protects the host, it is not policy. Counted, never reported (an event per dropped
 		 * query would move the flood to the event ring). */
 		__u8 hook = (__u8)hook_status;
-		if (v.implicit == NF_IMPLICIT_DNS_QUERY && (hook == NF_HOOK_TC || hook == NF_HOOK_SKB) && nf_dns_over_limit(f)) {
+		if (v.implicit == NF_IMPLICIT_DNS_QUERY && (hook == NF_HOOK_TC || hook == NF_HOOK_SKB || hook == NF_HOOK_XDP) && nf_dns_over_limit(f)) {
 			nf_count(f->slot, NF_STAT_DNS_RATE_LIMITED);
 			return 1;
 		}
@@ -716,38 +718,46 @@ __attribute__((noinline)) int nf_judge(const struct nf_config *cfg, const struct
 	return nf_finish(cfg, f, &v, (__u8)hook_status, cgroup_id, pid);
 }
 
-/* ---- packet parsing (skb at an IP header at `off`) ---- */
+/* ---- packet parsing (a packet at an IP header at `off`) ----
+ * The parsers read through NF_LOAD_BYTES on a NF_PKT_CTX: the skb helpers by default (TC,
+ * cgroup_skb); the XDP object defines both as the xdp_md ones before including this header.
+ * Reading by copy, not by packet pointers, keeps one parser for linear and non-linear
+ * buffers alike, and for both hooks. */
+#ifndef NF_PKT_CTX
+#define NF_PKT_CTX struct __sk_buff
+#define NF_LOAD_BYTES bpf_skb_load_bytes
+#endif
 
 #define NF_PARSE_OK 0
 #define NF_PARSE_FAIL 1
 
-static __always_inline int nf_parse_l4(struct __sk_buff *skb, __u32 off, struct nf_flow *f)
+static __always_inline int nf_parse_l4(NF_PKT_CTX *skb, __u32 off, struct nf_flow *f)
 {
 	f->l4 = 1;
 	if (f->proto == NF_PROTO_TCP) {
 		__u8 th[14]; /* ports, sequence, acknowledgement, data offset, flags */
-		if (bpf_skb_load_bytes(skb, off, th, sizeof(th)))
+		if (NF_LOAD_BYTES(skb, off, th, sizeof(th)))
 			return NF_PARSE_FAIL;
 		f->dport = ((__u16)th[2] << 8) | th[3];
 		f->tcp_flags = th[13];
 	} else if (f->proto == NF_PROTO_UDP) {
 		__be16 ports[2];
-		if (bpf_skb_load_bytes(skb, off, ports, 4))
+		if (NF_LOAD_BYTES(skb, off, ports, 4))
 			return NF_PARSE_FAIL;
 		f->dport = bpf_ntohs(ports[1]);
 	} else if (f->proto == NF_PROTO_ICMP || f->proto == NF_PROTO_ICMPV6) {
 		__u8 type;
-		if (bpf_skb_load_bytes(skb, off, &type, 1))
+		if (NF_LOAD_BYTES(skb, off, &type, 1))
 			return NF_PARSE_FAIL;
 		f->icmp_type = type;
 	}
 	return NF_PARSE_OK;
 }
 
-static __always_inline int nf_parse_ipv4(struct __sk_buff *skb, __u32 off, struct nf_flow *f)
+static __always_inline int nf_parse_ipv4(NF_PKT_CTX *skb, __u32 off, struct nf_flow *f)
 {
 	struct iphdr ip;
-	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+	if (NF_LOAD_BYTES(skb, off, &ip, sizeof(ip)))
 		return NF_PARSE_FAIL;
 	if (ip.version != 4 || ip.ihl < 5)
 		return NF_PARSE_FAIL;
@@ -769,10 +779,10 @@ static __always_inline int nf_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 
 #define NF_MAX_EXT_HEADERS 8
 
-static __always_inline int nf_parse_ipv6(struct __sk_buff *skb, __u32 off, struct nf_flow *f)
+static __always_inline int nf_parse_ipv6(NF_PKT_CTX *skb, __u32 off, struct nf_flow *f)
 {
 	struct ipv6hdr ip6;
-	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+	if (NF_LOAD_BYTES(skb, off, &ip6, sizeof(ip6)))
 		return NF_PARSE_FAIL;
 	if (ip6.version != 6)
 		return NF_PARSE_FAIL;
@@ -786,13 +796,13 @@ static __always_inline int nf_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 		switch (nh) {
 		case NF_NEXTHDR_HOP:
 		case NF_NEXTHDR_DEST:
-			if (bpf_skb_load_bytes(skb, off, h, 2))
+			if (NF_LOAD_BYTES(skb, off, h, 2))
 				return NF_PARSE_FAIL;
 			nh = h[0];
 			off += ((__u32)h[1] + 1) * 8;
 			break;
 		case NF_NEXTHDR_ROUTING:
-			if (bpf_skb_load_bytes(skb, off, h, 4))
+			if (NF_LOAD_BYTES(skb, off, h, 4))
 				return NF_PARSE_FAIL;
 			/* segments left: the header's destination is not the final one */
 			if (h[3] != 0)
@@ -801,7 +811,7 @@ static __always_inline int nf_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 			off += ((__u32)h[1] + 1) * 8;
 			break;
 		case NF_NEXTHDR_FRAGMENT:
-			if (bpf_skb_load_bytes(skb, off, h, 8))
+			if (NF_LOAD_BYTES(skb, off, h, 8))
 				return NF_PARSE_FAIL;
 			nh = h[0];
 			if (((((__u16)h[2]) << 8) | h[3]) & 0xfff8) {
@@ -813,7 +823,7 @@ static __always_inline int nf_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 			off += 8;
 			break;
 		case NF_NEXTHDR_AUTH:
-			if (bpf_skb_load_bytes(skb, off, h, 2))
+			if (NF_LOAD_BYTES(skb, off, h, 2))
 				return NF_PARSE_FAIL;
 			nh = h[0];
 			off += ((__u32)h[1] + 2) * 4;

@@ -13,50 +13,7 @@
  */
 #include "netfence_common.h"
 
-#define NF_PARSE_ARP 2
-
-static __always_inline int nf_parse_frame(struct __sk_buff *skb, const struct nf_config *cfg, struct nf_flow *f)
-{
-	__u32 off = 0;
-	__u16 proto;
-
-	if (cfg->flags & NF_FLAG_L3_DEVICE) {
-		/* no link-layer header: the version nibble must agree with skb->protocol */
-		__u8 first;
-		if (bpf_skb_load_bytes(skb, 0, &first, 1))
-			return NF_PARSE_FAIL;
-		proto = bpf_ntohs((__u16)skb->protocol);
-		if (!((proto == NF_ETH_P_IP && (first >> 4) == 4) || (proto == NF_ETH_P_IPV6 && (first >> 4) == 6)))
-			return NF_PARSE_FAIL;
-	} else {
-		struct ethhdr eth;
-		if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
-			return NF_PARSE_FAIL;
-		proto = bpf_ntohs(eth.h_proto);
-		off = sizeof(eth);
-
-		/* up to two VLAN tags (QinQ); a third is refused */
-		for (int i = 0; i < 2; i++) {
-			if (proto != NF_ETH_P_8021Q && proto != NF_ETH_P_8021AD)
-				break;
-			__be16 tag[2]; /* TCI, encapsulated protocol */
-			if (bpf_skb_load_bytes(skb, off, tag, 4))
-				return NF_PARSE_FAIL;
-			proto = bpf_ntohs(tag[1]);
-			off += 4;
-		}
-		if (proto == NF_ETH_P_ARP)
-			return NF_PARSE_ARP;
-	}
-
-	/* one inlined copy of each IP parser serves both the L2 and the L3 path
-	 * (a second copy doubled the program and its verification) */
-	if (proto == NF_ETH_P_IP)
-		return nf_parse_ipv4(skb, off, f);
-	if (proto == NF_ETH_P_IPV6)
-		return nf_parse_ipv6(skb, off, f);
-	return NF_PARSE_FAIL; /* unknown ethertype, or a third VLAN tag */
-}
+#include "netfence_frame.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import {
   attachCgroup,
   attachTcx,
+  attachXdp,
   createMap,
   createRingBufferConsumer,
   ifindexOf,
@@ -122,8 +123,8 @@ export class Policy {
     this.map(HOST_MAPS.dnsLimit.name).update(u32(this.slot), encodeDnsLimit(l));
   }
 
-  /** Makes the TC program judge packets on this device and direction for this attachment. */
-  bindTc(ifindex: number, direction: 'ingress' | 'egress'): void {
+  /** Makes the TC (or XDP) program judge packets on this device and direction for this attachment. */
+  bindTc(ifindex: number, direction: 'ingress' | 'egress' | 'xdp'): void {
     this.map(TC_ONLY_MAPS.tcSlots.name).update(encodeTcKey(ifindex, direction), u32(this.slot));
   }
 
@@ -132,6 +133,17 @@ export class Policy {
     const direction = opts.direction ?? 'ingress';
     this.bindTc(withNetns(opts.netnsPath, () => ifindexOf(opts.ifname)), direction);
     return attachTcx(this.coll.program(OBJECTS.tc.programs[TC_PROGRAM_BY_DIRECTION[direction]].name), { ifname: opts.ifname, netnsPath: opts.netnsPath, direction, mode: 'tcx' });
+  }
+
+  /** Attaches the XDP program to a device (in `netnsPath`), bound to this attachment first (tc_slots, direction xdp). */
+  attachXdp(opts: { ifname: string; netnsPath: string; mode?: 'auto' | 'native' | 'generic' }): BpfLink {
+    this.bindTc(withNetns(opts.netnsPath, () => ifindexOf(opts.ifname)), 'xdp');
+    return attachXdp(this.coll.program(OBJECTS.xdp.programs.filter.name), { ifname: opts.ifname, netnsPath: opts.netnsPath, mode: opts.mode ?? 'auto' });
+  }
+
+  /** Attaches the program of a device hook: TC (ingress) or XDP. */
+  attachDevice(hook: 'tc' | 'xdp', opts: { ifname: string; netnsPath: string }): BpfLink {
+    return hook === 'tc' ? this.attachTc(opts) : this.attachXdp(opts);
   }
 
   /** Attaches every cgroup program to a cgroup in the daemon's order: storage first, then the slot, then the judges. */

@@ -23,8 +23,10 @@ const v6 = (dst: string, l4: Buffer, proto: number, hopLimit?: number) =>
 
 describe('datapath decisions on crafted frames', () => {
   let tc: Policy;
+  let xdp: Policy;
   let cg: Policy;
   let tcProg: BpfProgram;
+  let xdpProg: BpfProgram;
   let skbProg: BpfProgram;
 
   beforeAll(() => {
@@ -34,8 +36,11 @@ describe('datapath decisions on crafted frames', () => {
     // BPF_PROG_TEST_RUN zeroes a cgroup program's storage on every run: the fixed-slot build
     cg = Policy.load('cgroupFixedSlot', { programs: [OBJECTS.cgroup.programs.egress.name] });
     tcProg = tc.coll.program(OBJECTS.tc.programs.ingress.name);
+    xdp = Policy.load('xdp');
+    xdp.bindTc(LOOPBACK, 'xdp'); // and an XDP test run's frame arrives on the loopback's queue 0
+    xdpProg = xdp.coll.program(OBJECTS.xdp.programs.filter.name);
     skbProg = cg.coll.program(OBJECTS.cgroup.programs.egress.name);
-    for (const p of [tc, cg]) {
+    for (const p of [tc, xdp, cg]) {
       p.allow('10.200.2.0/24', '203.0.113.7', '2001:db8:2::/48', '10.200.9.0/24', '10.200.8.0/24');
       p.deny('10.200.2.66', '2001:db8:2:1::/64', '10.200.9.0/24', '10.200.8.0/21', '10.200.2.128/25');
       p.allow('10.200.2.130'); // allow /32 inside deny /25 inside allow /24
@@ -44,12 +49,19 @@ describe('datapath decisions on crafted frames', () => {
   });
   afterAll(() => {
     tc?.close();
+    xdp?.close();
     cg?.close();
   });
 
   /** Runs the frame through the TC program; returns 'pass' | 'drop'. */
   function runTc(frame: Buffer): 'pass' | 'drop' {
     return isTcDrop(tcProg.testRun({ data: frame }).retval) ? 'drop' : 'pass';
+  }
+  /** Runs the frame through the XDP program: XDP_DROP 1, XDP_PASS 2. */
+  function runXdp(frame: Buffer): 'pass' | 'drop' {
+    const r = xdpProg.testRun({ data: frame }).retval;
+    if (r !== 1 && r !== 2) throw new Error(`XDP returned ${r}`);
+    return r === 1 ? 'drop' : 'pass';
   }
   /** Runs the frame through the cgroup_skb program (test-run strips the Ethernet header). */
   function runSkb(frame: Buffer): 'pass' | 'drop' {
@@ -232,19 +244,25 @@ describe('datapath decisions on crafted frames', () => {
     }
   }
 
-  it.each(cases.map((c) => [c.name, c] as const))('TC: %s', (_n, c) => {
-    configure(tc, c);
-    tc.drain();
-    const before = tc.stats();
-    expect(runTc(c.frame)).toBe(c.expect);
-    const after = tc.stats();
-    const events = tc.drain();
+  // The device hooks see the same frames: XDP must give every verdict TC gives.
+  const deviceHooks = [
+    ['TC', () => tc, (f: Buffer) => runTc(f)],
+    ['XDP', () => xdp, (f: Buffer) => runXdp(f)],
+  ] as const;
+  it.each(deviceHooks.flatMap(([h, get, run]) => cases.map((c) => [h, c.name, get, run, c] as const)))('%s: %s', (hook, _n, get, run, c) => {
+    const p = get();
+    configure(p, c);
+    p.drain();
+    const before = p.stats();
+    expect(run(c.frame)).toBe(c.expect);
+    const after = p.stats();
+    const events = p.drain();
     if (c.expect === 'drop') {
       expect(after.blocked - before.blocked).toBe(1n);
       const reason = c.reason as Exclude<ReasonName, 'NONE'>;
       expect(after.byReason[reason] - before.byReason[reason]).toBe(1n);
       expect(events).toHaveLength(1);
-      expect(events[0]).toMatchObject({ reason: c.reason, reasonCode: REASON[reason], hook: 'TC', dryRun: false, attachmentId: ID, mode: c.reason === 'BAD_CONFIG' ? 'UNKNOWN' : c.mode });
+      expect(events[0]).toMatchObject({ reason: c.reason, reasonCode: REASON[reason], hook, dryRun: false, attachmentId: ID, mode: c.reason === 'BAD_CONFIG' ? 'UNKNOWN' : c.mode });
     } else {
       expect(after.allowed - before.allowed).toBe(1n);
       expect(after.blocked).toBe(before.blocked);
