@@ -1,277 +1,310 @@
-// Benchmark of the netfence datapath (npm run bench -w @netfence/bpf-programs).
-// One veth lab: client in the workload netns (w), servers in the host netns (h).
-// Compares, against a no-filter baseline on the same link: TCP throughput
-// (iperf3) and 1-byte request/response rate through the TC filter and from a
-// cgroup-filtered process, with 10 and 100,000 allow entries; connect() latency
-// with no programs, with allow-everything programs (the floor) and with the
-// netfence cgroup programs; single-entry update latency and 100,000-entry bulk
-// load time from JS; the programs' own cost per packet (BPF_PROG_TEST_RUN, no
-// network in the way) against allow-all programs of the same types, and how
-// long the kernel takes to load (verify) each object. Bounded: about a minute.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, hostname, tmpdir } from 'node:os';
+// Benchmark of the netfence datapath on the host-wide layout (npm run bench -w @netfence/bpf-programs).
+// Prints, measured in one run (figures and ratios from the same run):
+//  1. per packet (BPF_PROG_TEST_RUN, interleaved rounds, medians): the allow-all floor, the
+//     reference program with one LPM look-up (bench/minimal-lpm.bpf.c, the same entries) and
+//     ours, at 10 and 100,000 entries, TC and cgroup_skb, and ours with 999 other attachments;
+//  2. the map-layout decision: a map of per-attachment tries against one host-wide trie keyed by
+//     slot (bench/layout_lpm.bpf.c), per packet and in user space (load, read back, drop, memory);
+//  3. real traffic in a veth lab (iperf3, 1-byte RR, connect()), map update and bulk-load times,
+//     and object load (verify) times, now paid once per host.
+// Root; bounded to about 100 s; everything it creates (netns, veth, cgroups, pins, temp files)
+// is removed at the end, also on failure or Ctrl-C.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachCgroup, attachTcx, loadCollection, type BpfLink, type BpfProgram, type Collection } from '@netfence/bpf-loader';
-import { createLab, ensureBpffs, type Lab, type LabCgroup, type LabNetns } from '@netfence/lab';
-import { CGROUP_ATTACHED_PROGRAMS, encodeConfig, isTcDrop, mapSizes, objectPath, OBJECTS, policyEntry, POLICY_MAPS, LAYOUT, type ObjectName } from '@netfence/bpf-programs';
+import { loadCollection, memlockOf, type BpfLink, type BpfMap, type Collection, type LoadOptions } from '@netfence/bpf-loader';
+import { createLab, ensureBpffs, type Lab, type LabCgroup } from '@netfence/lab';
+import { encodeSlot, hostPinnedMaps, isTcDrop, objectPath, OBJECTS, SEVER_SHARED_MAPS } from '@netfence/bpf-programs';
+import { buildBenchObject } from './build-bench-bpf';
+import { BIG, bigPolicy, hostWideEncoded, NOT_ALLOWED, OTHER_ENTRIES, otherPolicy, oursEncoded, SERVER, smallPolicy, synFrame, type BenchRule } from './entries';
+import { createRulesTrie, layoutSet, MEASURED_SLOT, referenceSet, testRunHostSet, useSlot, type Attachment } from './host-sets';
+import { dropHostWide, dropOwnTrie, readBackHostWide, readBackOwnTrie } from './layout-costs';
+import { checkVerdicts, timeInterleaved, type Timed } from './per-packet';
+import { report, type LayoutUserSpace, type ObjectLoad, type Traffic } from './report';
+import { attachCgroupSlot, attachFloorCgroup, attachTcSlot, connectUs, measureTraffic, startTrafficLab, type Figures, type TrafficLab } from './traffic';
 
-const SERVER = '10.200.1.1';
-const RR_PORT = 7000;
-const IPERF_PORT = 5201;
-const IPERF_SECONDS = Number(process.env.NF_BENCH_IPERF_SECONDS ?? 1.5);
-const ROUNDS = Number(process.env.NF_BENCH_ROUNDS ?? 5);
-const RR_SECONDS = Number(process.env.NF_BENCH_RR_SECONDS ?? 1);
-const CONNECT_SECONDS = Number(process.env.NF_BENCH_CONNECT_SECONDS ?? 1);
-const BIG = 100_000;
+const num = (name: string, dflt: number): number => {
+  const v = Number(process.env[name] ?? dflt);
+  if (!Number.isFinite(v) || v <= 0 || v > 1e7) throw new Error(`${name} must be a positive number, got ${JSON.stringify(process.env[name])}`);
+  return v;
+};
+const PP_ROUNDS = num('NF_BENCH_PP_ROUNDS', 11);
+const PP_REPEAT = num('NF_BENCH_PP_REPEAT', 200_000);
+const ROUNDS = num('NF_BENCH_ROUNDS', 5);
+const IPERF_SECONDS = num('NF_BENCH_IPERF_SECONDS', 1.5);
+const RR_SECONDS = num('NF_BENCH_RR_SECONDS', 1);
+const CONNECT_SECONDS = num('NF_BENCH_CONNECT_SECONDS', 1);
+const OTHER_SLOTS = 999;
 
-function spawnInCgroup(ns: LabNetns, cg: LabCgroup | undefined, cmd: string, args: string[], timeoutMs: number): string {
-  const argv = cg
-    ? ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && ns="$1" && shift && exec nsenter --net="$ns" -- "$@"', cg.path, ns.path, cmd, ...args]
-    : ['nsenter', `--net=${ns.path}`, '--', cmd, ...args];
-  const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', timeout: timeoutMs });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
+/** Everything the run opened, closed in reverse order at the end (also on failure). */
+class Owned {
+  readonly #closers: (() => void | Promise<void>)[] = [];
+  add<T extends { close(): void | Promise<void> }>(x: T): T {
+    this.#closers.push(() => x.close());
+    return x;
+  }
+  defer(fn: () => void | Promise<void>): void {
+    this.#closers.push(fn);
+  }
+  async closeAll(): Promise<void> {
+    while (this.#closers.length) {
+      try {
+        await this.#closers.pop()?.();
+      } catch (e) {
+        process.stderr.write(`cleanup: ${e instanceof Error ? e.message : String(e)}\n`);
+      }
+    }
+  }
 }
 
-interface Figures {
-  gbps: number;
-  rr: number;
+let interrupted: string | undefined;
+const checkpoint = (): void => {
+  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+};
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+
+interface Rules {
+  readonly small: BenchRule[];
+  readonly big: BenchRule[];
+  readonly others: BenchRule[][];
 }
 
-function measure(w: LabNetns, tool: string, cg?: LabCgroup): Figures {
-  const j = JSON.parse(spawnInCgroup(w, cg, 'iperf3', ['-c', SERVER, '-p', String(IPERF_PORT), '-t', String(IPERF_SECONDS), '-J'], (IPERF_SECONDS + 10) * 1000)) as {
-    end: { sum_received: { bits_per_second: number } };
+interface Tries {
+  readonly small: Attachment;
+  readonly big: Attachment;
+  readonly others: Attachment[];
+}
+
+/** The attachments' tries, created and filled as the daemon does (one v6 trie, empty, shared: the packets are IPv4). */
+function makeTries(own: Owned, rules: Rules): Tries {
+  const v6 = own.add(createRulesTrie(6, 65_536));
+  const small = { slot: MEASURED_SLOT, v4: own.add(createRulesTrie(4, 65_536, rules.small)), v6 };
+  const big = { slot: MEASURED_SLOT, v4: own.add(createRulesTrie(4, 131_072, rules.big)), v6 };
+  const others = rules.others.map((r, i) => ({ slot: MEASURED_SLOT + 1 + i, v4: own.add(createRulesTrie(4, 1024, r)), v6 }));
+  return { small, big, others };
+}
+
+interface PerPacket {
+  readonly ns: Map<string, number>;
+  readonly layout: Collection;
+  readonly hwLoadMs: number;
+}
+
+/** Section 1 and the per-packet half of section 2. */
+function perPacket(own: Owned, rules: Rules, tries: Tries, objs: { ref: string; layout: string }): PerPacket {
+  const floor = own.add(loadCollection(objectPath('benchFloor'), { programs: [OBJECTS.benchFloor.programs.tc.name, OBJECTS.benchFloor.programs.egress.name] }));
+  const ref10 = own.add(referenceSet(objs.ref, rules.small));
+  const refBig = own.add(referenceSet(objs.ref, rules.big));
+  const others = tries.others;
+  const sets = {
+    tc10: own.add(testRunHostSet('tc', tries.small, [])),
+    tcBig: own.add(testRunHostSet('tc', tries.big, [])),
+    tc1000: own.add(testRunHostSet('tc', tries.big, others)),
+    cg10: own.add(testRunHostSet('cgroup', tries.small, [])),
+    cgBig: own.add(testRunHostSet('cgroup', tries.big, [])),
+    cg1000: own.add(testRunHostSet('cgroup', tries.big, others)),
   };
-  const rr = Number(spawnInCgroup(w, cg, tool, ['rr', SERVER, String(RR_PORT), String(RR_SECONDS)], (RR_SECONDS + 10) * 1000).trim());
-  return { gbps: j.end.sum_received.bits_per_second / 1e9, rr };
+  const { coll: layout, hwLoadMs } = layoutSet(objs.layout, { a: tries.big, rules: rules.big }, others.map((a, i) => ({ a, rules: rules.others[i] as BenchRule[] })));
+  own.add(layout);
+  const tcOk = (r: number): boolean => !isTcDrop(r);
+  const refTcOk = (r: number): boolean => r === 0; // TC_ACT_OK only when the look-up hit
+  const skbOk = (r: number): boolean => r === 1;
+  const tcIn = OBJECTS.tc.programs.ingress.name;
+  const skb = OBJECTS.cgroup.programs.egress.name;
+  const progs: Timed[] = [
+    { key: 'tc floor', prog: floor.program(OBJECTS.benchFloor.programs.tc.name), allowed: tcOk, allowsAll: true },
+    { key: 'tc ref 10', prog: ref10.program('pf_tc_egress'), allowed: refTcOk },
+    { key: 'tc ours 10', prog: sets.tc10.program(tcIn), allowed: tcOk },
+    { key: 'tc ref big', prog: refBig.program('pf_tc_egress'), allowed: refTcOk },
+    { key: 'tc ours big', prog: sets.tcBig.program(tcIn), allowed: tcOk },
+    { key: 'tc ours 1000', prog: sets.tc1000.program(tcIn), allowed: tcOk },
+    { key: 'layout mm', prog: layout.program('lay_mm_tc'), allowed: refTcOk },
+    { key: 'layout hw', prog: layout.program('lay_hw_tc'), allowed: refTcOk },
+    { key: 'skb floor', prog: floor.program(OBJECTS.benchFloor.programs.egress.name), allowed: skbOk, allowsAll: true },
+    { key: 'skb ref 10', prog: ref10.program('pf_cgskb_egress'), allowed: skbOk },
+    { key: 'skb ours 10', prog: sets.cg10.program(skb), allowed: skbOk },
+    { key: 'skb ref big', prog: refBig.program('pf_cgskb_egress'), allowed: skbOk },
+    { key: 'skb ours big', prog: sets.cgBig.program(skb), allowed: skbOk },
+    { key: 'skb ours 1000', prog: sets.cg1000.program(skb), allowed: skbOk },
+  ];
+  const frame = synFrame(SERVER);
+  checkVerdicts(progs, frame, synFrame(NOT_ALLOWED));
+  checkpoint();
+  return { ns: timeInterleaved(progs, frame, PP_ROUNDS, PP_REPEAT), layout, hwLoadMs };
 }
 
-function connectLatency(w: LabNetns, tool: string, cg: LabCgroup): { perSec: number; us: number } {
-  const [perSec, us] = spawnInCgroup(w, cg, tool, ['connect', SERVER, String(RR_PORT), String(CONNECT_SECONDS)], (CONNECT_SECONDS + 10) * 1000)
-    .trim()
-    .split(' ')
-    .map(Number);
-  return { perSec: perSec ?? 0, us: us ?? 0 };
-}
-
-/** n distinct /32 keys (map data only: no packet is ever sent to them). */
-function bigEntries(n: number): { keys: Buffer; values: Buffer } {
-  const keys = Buffer.alloc(n * LAYOUT.lpmKeyV4.size);
-  const values = Buffer.alloc(n * LAYOUT.allowValue.size);
-  for (let i = 0; i < n; i++) {
-    const a = (10 << 24) | ((i * 2654435761) >>> 8); // spread over 10.0.0.0/8
-    const e = policyEntry('allow', `${(a >>> 24) & 255}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/32`);
-    e.key.copy(keys, i * LAYOUT.lpmKeyV4.size);
-    e.value.copy(values, i * LAYOUT.allowValue.size);
+/** The user-space half of section 2, with the bulk load and single update of section 3 (ours: into an inner trie). */
+function layoutUserSpace(rules: Rules, tries: Tries, layout: Collection): LayoutUserSpace {
+  const outer = layout.map('mm_outer');
+  const hw = layout.map('hw_rules');
+  const other = tries.others[0] as Attachment;
+  const memory = { mmTries: [tries.big, ...tries.others].reduce((n, a) => n + memlockOf(a.v4), 0), mmOuter: memlockOf(outer), hw: memlockOf(hw) };
+  const read = { mmBig: readBackOwnTrie(tries.big.v4), mmSmall: readBackOwnTrie(other.v4), hwBig: readBackHostWide(hw, MEASURED_SLOT), hwSmall: readBackHostWide(hw, other.slot) };
+  checkpoint();
+  // bulk load into a fresh inner trie (what an attach with 100,000 entries does), then drop it
+  const e = oursEncoded(rules.big);
+  let fresh: BpfMap | undefined = createRulesTrie(4, 131_072);
+  let small: BpfMap | undefined;
+  try {
+    const t0 = process.hrtime.bigint();
+    fresh.updateBatch(e.keys, e.values, e.count);
+    const bulkMs = msSince(t0);
+    // one entry rewritten in place in the 100,000-entry trie (the count stays the same)
+    const k = e.keys.subarray(0, 8);
+    const v = e.values.subarray(0, 16);
+    const n = 20_000;
+    const t1 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) tries.big.v4.update(k, v);
+    const updateUs = (msSince(t1) * 1e3) / n;
+    // drops: slots past the ones in use; the tries are referenced by the slot and our fd only
+    small = createRulesTrie(4, 1024, rules.others[0]);
+    const spare = tries.others.length + 10;
+    outer.update(encodeSlot(spare), encodeSlot(fresh.fd));
+    outer.update(encodeSlot(spare + 1), encodeSlot(small.fd));
+    const mmBig = dropOwnTrie(outer, encodeSlot(spare), fresh);
+    const mmSmall = dropOwnTrie(outer, encodeSlot(spare + 1), small);
+    fresh = small = undefined;
+    const hwOther = hostWideEncoded(other.slot, rules.others[0] as BenchRule[]);
+    const hwSmall = dropHostWide(hw, hwOther.keys, hwOther.count);
+    const hwMeasured = hostWideEncoded(MEASURED_SLOT, rules.big);
+    const hwBig = dropHostWide(hw, hwMeasured.keys, hwMeasured.count);
+    return { bulkMs, updateUs, read, drop: { mmBig, mmSmall, hwBig, hwSmall }, memory };
+  } finally {
+    fresh?.close();
+    small?.close();
   }
-  return { keys, values };
 }
 
-function fillPolicy(coll: Collection, big: boolean): { bulkMs?: number; loaded: number } {
-  coll.map(POLICY_MAPS.config.name).update(Buffer.alloc(4), encodeConfig({ mode: 'ALLOWLIST', attachmentId: 1 }));
-  const allow = coll.map(POLICY_MAPS.allowV4.name);
-  const small = [`${SERVER}/32`, '10.200.7.0/24', '198.51.100.0/24', '203.0.113.0/24', '10.200.3.0/24', '10.200.4.4/32', '10.200.5.0/24', '10.200.6.0/24', '10.200.8.0/22', '10.200.12.0/24'];
-  for (const c of small) {
-    const e = policyEntry('allow', c);
-    allow.update(e.key, e.value);
+/** Section 3's traffic: the host set loaded as the daemon does (tc, then cgroup, over the same pinned host maps). */
+async function traffic(own: Owned, lab: Lab, tool: string, tries: Tries): Promise<Traffic & { hostDir: string }> {
+  const t: TrafficLab = await startTrafficLab(lab, tool);
+  const hostDir = join('/sys/fs/bpf', `nfbench-${process.pid}`, '_host');
+  mkdirSync(hostDir, { recursive: true });
+  own.defer(() => rmSync(join(hostDir, '..'), { recursive: true, force: true }));
+  const tc = own.add(loadCollection(objectPath('tc'), { pinMaps: { dir: hostDir, maps: hostPinnedMaps('tc') } }));
+  const cg = own.add(loadCollection(objectPath('cgroup'), { pinMaps: { dir: hostDir, maps: hostPinnedMaps('cgroup') } }));
+  const floor = own.add(loadCollection(objectPath('benchFloor')));
+  // slots 1/2: TC with 10 / 100,000 entries; 3/4: cgroups with 10 / 100,000 (the same tries)
+  const slots = { tc10: 1, tcBig: 2, cg10: 3, cgBig: 4 };
+  for (const [slot, a] of [[slots.tc10, tries.small], [slots.tcBig, tries.big], [slots.cg10, tries.small], [slots.cgBig, tries.big]] as const) useSlot(tc, { ...a, slot });
+  const cgs: Record<'plain' | 'floor' | 'small' | 'big', LabCgroup> = { plain: lab.cgroup('plain'), floor: lab.cgroup('floor'), small: lab.cgroup('small'), big: lab.cgroup('big') };
+  const keep: BpfLink[] = [...attachCgroupSlot(cg, cgs.small.path, slots.cg10), ...attachCgroupSlot(cg, cgs.big.path, slots.cgBig), ...attachFloorCgroup(floor, cgs.floor.path)];
+  own.defer(() => keep.forEach((l) => l.close()));
+  const scenarios: { name: string; cg: LabCgroup; tcSlot?: number }[] = [
+    { name: 'baseline (no filter)', cg: cgs.plain },
+    { name: 'TC filter, 10 entries', cg: cgs.plain, tcSlot: slots.tc10 },
+    { name: `TC filter, ${BIG} entries`, cg: cgs.plain, tcSlot: slots.tcBig },
+    { name: 'cgroup filter, 10 entries', cg: cgs.small },
+    { name: `cgroup filter, ${BIG} entries`, cg: cgs.big },
+  ];
+  const results = new Map<string, Figures[]>(scenarios.map((s) => [s.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const sc of scenarios) {
+      checkpoint();
+      const link = sc.tcSlot === undefined ? undefined : attachTcSlot(tc, t, sc.tcSlot);
+      try {
+        results.get(sc.name)?.push(measureTraffic(t, tool, sc.cg, IPERF_SECONDS, RR_SECONDS));
+      } finally {
+        link?.close();
+      }
+    }
   }
-  if (!big) return { loaded: small.length };
-  const { keys, values } = bigEntries(BIG);
-  const t0 = process.hrtime.bigint();
-  allow.updateBatch(keys, values, BIG);
-  const bulkMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  let loaded = 0;
-  for (const _k of allow.keys()) loaded++;
-  return { bulkMs, loaded };
-}
-
-/** Ethernet + IPv4 + TCP SYN from the workload to SERVER:RR_PORT (an allowed address in every scenario). */
-function synFrame(): Buffer {
-  const f = Buffer.alloc(14 + 20 + 20);
-  f.writeUInt16BE(0x0800, 12);
-  const ip = f.subarray(14);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(40, 2);
-  ip[8] = 64;
-  ip[9] = 6;
-  Buffer.from([10, 200, 1, 2]).copy(ip, 12);
-  Buffer.from(SERVER.split('.').map(Number)).copy(ip, 16);
-  const tcp = f.subarray(34);
-  tcp.writeUInt16BE(40000, 0);
-  tcp.writeUInt16BE(RR_PORT, 2);
-  tcp[12] = 0x50;
-  tcp[13] = 0x02;
-  return f;
-}
-
-/** ns per run of a program on a frame (BPF_PROG_TEST_RUN), best of `rounds` runs of `repeat`; checks the verdict each time. */
-function progNs(prog: BpfProgram, frame: Buffer, passes: (retval: number) => boolean, repeat = 1_000_000, rounds = 3): number {
-  let best = Infinity;
-  for (let i = 0; i < rounds; i++) {
-    const r = prog.testRun({ data: frame, repeat });
-    if (!passes(r.retval)) throw new Error(`${prog.name} dropped the benchmark frame (retval ${r.retval})`);
-    best = Math.min(best, r.durationNs);
+  const rows = scenarios.map((sc): [string, Figures] => {
+    const fs = results.get(sc.name) ?? [];
+    return [sc.name, { gbps: median(fs.map((f) => f.gbps)), rr: median(fs.map((f) => f.rr)) }];
+  });
+  const conn = new Map<string, number[]>();
+  for (let round = 0; round < 3; round++) {
+    for (const [label, c] of [['no programs', cgs.plain], ['floor (allow-all programs)', cgs.floor], [`netfence cgroup programs, ${BIG} entries`, cgs.big]] as const) {
+      checkpoint();
+      conn.set(label, [...(conn.get(label) ?? []), connectUs(t, tool, c, CONNECT_SECONDS)]);
+    }
   }
-  return best;
+  return { rows, connect: new Map([...conn].map(([k, xs]) => [k, median(xs)])), hostDir };
 }
 
-/** Mean ms to load an object (the kernel verifying every program, maps created), over n loads. */
-function loadMs(name: ObjectName, n = 10): number {
-  loadCollection(objectPath(name)).close();
+/** Mean ms to load an object (open, create or reuse its maps, verify every program), over n loads after one warm-up. */
+function loadMs(path: string, opts: LoadOptions = {}, n = 5): number {
+  loadCollection(path, opts).close();
   const t0 = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) loadCollection(objectPath(name)).close();
-  return Number(process.hrtime.bigint() - t0) / 1e6 / n;
+  for (let i = 0; i < n; i++) loadCollection(path, opts).close();
+  return msSince(t0) / n;
 }
 
-function singleUpdateUs(coll: Collection): number {
-  const allow = coll.map(POLICY_MAPS.allowV4.name);
-  const e = policyEntry('allow', '10.200.99.0/24');
-  const n = 20_000;
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) allow.update(e.key, e.value);
-  return Number(process.hrtime.bigint() - t0) / 1e3 / n;
+/**
+ * Load time of each shipped object: fresh (it creates the host maps: a first start) and over the
+ * pinned host maps of `hostDir` (what a restart or an upgrade does: verification, no map creation).
+ */
+function objectLoads(hostDir: string): ObjectLoad[] {
+  const objects: ('tc' | 'cgroup' | 'sever')[] = ['tc', 'cgroup', 'sever'];
+  const out: ObjectLoad[] = objects.map((n) => ({
+    file: OBJECTS[n].file,
+    freshMs: loadMs(objectPath(n)),
+    pinnedMs: loadMs(objectPath(n), { pinMaps: { dir: hostDir, maps: n === 'sever' ? SEVER_SHARED_MAPS : hostPinnedMaps(n) } }),
+  }));
+  out.push({ file: `${OBJECTS.benchFloor.file} (floor)`, freshMs: loadMs(objectPath('benchFloor')) });
+  return out;
 }
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root');
   ensureBpffs();
   const started = Date.now();
-  const tmp = mkdtempSync(join(tmpdir(), 'nf-bench-'));
-  const tool = join(tmp, 'nfbench');
-  execFileSync('gcc', ['-O2', '-o', tool, join(__dirname, 'nfbench.c'), '-lpthread']);
-  const lab: Lab = createLab();
-  const links: BpfLink[] = [];
-  const colls: Collection[] = [];
-  const detach = (): void => {
-    while (links.length) links.pop()?.close();
-  };
+  const machineAtStart = machine();
+  const own = new Owned();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => (interrupted = sig));
   try {
-    const w = lab.netns('w');
-    const h = lab.netns('h');
-    const v = lab.veth(w, h, { addrA: ['10.200.1.2/24'], addrB: [`${SERVER}/24`] });
-    const rrServer = h.spawn(tool, ['server', SERVER, String(RR_PORT)]);
-    h.spawn('iperf3', ['-s', '-B', SERVER, '-p', String(IPERF_PORT)]);
-    await new Promise<void>((resolve) => rrServer.stdout?.once('data', () => resolve()));
-    await new Promise((r) => setTimeout(r, 300));
-    const cgPlain = lab.cgroup('plain');
-    const cgFloor = lab.cgroup('floor');
-
-    const cgSmall = lab.cgroup('small');
-    const cgBigCg = lab.cgroup('big');
-
-    // the objects: TC with 10 / 100k entries, cgroup with 10 / 100k entries (each on its own cgroup)
-    const tc10 = loadCollection(objectPath('tc'));
-    colls.push(tc10);
-    fillPolicy(tc10, false);
-    const tcBig = loadCollection(objectPath('tc'), { mapSizes: mapSizes({ lpmMaxEntries: 131_072 }) });
-    colls.push(tcBig);
-    const bulk = fillPolicy(tcBig, true);
-    const updUs = singleUpdateUs(tcBig);
-    const cg10 = loadCollection(objectPath('cgroup'));
-    colls.push(cg10);
-    fillPolicy(cg10, false);
-    const cgBig = loadCollection(objectPath('cgroup'), { mapSizes: mapSizes({ lpmMaxEntries: 131_072 }) });
-    colls.push(cgBig);
-    const bulkCg = fillPolicy(cgBig, true);
-    const keep: BpfLink[] = [];
-    for (const k of CGROUP_ATTACHED_PROGRAMS) {
-      keep.push(attachCgroup(cg10.program(OBJECTS.cgroup.programs[k].name), { cgroup: cgSmall.path }));
-      keep.push(attachCgroup(cgBig.program(OBJECTS.cgroup.programs[k].name), { cgroup: cgBigCg.path }));
-    }
-    const floor = loadCollection(objectPath('benchFloor'));
-    colls.push(floor);
-    for (const k of CGROUP_ATTACHED_PROGRAMS) keep.push(attachCgroup(floor.program(OBJECTS.benchFloor.programs[k].name), { cgroup: cgFloor.path }));
-
-    const tcAttach = (c: Collection) => () => {
-      links.push(attachTcx(c.program(OBJECTS.tc.programs.filter.name), { ifname: v.b, netnsPath: h.path, direction: 'ingress', mode: 'tcx' }));
-    };
-    const scenarios: { name: string; cg: LabCgroup; setup?: () => void }[] = [
-      { name: 'baseline (no filter)', cg: cgPlain },
-      { name: 'TC filter, 10 entries', cg: cgPlain, setup: tcAttach(tc10) },
-      { name: `TC filter, ${bulk.loaded} entries`, cg: cgPlain, setup: tcAttach(tcBig) },
-      { name: 'cgroup filter, 10 entries', cg: cgSmall },
-      { name: `cgroup filter, ${bulkCg.loaded} entries`, cg: cgBigCg },
-    ];
-    // interleaved rounds, best of ROUNDS per scenario: the machine is shared, the best run is the least disturbed
-    const results = new Map<string, Figures[]>();
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const sc of scenarios) {
-        sc.setup?.();
-        const f = measure(w, tool, sc.cg);
-        detach();
-        results.set(sc.name, [...(results.get(sc.name) ?? []), f]);
-      }
-    }
-    const rows: [string, Figures][] = scenarios.map((sc) => {
-      const fs = results.get(sc.name) ?? [];
-      return [sc.name, { gbps: Math.max(...fs.map((f) => f.gbps)), rr: Math.max(...fs.map((f) => f.rr)) }];
-    });
-
-    const conn: [string, { perSec: number; us: number }][] = [];
-    for (let round = 0; round < 3; round++) {
-      conn.push(['no programs', connectLatency(w, tool, cgPlain)]);
-      conn.push(['floor (allow-all programs)', connectLatency(w, tool, cgFloor)]);
-      conn.push(['netfence cgroup programs', connectLatency(w, tool, cgBigCg)]);
-    }
-    for (const l of keep) l.close();
-
-    // the programs alone, interleaved: floor, 10 entries, 100k entries (TC program and cgroup_skb backstop)
-    const frame = synFrame();
-    const tcPass = (r: number) => !isTcDrop(r);
-    const skbPass = (r: number) => r === 1;
-    const cost: Record<string, number[]> = {};
-    const note = (k: string, ns: number) => (cost[k] ??= []).push(ns);
-    for (let round = 0; round < 3; round++) {
-      note('tc floor', progNs(floor.program(OBJECTS.benchFloor.programs.tc.name), frame, tcPass, 1_000_000, 1));
-      note('tc 10', progNs(tc10.program(OBJECTS.tc.programs.filter.name), frame, tcPass, 1_000_000, 1));
-      note('tc big', progNs(tcBig.program(OBJECTS.tc.programs.filter.name), frame, tcPass, 1_000_000, 1));
-      note('skb floor', progNs(floor.program(OBJECTS.benchFloor.programs.egress.name), frame, skbPass, 1_000_000, 1));
-      note('skb 10', progNs(cg10.program(OBJECTS.cgroup.programs.egress.name), frame, skbPass, 1_000_000, 1));
-      note('skb big', progNs(cgBig.program(OBJECTS.cgroup.programs.egress.name), frame, skbPass, 1_000_000, 1));
-    }
-    const ns = (k: string): number => Math.min(...(cost[k] ?? [NaN]));
-    const loads = { tc: loadMs('tc'), cgroup: loadMs('cgroup'), benchFloor: loadMs('benchFloor') };
-
-    const baseGbps = rows[0]?.[1].gbps ?? 1;
-    const baseRr = rows[0]?.[1].rr ?? 1;
-    const best = (label: string): number => Math.min(...conn.filter(([n]) => n === label).map(([, c]) => c.us));
-
-    const out: string[] = [];
-    out.push(`netfence bpf-programs benchmark — ${new Date().toISOString()}`);
-    out.push(`machine: ${hostname()}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}, kernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
-    out.push(`iperf3 -t ${IPERF_SECONDS}; 1-byte TCP request/response for ${RR_SECONDS} s; veth between two netns`);
-    out.push('');
-    out.push('scenario                              TCP Gbit/s  ratio   RR/s     ratio');
-    for (const [name, f] of rows) {
-      out.push(`${name.padEnd(38)}${f.gbps.toFixed(2).padStart(10)}  ${(f.gbps / baseGbps).toFixed(3)}  ${f.rr.toFixed(0).padStart(7)}  ${(f.rr / baseRr).toFixed(3)}`);
-    }
-    out.push(`(best of ${ROUNDS} interleaved rounds per scenario; ratios against the baseline)`);
-    out.push('');
-    out.push('connect() over the veth (SYN, SYN-ACK), mean per call, best of 3 interleaved runs (100k-entry cgroup object):');
-    for (const label of ['no programs', 'floor (allow-all programs)', 'netfence cgroup programs']) out.push(`  ${label.padEnd(30)}${best(label).toFixed(2).padStart(8)} us`);
-    out.push(`  netfence / floor: ${(best('netfence cgroup programs') / best('floor (allow-all programs)')).toFixed(3)}`);
-    out.push('');
-    out.push('program cost per packet (BPF_PROG_TEST_RUN, IPv4 TCP SYN to an allowed address, best of 3 x 1M runs; includes the test-run loop):');
-    for (const [label, k] of [['TC', 'tc'], ['cgroup_skb egress', 'skb']] as const) {
-      out.push(
-        `  ${label.padEnd(18)} floor ${ns(`${k} floor`).toFixed(0)} ns, netfence 10 entries ${ns(`${k} 10`).toFixed(0)} ns, ${bulk.loaded} entries ${ns(`${k} big`).toFixed(0)} ns (+${(ns(`${k} big`) - ns(`${k} floor`)).toFixed(0)} ns over the floor)`,
-      );
-    }
-    out.push(`object load (kernel verification + maps), mean of 10: TC ${loads.tc.toFixed(1)} ms, cgroup ${loads.cgroup.toFixed(1)} ms, floor (allow-all) ${loads.benchFloor.toFixed(1)} ms`);
-    out.push('');
-    out.push(`map updates from JS: single-entry update ${updUs.toFixed(2)} us; ${BIG} entries bulk-loaded in ${bulk.bulkMs?.toFixed(0)} ms (TC) / ${bulkCg.bulkMs?.toFixed(0)} ms (cgroup)`);
-    out.push(`total bench time ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    process.stdout.write(`${out.join('\n')}\n`);
+    const tmp = mkdtempSync(join(tmpdir(), 'nf-bench-'));
+    own.defer(() => rmSync(tmp, { recursive: true, force: true }));
+    const tool = join(tmp, 'nfbench');
+    execFileSync('gcc', ['-O2', '-o', tool, join(__dirname, 'nfbench.c'), '-lpthread']);
+    const objs = { ref: buildBenchObject('minimal-lpm', tmp), layout: buildBenchObject('layout_lpm', tmp) };
+    const lab: Lab = createLab();
+    own.defer(() => lab.close());
+    const rules: Rules = { small: smallPolicy(), big: bigPolicy(), others: Array.from({ length: OTHER_SLOTS }, (_, i) => otherPolicy(i, OTHER_ENTRIES)) };
+    const tries = makeTries(own, rules);
+    const pp = perPacket(own, rules, tries, objs);
+    checkpoint();
+    const us = layoutUserSpace(rules, tries, pp.layout);
+    checkpoint();
+    const tr = await traffic(own, lab, tool, tries);
+    checkpoint();
+    const loads = objectLoads(tr.hostDir);
+    process.stdout.write(
+      report({
+        settings: { ppRounds: PP_ROUNDS, ppRepeat: PP_REPEAT, rounds: ROUNDS, iperfSeconds: IPERF_SECONDS, rrSeconds: RR_SECONDS, connectSeconds: CONNECT_SECONDS, otherSlots: OTHER_SLOTS },
+        machine: machineAtStart,
+        loadEnd: loadavg().map((l) => l.toFixed(2)).join(' '),
+        entries: { small: rules.small.length, big: rules.big.length, bigDeny: rules.big.filter((r) => r.deny).length, others: rules.others.reduce((n, r) => n + r.length, 0) },
+        ns: pp.ns,
+        hwLoadMs: pp.hwLoadMs,
+        us,
+        traffic: tr,
+        loads,
+        seconds: (Date.now() - started) / 1000,
+      }),
+    );
   } finally {
-    detach();
-    for (const c of colls) c.close();
-    await lab.close();
-    rmSync(tmp, { recursive: true, force: true });
+    await own.closeAll();
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exitCode = 1;
-});
+function machine(): string {
+  const model = cpus()[0]?.model ?? '?';
+  return `${hostname()}, ${cpus().length} x ${model}, kernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`;
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  });
+}
