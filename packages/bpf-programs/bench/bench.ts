@@ -20,7 +20,7 @@ import { buildBenchObject } from './build-bench-bpf';
 import { BIG, bigPolicy, hostWideEncoded, NOT_ALLOWED, OTHER_ENTRIES, otherPolicy, oursEncoded, SERVER, smallPolicy, synFrame, type BenchRule } from './entries';
 import { createRulesTrie, layoutSet, MEASURED_SLOT, referenceSet, testRunHostSet, useSlot, type Attachment } from './host-sets';
 import { dropHostWide, dropOwnTrie, readBackHostWide, readBackOwnTrie } from './layout-costs';
-import { checkVerdicts, timeInterleaved, type Timed } from './per-packet';
+import { checkVerdicts, median, timeInterleaved, type Timed } from './per-packet';
 import { report, type LayoutUserSpace, type ObjectLoad, type Traffic } from './report';
 import { attachCgroupSlot, attachFloorCgroup, attachTcSlot, connectUs, measureTraffic, startTrafficLab, type Figures, type TrafficLab } from './traffic';
 
@@ -62,11 +62,6 @@ let interrupted: string | undefined;
 const checkpoint = (): void => {
   if (interrupted) throw new Error(`interrupted by ${interrupted}`);
 };
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
 interface Rules {
@@ -91,7 +86,8 @@ function makeTries(own: Owned, rules: Rules): Tries {
 }
 
 interface PerPacket {
-  readonly ns: Map<string, number>;
+  /** ns per packet by program key, one figure per round. */
+  readonly ns: Map<string, number[]>;
   readonly layout: Collection;
   readonly hwLoadMs: number;
 }
@@ -109,6 +105,9 @@ function perPacket(own: Owned, rules: Rules, tries: Tries, objs: { ref: string; 
     cg10: own.add(testRunHostSet('cgroup', tries.small, [])),
     cgBig: own.add(testRunHostSet('cgroup', tries.big, [])),
     cg1000: own.add(testRunHostSet('cgroup', tries.big, others)),
+    // mode DISABLED: finding the slot, its config and a counter, nothing else (what the layout costs per packet)
+    tcOff: own.add(testRunHostSet('tc', tries.big, others, 'DISABLED')),
+    cgOff: own.add(testRunHostSet('cgroup', tries.big, others, 'DISABLED')),
   };
   const { coll: layout, hwLoadMs } = layoutSet(objs.layout, { a: tries.big, rules: rules.big }, others.map((a, i) => ({ a, rules: rules.others[i] as BenchRule[] })));
   own.add(layout);
@@ -124,6 +123,7 @@ function perPacket(own: Owned, rules: Rules, tries: Tries, objs: { ref: string; 
     { key: 'tc ref big', prog: refBig.program('pf_tc_egress'), allowed: refTcOk },
     { key: 'tc ours big', prog: sets.tcBig.program(tcIn), allowed: tcOk },
     { key: 'tc ours 1000', prog: sets.tc1000.program(tcIn), allowed: tcOk },
+    { key: 'tc ours off', prog: sets.tcOff.program(tcIn), allowed: tcOk, allowsAll: true },
     { key: 'layout mm', prog: layout.program('lay_mm_tc'), allowed: refTcOk },
     { key: 'layout hw', prog: layout.program('lay_hw_tc'), allowed: refTcOk },
     { key: 'skb floor', prog: floor.program(OBJECTS.benchFloor.programs.egress.name), allowed: skbOk, allowsAll: true },
@@ -132,6 +132,7 @@ function perPacket(own: Owned, rules: Rules, tries: Tries, objs: { ref: string; 
     { key: 'skb ref big', prog: refBig.program('pf_cgskb_egress'), allowed: skbOk },
     { key: 'skb ours big', prog: sets.cgBig.program(skb), allowed: skbOk },
     { key: 'skb ours 1000', prog: sets.cg1000.program(skb), allowed: skbOk },
+    { key: 'skb ours off', prog: sets.cgOff.program(skb), allowed: skbOk, allowsAll: true },
   ];
   const frame = synFrame(SERVER);
   checkVerdicts(progs, frame, synFrame(NOT_ALLOWED));

@@ -14,6 +14,7 @@ import {
   OBJECTS,
   RULE_TRIES,
   TC_ONLY_MAPS,
+  type ModeName,
 } from '@netfence/bpf-programs';
 import { hostWideEncoded, oursEncoded, referenceEncoded, type BenchRule } from './entries';
 
@@ -44,10 +45,10 @@ export interface Attachment {
   readonly v6: BpfMap;
 }
 
-/** Makes `a` an active allowlist attachment of a loaded host set (config, rules tries; TC: tc_slots[{ifindex, ingress}]). */
-export function useSlot(coll: Collection, a: Attachment, tcIfindex?: number): void {
+/** Makes `a` an active attachment (default: allowlist) of a loaded host set (config, rules tries; TC: tc_slots[{ifindex, ingress}]). */
+export function useSlot(coll: Collection, a: Attachment, tcIfindex?: number, mode: ModeName = 'ALLOWLIST'): void {
   const slot = encodeSlot(a.slot);
-  coll.map(HOST_MAPS.config.name).update(slot, encodeConfig({ mode: 'ALLOWLIST', attachmentId: a.slot }));
+  coll.map(HOST_MAPS.config.name).update(slot, encodeConfig({ mode, attachmentId: a.slot }));
   coll.map(HOST_MAPS.rulesV4.name).update(slot, encodeSlot(a.v4.fd));
   coll.map(HOST_MAPS.rulesV6.name).update(slot, encodeSlot(a.v6.fd));
   if (tcIfindex !== undefined) coll.map(TC_ONLY_MAPS.tcSlots.name).update(encodeTcKey(tcIfindex, 'ingress'), slot);
@@ -58,15 +59,15 @@ export function useSlot(coll: Collection, a: Attachment, tcIfindex?: number): vo
  * slots. TC: the ingress program, the measured slot bound to the loopback (a test run's skb is
  * on ifindex 1), the others to devices that do not exist. cgroup: the egress program of the
  * fixed-slot build (BPF_PROG_TEST_RUN gives a cgroup program zeroed cgroup storage on every run,
- * so the shipped object would always read slot 0 there).
+ * so the shipped object would always read slot 0 there). `mode` is the measured slot's.
  */
-export function testRunHostSet(kind: 'tc' | 'cgroup', measured: Attachment, others: readonly Attachment[]): Collection {
+export function testRunHostSet(kind: 'tc' | 'cgroup', measured: Attachment, others: readonly Attachment[], mode: ModeName = 'ALLOWLIST'): Collection {
   const coll =
     kind === 'tc'
       ? loadCollection(objectPath('tc'), { programs: [OBJECTS.tc.programs.ingress.name] })
       : loadCollection(fixedSlotCgroupObjectPath(), { programs: [OBJECTS.cgroup.programs.egress.name] });
   try {
-    useSlot(coll, measured, kind === 'tc' ? 1 : undefined);
+    useSlot(coll, measured, kind === 'tc' ? 1 : undefined, mode);
     for (const o of others) useSlot(coll, o, kind === 'tc' ? FAKE_IFINDEX_BASE + o.slot : undefined);
     return coll;
   } catch (err) {

@@ -1,6 +1,6 @@
 // The user-space costs that differ between the two map layouts: reading one attachment's
 // entries back (the daemon does it on restart to reconcile), and dropping an attachment.
-import { BpfError, openMapById, type BpfMap } from '@netfence/bpf-loader';
+import type { BpfMap } from '@netfence/bpf-loader';
 import { HW_KEY_SIZE } from './entries';
 
 const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -13,7 +13,6 @@ export interface ReadBack {
 }
 export interface OwnTrieDrop {
   readonly syscallsUs: number;
-  readonly freedMs: number;
 }
 export interface HostWideDrop {
   readonly deleted: number;
@@ -45,32 +44,17 @@ export function readBackHostWide(hw: BpfMap, slot: number): ReadBack {
   return { entries, walked, ms: msSince(t0) };
 }
 
-const sleepMs = (ms: number): void => {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-};
-
 /**
- * Map of maps: drop an attachment's trie (`trie` must be referenced only by `outer[slot]` and
- * this fd): delete the slot and close the fd (what the daemon waits for), then how long until
- * the kernel has freed the trie (its id gone; done by a kernel worker after an RCU grace
- * period, nobody waits for it). Polled every 1 ms, up to 5 s.
+ * Map of maps: drop an attachment's trie: delete its slot and close the fd (the daemon also
+ * unpins it). `trie` must be referenced by `outer[slot]` and this fd only. What this times is
+ * what the daemon waits for; the kernel frees the trie's nodes afterwards in a worker (after an
+ * RCU grace period), which nothing waits for.
  */
 export function dropOwnTrie(outer: BpfMap, slot: Buffer, trie: BpfMap): OwnTrieDrop {
-  const id = trie.info().id;
   const t0 = process.hrtime.bigint();
   if (!outer.delete(slot)) throw new Error(`drop: slot ${slot.readUInt32LE(0)} of ${outer.name} was empty`);
   trie.close();
-  const syscallsUs = msSince(t0) * 1e3;
-  for (;;) {
-    try {
-      openMapById(id).close();
-    } catch (e) {
-      if (e instanceof BpfError && e.code === 'BPF_ERR_NOT_FOUND') return { syscallsUs, freedMs: msSince(t0) };
-      throw e;
-    }
-    if (msSince(t0) > 5000) return { syscallsUs, freedMs: NaN };
-    sleepMs(1);
-  }
+  return { syscallsUs: msSince(t0) * 1e3 };
 }
 
 /** Host-wide trie: drop an attachment = delete its keys one by one (the keys known, e.g. from the daemon's memory). */

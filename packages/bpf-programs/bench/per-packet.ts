@@ -27,14 +27,16 @@ export function checkVerdicts(progs: readonly Timed[], frame: Buffer, refused: B
   }
 }
 
-const median = (xs: readonly number[]): number => {
+/** The median of a non-empty list (NaN for an empty one). */
+export const median = (xs: readonly number[]): number => {
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
 
-/** ns per packet of each program (median of `rounds` interleaved rounds of `repeat` runs); checks every run's verdict. */
-export function timeInterleaved(progs: readonly Timed[], frame: Buffer, rounds: number, repeat: number): Map<string, number> {
+/** ns per packet of each program in each of `rounds` interleaved rounds of `repeat` runs (index = round); checks every run's verdict. */
+export function timeInterleaved(progs: readonly Timed[], frame: Buffer, rounds: number, repeat: number): Map<string, number[]> {
   const samples = new Map<string, number[]>(progs.map((p) => [p.key, []]));
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < progs.length; i++) {
@@ -44,5 +46,5 @@ export function timeInterleaved(progs: readonly Timed[], frame: Buffer, rounds: 
       samples.get(p.key)?.push(res.durationNs);
     }
   }
-  return new Map([...samples].map(([k, xs]) => [k, median(xs)]));
+  return samples;
 }
