@@ -49,6 +49,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { NETFENCE_POLICY_FILE: '/p.yaml', NETFENCE_MAPS_DENY_ENTRIES: 'lots' } })).toThrow(/maps\.deny_entries/);
   });
 
+  it('maps.max_attachments: 4096 by default, set from the file or NETFENCE_MAPS_MAX_ATTACHMENTS, refused outside 1..65535 naming the key', () => {
+    expect(loadConfig({ env: { NETFENCE_POLICY_FILE: '/p.yaml' } }).maps.max_attachments).toBe(4096);
+    expect(loadConfig({ env: { NETFENCE_POLICY_FILE: '/p.yaml', NETFENCE_MAPS_MAX_ATTACHMENTS: '16' } }).maps.max_attachments).toBe(16);
+    expect(loadConfig({ file: file('maps:\n  max_attachments: 1\n'), env: {} }).maps.max_attachments).toBe(1);
+    for (const bad of ['0', '65536', '2.5', 'many']) {
+      expect(() => loadConfig({ env: { NETFENCE_POLICY_FILE: '/p.yaml', NETFENCE_MAPS_MAX_ATTACHMENTS: bad } })).toThrow(/maps\.max_attachments.*NETFENCE_MAPS_MAX_ATTACHMENTS|NETFENCE_MAPS_MAX_ATTACHMENTS.*maps\.max_attachments/s);
+    }
+  });
+
   it('names the key path of every problem', () => {
     const p = file('dns:\n  port_min: 70000\n  bogus: 1\ncontrol_plane:\n  subscribe_ack_timeout: soon\n');
     let err: unknown;

@@ -153,9 +153,15 @@ export const configSchema = z
           .min(4096)
           .refine((n) => (n & (n - 1)) === 0, 'a power of two')
           .default(262_144),
+        /**
+         * Attachments this host can hold at once: the size of the host-wide maps (one slot each;
+         * fixed when they are first created, see docs/DESIGN.md). Bounded so the per-CPU counters
+         * (24 per slot) stay small: 65535 slots are 12.6 MB per CPU.
+         */
+        max_attachments: z.number().int().min(1).max(65_535).default(4096),
       })
       .strict()
-      .default({ allow_entries: 65_536, deny_entries: 65_536, ringbuf_bytes: 262_144 }),
+      .default({ allow_entries: 65_536, deny_entries: 65_536, ringbuf_bytes: 262_144, max_attachments: 4096 }),
     dns: z
       .object({
         listen_addr: z.string().min(1).default('127.0.0.1'),
