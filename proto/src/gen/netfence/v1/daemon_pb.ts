@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIs4BCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRIVCgx0Y19kaXJlY3Rpb24Y6AcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZ0YXJnZXQiMQoOQXR0YWNoUmVzcG9uc2USCgoCaWQYASABKAkSEwoLZG5zX2FkZHJlc3MYAiABKAkiGwoNRGV0YWNoUmVxdWVzdBIKCgJpZBgBIAEoCSI0CgtMaXN0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJuCgxMaXN0UmVzcG9uc2USMAoLYXR0YWNobWVudHMYASADKAsyGy5uZXRmZW5jZS52MS5BdHRhY2htZW50SW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEwoLdG90YWxfY291bnQYAyABKAUihgQKDkF0dGFjaG1lbnRJbmZvEgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSJgoIZG5zX21vZGUYBSABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEhMKC2Ruc19hZGRyZXNzGAYgASgJEjsKCG1ldGFkYXRhGAcgAygLMikubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8uTWV0YWRhdGFFbnRyeRIXCg9wYWNrZXRzX2FsbG93ZWQYCCABKAQSFwoPcGFja2V0c19ibG9ja2VkGAkgASgEEhsKE2Ruc19xdWVyaWVzX2FsbG93ZWQYCiABKAQSGwoTZG5zX3F1ZXJpZXNfYmxvY2tlZBgLIAEoBBIvCgthdHRhY2hlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoMdGNfZGlyZWN0aW9uGOgHIAEoCRIQCgdkcnlfcnVuGOkHIAEoCBIVCgxhd2FpdGluZ19hY2sY6gcgASgIGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL4AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGwoSY29udHJvbF9wbGFuZV9tb2RlGOgHIAEoCRIhChhhdHRhY2htZW50c19hd2FpdGluZ19hY2sY6QcgASgFIk4KEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEg4KBnJlY2VudBgCIAEoDRIRCglub19mb2xsb3cYAyABKAgixQEKDUZpcmV3YWxsRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0YWNobWVudF9pZBgCIAEoCRIpCgRkcm9wGAMgASgLMhkubmV0ZmVuY2UudjEuRmlyZXdhbGxEcm9wSAASLwoDZG5zGAQgASgLMiAubmV0ZmVuY2UudjEuRmlyZXdhbGxEbnNEZWNpc2lvbkgAEg4KBm1pc3NlZBgFIAEoBEIHCgVldmVudCKIAQoMRmlyZXdhbGxEcm9wEhMKC2Rlc3RpbmF0aW9uGAEgASgJEgwKBHBvcnQYAiABKA0SEAoIcHJvdG9jb2wYAyABKA0SDgoGcmVhc29uGAQgASgJEhQKDGxlYXJuZWRfZnJvbRgFIAEoCRIPCgdkcnlfcnVuGAYgASgIEgwKBGhvb2sYByABKAkidQoTRmlyZXdhbGxEbnNEZWNpc2lvbhIMCgRuYW1lGAEgASgJEg0KBXF0eXBlGAIgASgJEg8KB3ZlcmRpY3QYAyABKAkSDgoGcmVhc29uGAQgASgJEg0KBXJjb2RlGAUgASgJEhEKCWFkZHJlc3NlcxgGIAMoCSqXAQoPQ29ubmVjdGlvblN0YXRlEiAKHENPTk5FQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIhCh1DT05ORUNUSU9OX1NUQVRFX0RJU0NPTk5FQ1RFRBABEh8KG0NPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVElORxACEh4KGkNPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVEVEEAMy2wIKDURhZW1vblNlcnZpY2USQQoGQXR0YWNoEhoubmV0ZmVuY2UudjEuQXR0YWNoUmVxdWVzdBobLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEjwKBkRldGFjaBIaLm5ldGZlbmNlLnYxLkRldGFjaFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSOwoETGlzdBIYLm5ldGZlbmNlLnYxLkxpc3RSZXF1ZXN0GhkubmV0ZmVuY2UudjEuTGlzdFJlc3BvbnNlEj4KCUdldFN0YXR1cxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRoZLm5ldGZlbmNlLnYxLkRhZW1vblN0YXR1cxJMCgtXYXRjaEV2ZW50cxIfLm5ldGZlbmNlLnYxLldhdGNoRXZlbnRzUmVxdWVzdBoaLm5ldGZlbmNlLnYxLkZpcmV3YWxsRXZlbnQwAWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxItwBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRIVCgx0Y19kaXJlY3Rpb24Y6AcgASgJEgwKA3hkcBjpByABKAgaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBnRhcmdldCIxCg5BdHRhY2hSZXNwb25zZRIKCgJpZBgBIAEoCRITCgtkbnNfYWRkcmVzcxgCIAEoCSIbCg1EZXRhY2hSZXF1ZXN0EgoKAmlkGAEgASgJIjQKC0xpc3RSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIm4KDExpc3RSZXNwb25zZRIwCgthdHRhY2htZW50cxgBIAMoCzIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRITCgt0b3RhbF9jb3VudBgDIAEoBSLABAoOQXR0YWNobWVudEluZm8SCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRImCghkbnNfbW9kZRgFIAEoDjIULm5ldGZlbmNlLnYxLkRuc01vZGUSEwoLZG5zX2FkZHJlc3MYBiABKAkSOwoIbWV0YWRhdGEYByADKAsyKS5uZXRmZW5jZS52MS5BdHRhY2htZW50SW5mby5NZXRhZGF0YUVudHJ5EhcKD3BhY2tldHNfYWxsb3dlZBgIIAEoBBIXCg9wYWNrZXRzX2Jsb2NrZWQYCSABKAQSGwoTZG5zX3F1ZXJpZXNfYWxsb3dlZBgKIAEoBBIbChNkbnNfcXVlcmllc19ibG9ja2VkGAsgASgEEi8KC2F0dGFjaGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCgx0Y19kaXJlY3Rpb24Y6AcgASgJEhAKB2RyeV9ydW4Y6QcgASgIEhUKDGF3YWl0aW5nX2FjaxjqByABKAgSDQoEaG9vaxjrByABKAkSFQoMeGRwX2ZhbGxiYWNrGOwHIAEoCRISCglhdXRvX3J1bGUY7QcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLKAQoOQXV0b0F0dGFjaFJ1bGUSEwoJaW50ZXJmYWNlGAEgASgJSAASEAoGY2dyb3VwGAIgASgJSAASDAoEa2luZBgDIAEoCRI7CghtZXRhZGF0YRgEIAMoCzIpLm5ldGZlbmNlLnYxLkF1dG9BdHRhY2hSdWxlLk1ldGFkYXRhRW50cnkSCwoDeGRwGAUgASgIGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZ0YXJnZXQiPQoPQXV0b0F0dGFjaFJ1bGVzEioKBXJ1bGVzGAEgAygLMhsubmV0ZmVuY2UudjEuQXV0b0F0dGFjaFJ1bGUi+AEKDERhZW1vblN0YXR1cxIPCgd2ZXJzaW9uGAEgASgJEhEKCWRhZW1vbl9pZBgCIAEoCRIQCghob3N0bmFtZRgDIAEoCRI5ChNjb250cm9sX3BsYW5lX3N0YXRlGAQgASgOMhwubmV0ZmVuY2UudjEuQ29ubmVjdGlvblN0YXRlEh0KFWNvbnRyb2xfcGxhbmVfYWRkcmVzcxgFIAEoCRIYChBhdHRhY2htZW50X2NvdW50GAYgASgFEhsKEmNvbnRyb2xfcGxhbmVfbW9kZRjoByABKAkSIQoYYXR0YWNobWVudHNfYXdhaXRpbmdfYWNrGOkHIAEoBSJOChJXYXRjaEV2ZW50c1JlcXVlc3QSFQoNYXR0YWNobWVudF9pZBgBIAEoCRIOCgZyZWNlbnQYAiABKA0SEQoJbm9fZm9sbG93GAMgASgIIsUBCg1GaXJld2FsbEV2ZW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaG1lbnRfaWQYAiABKAkSKQoEZHJvcBgDIAEoCzIZLm5ldGZlbmNlLnYxLkZpcmV3YWxsRHJvcEgAEi8KA2RucxgEIAEoCzIgLm5ldGZlbmNlLnYxLkZpcmV3YWxsRG5zRGVjaXNpb25IABIOCgZtaXNzZWQYBSABKARCBwoFZXZlbnQiiAEKDEZpcmV3YWxsRHJvcBITCgtkZXN0aW5hdGlvbhgBIAEoCRIMCgRwb3J0GAIgASgNEhAKCHByb3RvY29sGAMgASgNEg4KBnJlYXNvbhgEIAEoCRIUCgxsZWFybmVkX2Zyb20YBSABKAkSDwoHZHJ5X3J1bhgGIAEoCBIMCgRob29rGAcgASgJInUKE0ZpcmV3YWxsRG5zRGVjaXNpb24SDAoEbmFtZRgBIAEoCRINCgVxdHlwZRgCIAEoCRIPCgd2ZXJkaWN0GAMgASgJEg4KBnJlYXNvbhgEIAEoCRINCgVyY29kZRgFIAEoCRIRCglhZGRyZXNzZXMYBiADKAkqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMvkDCg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSTAoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGi5uZXRmZW5jZS52MS5GaXJld2FsbEV2ZW50MAESSgoSR2V0QXV0b0F0dGFjaFJ1bGVzEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GhwubmV0ZmVuY2UudjEuQXV0b0F0dGFjaFJ1bGVzElAKElNldEF1dG9BdHRhY2hSdWxlcxIcLm5ldGZlbmNlLnYxLkF1dG9BdHRhY2hSdWxlcxocLm5ldGZlbmNlLnYxLkF1dG9BdHRhY2hSdWxlc2IGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types]);
 
 /**
  * @generated from message netfence.v1.AttachRequest
@@ -48,6 +48,15 @@ export type AttachRequest = Message<"netfence.v1.AttachRequest"> & {
    * @generated from field: string tc_direction = 1000;
    */
   tcDirection: string;
+
+  /**
+   * Extension: judge at XDP on the interface (the host end of a veth or a tap), before any
+   * socket buffer exists; where the driver cannot, the filter runs at TC (AttachmentInfo.hook
+   * and xdp_fallback say so).
+   *
+   * @generated from field: bool xdp = 1001;
+   */
+  xdp: boolean;
 };
 
 /**
@@ -230,6 +239,27 @@ export type AttachmentInfo = Message<"netfence.v1.AttachmentInfo"> & {
    * @generated from field: bool awaiting_ack = 1002;
    */
   awaitingAck: boolean;
+
+  /**
+   * Extension: where the filter runs: "tc", "xdp" or "cgroup".
+   *
+   * @generated from field: string hook = 1003;
+   */
+  hook: string;
+
+  /**
+   * Extension: XDP was asked for but the filter runs at TC, and why (empty otherwise).
+   *
+   * @generated from field: string xdp_fallback = 1004;
+   */
+  xdpFallback: string;
+
+  /**
+   * Extension: the auto_attach rule that made this attachment (its pattern); empty for Attach.
+   *
+   * @generated from field: string auto_rule = 1005;
+   */
+  autoRule: string;
 };
 
 /**
@@ -238,6 +268,84 @@ export type AttachmentInfo = Message<"netfence.v1.AttachmentInfo"> & {
  */
 export const AttachmentInfoSchema: GenMessage<AttachmentInfo> = /*@__PURE__*/
   messageDesc(file_netfence_v1_daemon, 5);
+
+/**
+ * Extension: one auto-attach rule: attach to every interface or cgroup whose name or path
+ * matches, as soon as it appears (before it can carry traffic the rule covers, in block-all
+ * until the control plane's answer), and detach when it goes.
+ *
+ * @generated from message netfence.v1.AutoAttachRule
+ */
+export type AutoAttachRule = Message<"netfence.v1.AutoAttachRule"> & {
+  /**
+   * @generated from oneof netfence.v1.AutoAttachRule.target
+   */
+  target: {
+    /**
+     * A glob on the interface name (`*`, `?`, `[...]`).
+     *
+     * @generated from field: string interface = 1;
+     */
+    value: string;
+    case: "interface";
+  } | {
+    /**
+     * A glob on the cgroup path, under the cgroup2 mount.
+     *
+     * @generated from field: string cgroup = 2;
+     */
+    value: string;
+    case: "cgroup";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Interfaces only: "tap", "veth" or "any" (empty = any).
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * Metadata of the attachments it makes; "{name}" is the interface name, "{basename}" the
+   * cgroup's last path component, "{path}" its path.
+   *
+   * @generated from field: map<string, string> metadata = 4;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * Interfaces only: judge at XDP (AttachRequest.xdp).
+   *
+   * @generated from field: bool xdp = 5;
+   */
+  xdp: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.AutoAttachRule.
+ * Use `create(AutoAttachRuleSchema)` to create a new message.
+ */
+export const AutoAttachRuleSchema: GenMessage<AutoAttachRule> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 6);
+
+/**
+ * Extension: the auto-attach rules, in order (the first match wins).
+ *
+ * @generated from message netfence.v1.AutoAttachRules
+ */
+export type AutoAttachRules = Message<"netfence.v1.AutoAttachRules"> & {
+  /**
+   * @generated from field: repeated netfence.v1.AutoAttachRule rules = 1;
+   */
+  rules: AutoAttachRule[];
+};
+
+/**
+ * Describes the message netfence.v1.AutoAttachRules.
+ * Use `create(AutoAttachRulesSchema)` to create a new message.
+ */
+export const AutoAttachRulesSchema: GenMessage<AutoAttachRules> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 7);
 
 /**
  * @generated from message netfence.v1.DaemonStatus
@@ -294,7 +402,7 @@ export type DaemonStatus = Message<"netfence.v1.DaemonStatus"> & {
  * Use `create(DaemonStatusSchema)` to create a new message.
  */
 export const DaemonStatusSchema: GenMessage<DaemonStatus> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 6);
+  messageDesc(file_netfence_v1_daemon, 8);
 
 /**
  * Extension: WatchEvents' request.
@@ -329,7 +437,7 @@ export type WatchEventsRequest = Message<"netfence.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 7);
+  messageDesc(file_netfence_v1_daemon, 9);
 
 /**
  * Extension: one event of WatchEvents.
@@ -377,7 +485,7 @@ export type FirewallEvent = Message<"netfence.v1.FirewallEvent"> & {
  * Use `create(FirewallEventSchema)` to create a new message.
  */
 export const FirewallEventSchema: GenMessage<FirewallEvent> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 8);
+  messageDesc(file_netfence_v1_daemon, 10);
 
 /**
  * Extension: a packet or connection the datapath dropped (or would drop, in dry-run).
@@ -434,7 +542,7 @@ export type FirewallDrop = Message<"netfence.v1.FirewallDrop"> & {
  * Use `create(FirewallDropSchema)` to create a new message.
  */
 export const FirewallDropSchema: GenMessage<FirewallDrop> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 9);
+  messageDesc(file_netfence_v1_daemon, 11);
 
 /**
  * Extension: how the attachment's DNS server answered one query.
@@ -488,7 +596,7 @@ export type FirewallDnsDecision = Message<"netfence.v1.FirewallDnsDecision"> & {
  * Use `create(FirewallDnsDecisionSchema)` to create a new message.
  */
 export const FirewallDnsDecisionSchema: GenMessage<FirewallDnsDecision> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 10);
+  messageDesc(file_netfence_v1_daemon, 12);
 
 /**
  * @generated from enum netfence.v1.ConnectionState
@@ -570,6 +678,28 @@ export const DaemonService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof FirewallEventSchema;
+  },
+  /**
+   * Extension: the auto-attach rules in force (config `auto_attach` at start, then whatever
+   * SetAutoAttachRules set).
+   *
+   * @generated from rpc netfence.v1.DaemonService.GetAutoAttachRules
+   */
+  getAutoAttachRules: {
+    methodKind: "unary";
+    input: typeof EmptySchema;
+    output: typeof AutoAttachRulesSchema;
+  },
+  /**
+   * Extension: replaces the auto-attach rules at run time (validated whole: one bad rule refuses
+   * them all). Attachments made by a rule that is gone stay until their target goes.
+   *
+   * @generated from rpc netfence.v1.DaemonService.SetAutoAttachRules
+   */
+  setAutoAttachRules: {
+    methodKind: "unary";
+    input: typeof AutoAttachRulesSchema;
+    output: typeof AutoAttachRulesSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);
