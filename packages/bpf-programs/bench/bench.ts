@@ -59,7 +59,12 @@ class Owned {
 }
 
 let interrupted: string | undefined;
-const checkpoint = (): void => {
+/**
+ * Lets the event loop run once (a signal handler only runs then: the measurements are
+ * synchronous) and stops the run, cleaning up, when SIGINT or SIGTERM came.
+ */
+const checkpoint = async (): Promise<void> => {
+  await new Promise((r) => setImmediate(r));
   if (interrupted) throw new Error(`interrupted by ${interrupted}`);
 };
 const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -93,7 +98,7 @@ interface PerPacket {
 }
 
 /** Section 1 and the per-packet half of section 2. */
-function perPacket(own: Owned, rules: Rules, tries: Tries, objs: { ref: string; layout: string }): PerPacket {
+async function perPacket(own: Owned, rules: Rules, tries: Tries, objs: { ref: string; layout: string }): Promise<PerPacket> {
   const floor = own.add(loadCollection(objectPath('benchFloor'), { programs: [OBJECTS.benchFloor.programs.tc.name, OBJECTS.benchFloor.programs.egress.name] }));
   const ref10 = own.add(referenceSet(objs.ref, rules.small));
   const refBig = own.add(referenceSet(objs.ref, rules.big));
@@ -136,18 +141,17 @@ function perPacket(own: Owned, rules: Rules, tries: Tries, objs: { ref: string; 
   ];
   const frame = synFrame(SERVER);
   checkVerdicts(progs, frame, synFrame(NOT_ALLOWED));
-  checkpoint();
-  return { ns: timeInterleaved(progs, frame, PP_ROUNDS, PP_REPEAT), layout, hwLoadMs };
+  return { ns: await timeInterleaved(progs, frame, PP_ROUNDS, PP_REPEAT, checkpoint), layout, hwLoadMs };
 }
 
 /** The user-space half of section 2, with the bulk load and single update of section 3 (ours: into an inner trie). */
-function layoutUserSpace(rules: Rules, tries: Tries, layout: Collection): LayoutUserSpace {
+async function layoutUserSpace(rules: Rules, tries: Tries, layout: Collection): Promise<LayoutUserSpace> {
   const outer = layout.map('mm_outer');
   const hw = layout.map('hw_rules');
   const other = tries.others[0] as Attachment;
   const memory = { mmTries: [tries.big, ...tries.others].reduce((n, a) => n + memlockOf(a.v4), 0), mmOuter: memlockOf(outer), hw: memlockOf(hw) };
   const read = { mmBig: readBackOwnTrie(tries.big.v4), mmSmall: readBackOwnTrie(other.v4), hwBig: readBackHostWide(hw, MEASURED_SLOT), hwSmall: readBackHostWide(hw, other.slot) };
-  checkpoint();
+  await checkpoint();
   // bulk load into a fresh inner trie (what an attach with 100,000 entries does), then drop it
   const e = oursEncoded(rules.big);
   let fresh: BpfMap | undefined = createRulesTrie(4, 131_072);
@@ -207,7 +211,7 @@ async function traffic(own: Owned, lab: Lab, tool: string, tries: Tries): Promis
   const results = new Map<string, Figures[]>(scenarios.map((s) => [s.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const sc of scenarios) {
-      checkpoint();
+      await checkpoint();
       const link = sc.tcSlot === undefined ? undefined : attachTcSlot(tc, t, sc.tcSlot);
       try {
         results.get(sc.name)?.push(measureTraffic(t, tool, sc.cg, IPERF_SECONDS, RR_SECONDS));
@@ -223,7 +227,7 @@ async function traffic(own: Owned, lab: Lab, tool: string, tries: Tries): Promis
   const conn = new Map<string, number[]>();
   for (let round = 0; round < 3; round++) {
     for (const [label, c] of [['no programs', cgs.plain], ['floor (allow-all programs)', cgs.floor], [`netfence cgroup programs, ${BIG} entries`, cgs.big]] as const) {
-      checkpoint();
+      await checkpoint();
       conn.set(label, [...(conn.get(label) ?? []), connectUs(t, tool, c, CONNECT_SECONDS)]);
     }
   }
@@ -270,12 +274,13 @@ async function main(): Promise<void> {
     own.defer(() => lab.close());
     const rules: Rules = { small: smallPolicy(), big: bigPolicy(), others: Array.from({ length: OTHER_SLOTS }, (_, i) => otherPolicy(i, OTHER_ENTRIES)) };
     const tries = makeTries(own, rules);
-    const pp = perPacket(own, rules, tries, objs);
-    checkpoint();
-    const us = layoutUserSpace(rules, tries, pp.layout);
-    checkpoint();
+    await checkpoint();
+    const pp = await perPacket(own, rules, tries, objs);
+    await checkpoint();
+    const us = await layoutUserSpace(rules, tries, pp.layout);
+    await checkpoint();
     const tr = await traffic(own, lab, tool, tries);
-    checkpoint();
+    await checkpoint();
     const loads = objectLoads(tr.hostDir);
     process.stdout.write(
       report({

@@ -35,10 +35,14 @@ export const median = (xs: readonly number[]): number => {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
 
-/** ns per packet of each program in each of `rounds` interleaved rounds of `repeat` runs (index = round); checks every run's verdict. */
-export function timeInterleaved(progs: readonly Timed[], frame: Buffer, rounds: number, repeat: number): Map<string, number[]> {
+/**
+ * ns per packet of each program in each of `rounds` interleaved rounds of `repeat` runs (index =
+ * round); checks every run's verdict. `between` runs between rounds (the caller's interruption check).
+ */
+export async function timeInterleaved(progs: readonly Timed[], frame: Buffer, rounds: number, repeat: number, between: () => Promise<void>): Promise<Map<string, number[]>> {
   const samples = new Map<string, number[]>(progs.map((p) => [p.key, []]));
   for (let r = 0; r < rounds; r++) {
+    await between();
     for (let i = 0; i < progs.length; i++) {
       const p = progs[(i + r) % progs.length] as Timed;
       const res = p.prog.testRun({ data: frame, repeat });
