@@ -79,8 +79,8 @@ const r = JSON.parse(fs.readFileSync(file, "utf8")); const exp = Date.now() + 2 
 for (let i = 0; i < n; i++) r.policy.learned.push({ address: `10.78.${i >> 8}.${i & 255}/32`, name: `p${i}.bench.test`, expiresAt: exp });
 fs.writeFileSync(file, JSON.stringify(r));' "$W/data/attachments/$ATT.json" "$PRELEARNED" || exit 1
 start_daemon "$W/config.yaml"
-m=$(find /sys/fs/bpf/nfperf -path "*$ATT*" -name allow_v4 | head -1)
-echo "# nfd_loaded: allow_v4 entries of the measured attachment after the restart: $(bpftool -j map dump pinned "$m" | jq length); saved attachment records: $(ls "$W/data/attachments" | grep -c "json$")" >&2
+m=$(find /sys/fs/bpf/nfperf -path "*$ATT*" -name rules_v4 | head -1)
+echo "# nfd_loaded: rules_v4 entries of the measured attachment after the restart: $(bpftool -j map dump pinned "$m" | jq length); saved attachment records: $(ls "$W/data/attachments" | grep -c "json$")" >&2
 DUTS=(--dut "nfd_loaded=$DNS")
 if [ "$PLAIN" = 1 ]; then
 	config true plain 25610 25619 >"$W/config-plain.yaml"; mkdir -p "$CGROOT/nfperf-plain"
@@ -90,4 +90,4 @@ if [ "$PLAIN" = 1 ]; then
 	DUTS+=(--dut "nfd=$(jq -r '.dnsAddress // .dns_address' <<<"$pout")")
 fi
 "$BENCH/dns.sh" "${DUTS[@]}" "${1:-3}"
-echo "# nfd_loaded: entries in its pinned allow_v4 map after the run: $(bpftool -j map dump pinned "$m" | jq length)"
+echo "# nfd_loaded: entries in its pinned rules_v4 trie after the run: $(bpftool -j map dump pinned "$m" | jq length)"

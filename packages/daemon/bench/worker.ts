@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { openPinnedMap } from '@netfence/bpf-loader';
-import { POLICY_MAPS, policyEntry } from '@netfence/bpf-programs';
+import { RULE_TRIES, ruleKey } from '@netfence/bpf-programs';
 import { DNS_FLOOD_PY, launchDaemon, sleep, SYNTH_DOMAIN, synthName, type DaemonProcess } from '../test/support/daemon-lab';
 import { createTestControlPlane, type TestControlPlane } from '../test/support/grpc';
 import type { BenchArgs } from './bench';
@@ -65,7 +65,7 @@ async function commandToMap(cp: TestControlPlane, mapPath: string, id: string): 
   try {
     for (let i = 0; i < COMMANDS; i++) {
       const cidr = `198.51.100.${i}/32`;
-      const key = policyEntry('allow', cidr).key;
+      const key = ruleKey(cidr).key;
       let t0 = performance.now();
       cp.send({ id, allow_cidr: { cidr } });
       add.push(await until(() => map.lookup(key) !== undefined, t0));
@@ -247,8 +247,8 @@ async function main(): Promise<void> {
 
     // 2. Control-plane command -> kernel map, with 200 attachments on the host.
     const target = ids[0]!;
-    const at200 = await commandToMap(cp, join(args.bpffsRoot, target, POLICY_MAPS.allowV4.name), target);
-    out(`control-plane AllowCIDR -> entry in the pinned allow_v4 map, ${ids.length} attachments: ${summary(at200.add)}`);
+    const at200 = await commandToMap(cp, join(args.bpffsRoot, target, RULE_TRIES.v4.name), target);
+    out(`control-plane AllowCIDR -> entry in the pinned rules_v4 trie, ${ids.length} attachments: ${summary(at200.add)}`);
     out(`control-plane RemoveCIDR -> entry gone from the map, ${ids.length} attachments: ${summary(at200.remove)}`);
 
     // 3. Detach them all (the first one last, after measuring commands with it alone).
@@ -258,7 +258,7 @@ async function main(): Promise<void> {
       await d.api.detach(id);
       detachTimes.push(performance.now() - t0);
     }
-    const at1 = await commandToMap(cp, join(args.bpffsRoot, target, POLICY_MAPS.allowV4.name), target);
+    const at1 = await commandToMap(cp, join(args.bpffsRoot, target, RULE_TRIES.v4.name), target);
     out(`control-plane AllowCIDR -> entry in the map, 1 attachment: ${summary(at1.add)}`);
     const t0 = performance.now();
     await d.api.detach(target);
@@ -308,10 +308,10 @@ async function main(): Promise<void> {
       for (let i = 0; i < preload.length; i += 32) await Promise.all(preload.slice(i, i + 32).map((n) => viaDaemon.query(n.name)));
       const preloadMs = performance.now() - t0;
       const freshN = await timeQueries(viaDaemon, names.slice(LEARNED, LEARNED + DNS_SAMPLES));
-      const map = openPinnedMap(join(args.bpffsRoot, dnsAtt.id, POLICY_MAPS.allowV4.name));
+      const map = openPinnedMap(join(args.bpffsRoot, dnsAtt.id, RULE_TRIES.v4.name));
       let inMap = 0;
       try {
-        for (const n of names.slice(0, LEARNED + DNS_SAMPLES)) if (map.lookup(policyEntry('allow', `${n.address}/32`).key) !== undefined) inMap++;
+        for (const n of names.slice(0, LEARNED + DNS_SAMPLES)) if (map.lookup(ruleKey(`${n.address}/32`).key) !== undefined) inMap++;
       } finally {
         map.close();
       }
@@ -319,7 +319,7 @@ async function main(): Promise<void> {
       out(`DNS A query through the attachment's DNS server, new name, answer released after its map write, 0 learned: ${summary(fresh0)}`);
       out(`  same, with ${LEARNED} addresses already learned: ${summary(freshN)} (preloading them: ${((preload.length / preloadMs) * 1000).toFixed(0)} answers/s, 32 in flight)`);
       dnsRatio = pct(freshN, 50) / pct(fresh0, 50);
-      out(`  p50 with ${LEARNED} learned / p50 with 0: ${dnsRatio.toFixed(2)}x; allow_v4 entries found for the ${LEARNED + DNS_SAMPLES} learned names: ${inMap}`);
+      out(`  p50 with ${LEARNED} learned / p50 with 0: ${dnsRatio.toFixed(2)}x; rules_v4 entries found for the ${LEARNED + DNS_SAMPLES} learned names: ${inMap}`);
     } finally {
       viaDaemon.close();
       direct.close();

@@ -50,6 +50,13 @@ export interface RegistryCounters {
 
 type Subscribed = Parameters<ControlPlaneClient['subscribe']>[0];
 
+/**
+ * Attach calls in progress at once (each holds a pending record, a DNS server and a Subscribed
+ * waiting for its ack); one more is refused with NETFENCE_ERR_ATTACH_BUSY (RESOURCE_EXHAUSTED),
+ * so a burst costs bounded memory and sockets and every caller gets an answer it can retry on.
+ */
+export const MAX_ATTACHES_IN_PROGRESS = 1024;
+
 /** What the datapath needs of a record (its kind, identity and TC direction). */
 function datapathParams(r: AttachmentRecord): AttachParams {
   return r.kind === 'tc'
@@ -214,6 +221,8 @@ export class AttachmentRegistry {
     const dup = [...this.runtimes.values()].find((r) => identityKey(r.record) === key);
     if (dup || this.pendingTargets.has(key))
       throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${t.kind === 'tc' ? 'interface' : 'cgroup'} ${t.target} is already attached${dup ? ` as ${dup.id}` : ''}`);
+    if (this.pendingTargets.size >= MAX_ATTACHES_IN_PROGRESS)
+      throw new DaemonError('NETFENCE_ERR_ATTACH_BUSY', `${MAX_ATTACHES_IN_PROGRESS} Attach calls are in progress, the most the daemon takes at once; retry when some have returned`);
     this.pendingTargets.add(key);
     const metadata = { ...(input.metadata ?? {}) };
     const id = newAttachmentId();

@@ -160,7 +160,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       daemonId = store.daemonId();
       run.datapath ??= createBpfDatapath({
         root: config.bpffs_root,
-        mapSizes: { allow: config.maps.allow_entries, deny: config.maps.deny_entries, ringbufBytes: config.maps.ringbuf_bytes },
+        mapSizes: { allow: config.maps.allow_entries, deny: config.maps.deny_entries, ringbufBytes: config.maps.ringbuf_bytes, maxAttachments: config.maps.max_attachments },
         dnsRateLimit: { rateQps: config.dns.rate_limit_qps, burst: config.dns.rate_limit_burst },
         onEvent: (ev) => registry.dropEvent(ev),
         logger: logger.child({ component: 'datapath' }),

@@ -76,16 +76,24 @@ export interface CgroupAttachParams {
 export type AttachParams = (TcAttachParams & { readonly kind: 'tc' }) | (CgroupAttachParams & { readonly kind: 'cgroup' });
 
 export interface Datapath {
-  /** Loads and attaches the programs (mode DISABLED, maps empty), pinned under the attachment's id. */
+  /**
+   * Attaches the target (mode DISABLED, no rules), pinned under the attachment's id. Loads no
+   * program: the host's program set is loaded once (warm, or the first call that needs it).
+   */
   attach(p: AttachParams): Promise<AttachmentDatapath>;
-  /** Prepares ahead (e.g. loads and verifies programs) so the next attaches of these kinds are quick. */
+  /** Prepares ahead (loads and verifies the host's programs) so attaches need no load. */
   warm(kinds: readonly ('tc' | 'cgroup')[]): void;
-  /** Re-opens an attachment from its pins; throws when the pins are gone or incompatible. */
+  /**
+   * Re-opens an attachment from its pins; throws when they are gone or incompatible. Pins of the
+   * previous layout (layout v1) are migrated here, the target filtered throughout.
+   */
   reopen(p: AttachParams): AttachmentDatapath;
   /**
    * Attaches again under the same id when its pins cannot be re-opened. The old pins are set
-   * aside (and keep enforcing) until the new attachment is in place, then removed; if the new
-   * attach fails they are put back, so the kernel never goes without a filter.
+   * aside (and keep enforcing) until the new attachment is in place, with whatever state could be
+   * read from them (else block-all, until the saved state is applied), then removed; if the new
+   * attach fails before the target is switched they are put back, so the kernel never goes
+   * without a filter.
    */
   reattach(p: AttachParams): Promise<AttachmentDatapath>;
   /** Removes whatever pins exist for this id (rollback of a half-made attachment). */

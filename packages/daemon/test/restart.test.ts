@@ -3,7 +3,7 @@
 // (no duplicate kernel attachment, same DNS address), rolls back an attach that never got its
 // ack, and unsubscribes targets that vanished meanwhile.
 
-import { readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabCgroup } from '@netfence/lab';
 import {
@@ -199,8 +199,8 @@ test('pins that cannot be re-opened: attached again under the same id, the old f
   await d.kill9();
   const before = tcxProgIds(dl.host, dl.wlVeth.a);
   expect(before).toHaveLength(1);
-  // A map pin goes missing (the program and its link still hold the map: still enforcing).
-  rmSync(join(dl.bpffsRoot, tcId, 'stats'));
+  // A pin goes missing (the host map still holds the trie at the attachment's slot: still enforcing).
+  rmSync(join(dl.bpffsRoot, tcId, 'rules_v6'));
   // The address learned through DNS outlived its TTL while the daemon was down (its saved
   // expiry is moved into the past): from then on only the traffic the old maps saw (within
   // the 5 min grace) can keep it.
@@ -213,14 +213,14 @@ test('pins that cannot be re-opened: attached again under the same id, the old f
   expect(await dl.canConnect('203.0.113.20')).toBe(false);
   const sync = await restart();
   expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
-  const after = tcxProgIds(dl.host, dl.wlVeth.a);
-  expect(after).toHaveLength(1); // the new program replaced the old one, no duplicate
-  expect(after).not.toEqual(before);
+  // The same host program on the same link, now bound to a new slot: no second program.
+  expect(tcxProgIds(dl.host, dl.wlVeth.a)).toEqual(before);
   expect(pinnedIds(dl).sort()).toEqual([tcId, cgId].sort()); // nothing set aside is left
-  // The saved policy is in the new maps. The address learned from DNS long ago has outlived
-  // its TTL, but the old maps saw traffic to it within the grace period: that last-seen time
-  // is carried into the new maps, so it stays allowed (an update does not cut a connection
-  // that is still in use) and stays until the grace runs out.
+  expect(existsSync(join(dl.bpffsRoot, tcId, 'rules_v6'))).toBe(true);
+  // The saved policy is in the new slot's tries. The address learned from DNS long ago has
+  // outlived its TTL, but the old trie saw traffic to it within the grace period: that last-seen
+  // time is carried into the new one, so it stays allowed (a move does not cut a connection that
+  // is still in use) and stays until the grace runs out.
   expect(await dl.canConnect('203.0.113.30')).toBe(true);
   expect(await dl.canConnect('203.0.113.20')).toBe(false);
   expect(pinnedAllowV4(dl, tcId)).toContain(`${NAMES['allowed.test']}/32`);

@@ -342,10 +342,9 @@ export async function launchDaemon(configPath: string, spawnIn: (cmd: string, ar
   }
 }
 
-/** Attachment ids with a pin directory under bpffs_root. */
-/** Attachment pin directories under the bpffs root (the shared `events` ring is not one). */
+/** Attachment pin directories under the bpffs root (the host set's `_host` is not one). */
 export function pinnedIds(dl: DaemonLab): string[] {
-  return existsSync(dl.bpffsRoot) ? readdirSync(dl.bpffsRoot).filter((n) => n !== 'events') : [];
+  return existsSync(dl.bpffsRoot) ? readdirSync(dl.bpffsRoot).filter((n) => n !== '_host' && n !== 'events') : [];
 }
 
 /** Attachment ids with a saved record under data_dir. */
@@ -365,15 +364,17 @@ export function tcxProgIds(ns: LabNetns, ifname: string, direction: 'ingress' | 
   return JSON.parse(ns.exec('node', [join(__dirname, 'tcx-query.js'), ifname, direction])) as number[];
 }
 
-/** Prefixes held by a pinned LPM map (bpftool map dump pinned). */
+/** IPv4 prefixes on the allow list of an attachment's pinned rules trie (bpftool map dump pinned; value byte 13 = lists, bit 0 allow). */
 export function pinnedAllowV4(dl: DaemonLab, id: string): string[] {
-  const path = join(dl.bpffsRoot, id, 'allow_v4');
-  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', path], { encoding: 'utf8' }) as string) as { key: string[] }[];
-  return out.map((e) => {
-    const k = e.key.map((b) => parseInt(b, 16));
-    const len = k[0]! | (k[1]! << 8) | (k[2]! << 16) | (k[3]! << 24);
-    return `${k.slice(4, 8).join('.')}/${len}`;
-  });
+  const path = join(dl.bpffsRoot, id, 'rules_v4');
+  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', path], { encoding: 'utf8' }) as string) as { key: string[]; value: string[] }[];
+  return out
+    .filter((e) => (parseInt(e.value[13]!, 16) & 1) !== 0)
+    .map((e) => {
+      const k = e.key.map((b) => parseInt(b, 16));
+      const len = k[0]! | (k[1]! << 8) | (k[2]! << 16) | (k[3]! << 24);
+      return `${k.slice(4, 8).join('.')}/${len}`;
+    });
 }
 
 /** Is anything listening on this UDP or TCP port in the namespace? */
