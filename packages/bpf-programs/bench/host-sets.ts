@@ -6,14 +6,15 @@ import { createMap, loadCollection, type BpfMap, type Collection } from '@netfen
 import {
   encodeConfig,
   encodeSlot,
-  encodeTcKey,
+  decodeDevSlots,
+  devBinding,
+  encodeDevSlots,
   FIXED_SLOT,
   fixedSlotCgroupObjectPath,
   HOST_MAPS,
   objectPath,
   OBJECTS,
   RULE_TRIES,
-  TC_ONLY_MAPS,
   type ModeName,
 } from '@netfence/bpf-programs';
 import { hostWideEncoded, oursEncoded, referenceEncoded, type BenchRule } from './entries';
@@ -39,6 +40,15 @@ export function createRulesTrie(family: 4 | 6, maxEntries: number, rules: readon
   }
 }
 
+/** Binds the TC program's `direction` on `ifindex` to `slot`, in dev_slots or tc_slots as devBinding says (as the daemon does). */
+export function bindDevice(coll: Collection, ifindex: number, direction: 'ingress' | 'egress' | 'xdp', slot: number): void {
+  const b = devBinding(ifindex, direction);
+  const m = coll.map(b.map);
+  if (b.kind === 'hash') return m.update(b.key, encodeSlot(slot));
+  const cur = decodeDevSlots(m.lookup(b.key) ?? Buffer.alloc(12));
+  m.update(b.key, encodeDevSlots({ ...cur, [direction]: slot }));
+}
+
 export interface Attachment {
   readonly slot: number;
   readonly v4: BpfMap;
@@ -51,7 +61,7 @@ export function useSlot(coll: Collection, a: Attachment, tcIfindex?: number, mod
   coll.map(HOST_MAPS.config.name).update(slot, encodeConfig({ mode, attachmentId: a.slot }));
   coll.map(HOST_MAPS.rulesV4.name).update(slot, encodeSlot(a.v4.fd));
   coll.map(HOST_MAPS.rulesV6.name).update(slot, encodeSlot(a.v6.fd));
-  if (tcIfindex !== undefined) coll.map(TC_ONLY_MAPS.tcSlots.name).update(encodeTcKey(tcIfindex, 'ingress'), slot);
+  if (tcIfindex !== undefined) bindDevice(coll, tcIfindex, 'ingress', a.slot);
 }
 
 /**

@@ -7,8 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { attachCgroup, attachTcx, type BpfLink, type Collection } from '@netfence/bpf-loader';
 import type { Lab, LabCgroup, LabNetns } from '@netfence/lab';
-import { CGROUP_ATTACH_ORDER, CGROUP_ONLY_MAPS, encodeSlot, encodeTcKey, OBJECTS, TC_ONLY_MAPS } from '@netfence/bpf-programs';
+import { CGROUP_ATTACH_ORDER, CGROUP_ONLY_MAPS, encodeSlot, OBJECTS } from '@netfence/bpf-programs';
 import { SERVER } from './entries';
+import { bindDevice } from './host-sets';
 
 export const RR_PORT = 7000;
 const IPERF_PORT = 5201;
@@ -73,7 +74,7 @@ export function connectUs(t: TrafficLab, tool: string, cg: LabCgroup, seconds: n
 
 /** TC attachment of `slot` on the lab's device: bind {ifindex, ingress} to the slot, then attach the ingress program (TCX). */
 export function attachTcSlot(tc: Collection, t: TrafficLab, slot: number): BpfLink {
-  tc.map(TC_ONLY_MAPS.tcSlots.name).update(encodeTcKey(t.ifindex, 'ingress'), encodeSlot(slot));
+  bindDevice(tc, t.ifindex, 'ingress', slot);
   return attachTcx(tc.program(OBJECTS.tc.programs.ingress.name), { ifname: t.dev, netnsPath: t.h.path, direction: 'ingress', mode: 'tcx' });
 }
 

@@ -337,13 +337,17 @@ int netfence_egress(struct __sk_buff *skb)
 	}
 	struct nf_flow f = { .slot = slot };
 	__u8 first;
-	int r = NF_PARSE_FAIL;
-	/* the skb starts at the network header; the version nibble says which */
-	if (!bpf_skb_load_bytes(skb, 0, &first, 1)) {
+	/* the skb starts at the network header: the fast path reads it in place */
+	int r = nf_fast_ip((const __u8 *)(long)skb->data, (const void *)(long)skb->data_end, &f, 0);
+	if (r == NF_PARSE_SLOW && !bpf_skb_load_bytes(skb, 0, &first, 1)) {
 		if ((first >> 4) == 4)
 			r = nf_parse_ipv4(skb, 0, &f);
 		else if ((first >> 4) == 6)
 			r = nf_parse_ipv6(skb, 0, &f);
+		else
+			r = NF_PARSE_FAIL;
+	} else if (r == NF_PARSE_SLOW) {
+		r = NF_PARSE_FAIL;
 	}
 	__u32 status = r == NF_PARSE_OK ? NF_JUDGE_PARSED : NF_JUDGE_UNPARSABLE;
 	return nf_judge(cfg, &f, NF_HOOK_SKB | status << 8, bpf_skb_cgroup_id(skb), 0) ? 0 : 1;

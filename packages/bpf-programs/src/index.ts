@@ -9,6 +9,7 @@ export {
   OBJECTS,
   HOST_MAPS,
   TC_ONLY_MAPS,
+  DEV_SLOTS_MAX,
   CGROUP_ONLY_MAPS,
   RULE_TRIES,
   DEFAULT_SLOTS,
@@ -56,18 +57,22 @@ export {
   ruleKey,
   encodeTcKey,
   decodeTcKey,
+  encodeDevSlots,
+  decodeDevSlots,
+  devBinding,
   encodeSlot,
   decodeSlot,
   lastSeenAgeMs,
   decodeEvent,
   decodeStats,
   sumPerCpuU64,
+  sumPerCpuStats,
   encodeSeverConfig,
   decodeSeverConfig,
   encodeDnsLimit,
   decodeDnsLimit,
 } from './layouts';
-export type { DnsRateLimit, AttachmentConfig, RuleValue, RuleKey, NetfenceEvent, NetfenceStats, SeverTarget, LayoutCodec } from './layouts';
+export type { DnsRateLimit, AttachmentConfig, RuleValue, RuleKey, DevSlots, NetfenceEvent, NetfenceStats, SeverTarget, LayoutCodec } from './layouts';
 
 export { parseIp, parsePrefix, formatIp, formatPrefix, isV4Mapped } from './ip-address';
 export type { IpBytes, IpPrefix } from './ip-address';

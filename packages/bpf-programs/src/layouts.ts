@@ -4,7 +4,7 @@
 
 import { BpfProgramsError } from './bpf-programs-error';
 import { formatIp, parseIp, parsePrefix, type IpPrefix } from './ip-address';
-import { CONFIG_FLAG, HOOK, MODE, NO_RULE, REASON, RULE_LIST, STATS, TC_DIR, type HookName, type ModeName, type ReasonName } from './manifest';
+import { CONFIG_FLAG, DEV_SLOTS_MAX, HOOK, MODE, NO_RULE, REASON, RULE_LIST, STATS, TC_DIR, TC_ONLY_MAPS, type HookName, type ModeName, type ReasonName } from './manifest';
 
 /** Sizes and offsets of every structure the programs share with user space. */
 export const LAYOUT = {
@@ -13,6 +13,7 @@ export const LAYOUT = {
   lpmKeyV6: { size: 20, prefixLen: 0, addr: 4 },
   rule: { size: 16, lastSeenNs: 0, expiresS: 8, prefixLen: 12, lists: 13, shadowDenyLen: 14 },
   tcKey: { size: 8, ifindex: 0, dir: 4 },
+  devSlots: { size: 12, ingress: 0, egress: 4, xdp: 8 },
   cgSlot: { size: 8, slot: 0 },
   event: {
     size: 56,
@@ -33,7 +34,8 @@ export const LAYOUT = {
   severConfig: { size: 32, cgroupId: 0, family: 8, prefixLen: 9, slot: 12, addr: 16 },
   dnsLimit: { size: 24, rateQps: 4, burst: 8, tatNs: 16 },
   dnsOrig: { size: 40, origAddr: 0, targetAddr: 16, origPort: 32, targetPort: 34, family: 36 },
-  statValue: { size: 8 },
+  /** A slot's counters: STATS.COUNT u64 in one per-CPU element (STATS.x at 8 * x). */
+  stats: { size: 8 * STATS.COUNT },
 } as const;
 
 function need(buf: Uint8Array, size: number, what: string): Buffer {
@@ -286,6 +288,33 @@ export function decodeTcKey(buf: Uint8Array): { readonly ifindex: number; readon
   return { ifindex: b.readUInt32LE(LAYOUT.tcKey.ifindex), direction };
 }
 
+/** A device's slots by direction (dev_slots value); 0 = none. */
+export type DevSlots = { readonly [D in keyof typeof TC_DIR]: number };
+
+export function encodeDevSlots(v: DevSlots): Buffer {
+  const b = Buffer.alloc(LAYOUT.devSlots.size);
+  for (const d of Object.keys(TC_DIR) as (keyof typeof TC_DIR)[]) b.writeUInt32LE(u32(`dev slot ${d}`, v[d]), LAYOUT.devSlots[d]);
+  return b;
+}
+
+export function decodeDevSlots(buf: Uint8Array): DevSlots {
+  const b = need(buf, LAYOUT.devSlots.size, 'dev slots');
+  return { ingress: b.readUInt32LE(LAYOUT.devSlots.ingress), egress: b.readUInt32LE(LAYOUT.devSlots.egress), xdp: b.readUInt32LE(LAYOUT.devSlots.xdp) };
+}
+
+/**
+ * Where a device binding lives: `array` = dev_slots[ifindex] (read it, set `direction`, write it
+ * back), `hash` = tc_slots[key] (write or delete the slot). The one way to pick.
+ */
+export function devBinding(
+  ifindex: number,
+  direction: keyof typeof TC_DIR,
+): { readonly map: 'dev_slots'; readonly kind: 'array'; readonly key: Buffer; readonly direction: keyof typeof TC_DIR } | { readonly map: 'tc_slots'; readonly kind: 'hash'; readonly key: Buffer } {
+  if (!Number.isInteger(ifindex) || ifindex < 1 || ifindex > 0x7fffffff) throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `ifindex must be a positive integer, got ${ifindex}`);
+  if (ifindex < DEV_SLOTS_MAX) return { map: TC_ONLY_MAPS.devSlots.name, kind: 'array', key: encodeSlot(ifindex), direction };
+  return { map: TC_ONLY_MAPS.tcSlots.name, kind: 'hash', key: encodeTcKey(ifindex, direction) };
+}
+
 /** Encodes a slot number as a u32 value (tc_slots) or the cg_slot storage (8 bytes). */
 export function encodeSlot(slot: number, size: 4 | 8 = 4): Buffer {
   const b = Buffer.alloc(size);
@@ -401,6 +430,16 @@ export function decodeStats(counters: readonly bigint[]): NetfenceStats {
   };
 }
 
+/** Sums a per-CPU stats element (a slot's STATS.COUNT counters per possible CPU) into the counters. */
+export function sumPerCpuStats(buf: Uint8Array): bigint[] {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const size = LAYOUT.stats.size;
+  if (b.length % size !== 0) throw new BpfProgramsError('NETFENCE_ERR_LAYOUT', `per-CPU stats need a multiple of ${size} bytes, got ${b.length}`);
+  const out: bigint[] = new Array<bigint>(STATS.COUNT).fill(0n);
+  for (let o = 0; o < b.length; o += size) for (let i = 0; i < STATS.COUNT; i++) out[i] = (out[i] as bigint) + b.readBigUInt64LE(o + 8 * i);
+  return out;
+}
+
 /** Sums a per-CPU value buffer of one u64 counter (8 bytes per possible CPU). */
 export function sumPerCpuU64(buf: Uint8Array): bigint {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -474,13 +513,17 @@ export const CODECS = {
   rule: codec<RuleValue>(LAYOUT.rule.size, encodeRule, decodeRule),
   slot: codec<number>(4, (n) => encodeSlot(n), decodeSlot),
   cgSlot: codec<number>(LAYOUT.cgSlot.size, (n) => encodeSlot(n, 8), decodeSlot),
+  devSlots: codec<DevSlots>(LAYOUT.devSlots.size, encodeDevSlots, decodeDevSlots),
   tcKey: codec<{ readonly ifindex: number; readonly direction: keyof typeof TC_DIR }>(LAYOUT.tcKey.size, (k) => encodeTcKey(k.ifindex, k.direction), decodeTcKey),
   severConfig: codec<SeverTarget>(LAYOUT.severConfig.size, encodeSeverConfig, decodeSeverConfig),
   dnsLimit: codec<DnsRateLimit>(LAYOUT.dnsLimit.size, encodeDnsLimit, decodeDnsLimit),
-  stat: {
-    size: 8,
-    encode: (v: bigint, t: Buffer, o: number) => void t.writeBigUInt64LE(v, o),
-    decode: (s: Buffer, o: number) => s.readBigUInt64LE(o),
-    add: (a: bigint, b: bigint) => a + b,
-  } satisfies LayoutCodec<bigint>,
+  /** A slot's counters (indexed by STATS), summed over CPUs with `add`. */
+  stats: {
+    size: 8 * STATS.COUNT,
+    encode: (v: readonly bigint[], t: Buffer, o: number) => {
+      for (let i = 0; i < STATS.COUNT; i++) t.writeBigUInt64LE(v[i] ?? 0n, o + 8 * i);
+    },
+    decode: (s: Buffer, o: number): bigint[] => Array.from({ length: STATS.COUNT }, (_v, i) => s.readBigUInt64LE(o + 8 * i)),
+    add: (a: readonly bigint[], b: readonly bigint[]): bigint[] => a.map((x, i) => x + (b[i] ?? 0n)),
+  } satisfies LayoutCodec<readonly bigint[]>,
 } as const;

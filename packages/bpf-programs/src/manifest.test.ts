@@ -16,6 +16,10 @@ import {
   ruleKey,
   encodeTcKey,
   decodeTcKey,
+  encodeDevSlots,
+  decodeDevSlots,
+  devBinding,
+  DEV_SLOTS_MAX,
   RULE_LIST,
   TC_DIR,
   TC_ONLY_MAPS,
@@ -50,6 +54,7 @@ const SRC = __dirname;
 const header = readFileSync(join(SRC, 'netfence_common.h'), 'utf8');
 const cgroupSrc = readFileSync(join(SRC, 'cgroup_filter.bpf.c'), 'utf8');
 const severHeader = readFileSync(join(SRC, 'netfence_sever.h'), 'utf8');
+const frameHeader = readFileSync(join(SRC, 'netfence_frame.h'), 'utf8');
 
 const STRUCT_TO_LAYOUT: Record<string, keyof typeof LAYOUT> = {
   nf_config: 'config',
@@ -58,6 +63,7 @@ const STRUCT_TO_LAYOUT: Record<string, keyof typeof LAYOUT> = {
   nf_rule: 'rule',
   nf_tc_key: 'tcKey',
   nf_cg_slot: 'cgSlot',
+  nf_dev_slots: 'devSlots',
   nf_event: 'event',
   nf_sever_config: 'severConfig',
   nf_dns_orig: 'dnsOrig',
@@ -76,7 +82,7 @@ function defines(prefix: string): Record<string, number> {
 
 describe('manifest mirrors the C sources', () => {
   it('every layout size and offset asserted in C matches LAYOUT', () => {
-    const text = header + cgroupSrc + severHeader;
+    const text = header + cgroupSrc + severHeader + frameHeader;
     let checked = 0;
     for (const m of text.matchAll(/^NF_ASSERT_SIZE\((\w+), (\d+)\);/gm)) {
       const layout = LAYOUT[STRUCT_TO_LAYOUT[m[1] as string] as keyof typeof LAYOUT] as Record<string, number>;
@@ -142,6 +148,8 @@ describe('objects', () => {
       expect(Object.values(OBJECTS.cgroup.maps)).toContainEqual(m);
     }
     expect(OBJECTS.xdp.maps.tcSlots).toEqual(OBJECTS.tc.maps.tcSlots);
+    expect(OBJECTS.xdp.maps.devSlots).toEqual(OBJECTS.tc.maps.devSlots);
+    expect(Number(/#define NF_DEV_SLOTS_MAX (\d+)/.exec(frameHeader)?.[1])).toBe(DEV_SLOTS_MAX);
     expect(hostPinnedMaps('tc')).toContain(TC_ONLY_MAPS.tcSlots.name);
     expect(hostPinnedMaps('cgroup')).toContain(CGROUP_ONLY_MAPS.cgSlot.name);
   });
@@ -188,6 +196,19 @@ describe('layouts', () => {
     expect(decodeRule(encodeRule(both))).toEqual(both);
     expect(() => encodeRule({ prefixLen: 8, allow: false, deny: false, lastSeenNs: 0n, expiresS: 0 })).toThrow(BpfProgramsError);
     expect(() => encodeRule({ prefixLen: 8, allow: true, deny: false, lastSeenNs: 0n, expiresS: 0, shadowDenyLen: 8 })).toThrow(BpfProgramsError);
+  });
+
+  it('a device binding goes to dev_slots below DEV_SLOTS_MAX, to tc_slots above', () => {
+    const a = devBinding(7, 'xdp');
+    expect(a).toMatchObject({ map: 'dev_slots', kind: 'array', direction: 'xdp' });
+    expect(a.key.readUInt32LE(0)).toBe(7);
+    const h = devBinding(DEV_SLOTS_MAX, 'egress');
+    expect(h.kind).toBe('hash');
+    expect(decodeTcKey(h.key)).toEqual({ ifindex: DEV_SLOTS_MAX, direction: 'egress' });
+    expect(() => devBinding(0, 'ingress')).toThrow(BpfProgramsError);
+    const v = { ingress: 3, egress: 0, xdp: 9 };
+    expect(decodeDevSlots(encodeDevSlots(v))).toEqual(v);
+    expect(encodeDevSlots(v).readUInt32LE(LAYOUT.devSlots.xdp)).toBe(9);
   });
 
   it('tc keys encode the device and the direction', () => {
@@ -299,7 +320,7 @@ describe('layouts', () => {
   });
 
   it('map size overrides are validated', () => {
-    expect(mapSizes({ slots: 101, ringBytes: 1 << 20 })).toEqual({ nf_config: 101, rules_v4: 101, rules_v6: 101, dns_limit: 101, tc_slots: 101, stats: 101 * STATS.COUNT, events: 1 << 20 });
+    expect(mapSizes({ slots: 101, ringBytes: 1 << 20 })).toEqual({ nf_config: 101, rules_v4: 101, rules_v6: 101, dns_limit: 101, tc_slots: 101, stats: 101, events: 1 << 20 });
     expect(() => mapSizes({ ringBytes: 5000 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
     expect(() => mapSizes({ slots: 1 })).toThrow(expect.objectContaining({ code: 'NETFENCE_ERR_INVALID_ARGUMENT' }));
   });

@@ -75,8 +75,8 @@ export const HOST_MAPS = {
   rulesV4: { name: 'rules_v4', type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
   /** Array of maps: each slot's IPv6 rules trie (RULE_TRIES.v6). */
   rulesV6: { name: 'rules_v6', type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
-  /** Per-CPU array of u64 counters: slot * STATS.COUNT + STATS.x. */
-  stats: { name: 'stats', type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: 8, defaultMaxEntries: DEFAULT_SLOTS * NF_STAT_COUNT, flags: 0, resizable: true },
+  /** Per-CPU array: each slot's STATS.COUNT u64 counters in one element (STATS.x at byte 8 * x). */
+  stats: { name: 'stats', type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: 8 * NF_STAT_COUNT, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
   /**
    * Array: each slot's rate limit on queries to its own DNS server (DNS_LIMIT: rate and burst
    * written by the daemon, the bucket kept by the programs under a spin lock).
@@ -86,9 +86,14 @@ export const HOST_MAPS = {
   events: { name: 'events', type: BPF_MAP_TYPE.RINGBUF, keySize: 0, valueSize: 0, defaultMaxEntries: 256 * 1024, flags: 0, resizable: true },
 } as const satisfies Record<string, MapManifest>;
 
-/** Maps only the TC object has. */
+/** Devices with an ifindex below this are bound in dev_slots (an array), the rest in tc_slots (a hash). */
+export const DEV_SLOTS_MAX = 65536;
+
+/** Maps only the device objects (TC, XDP) have: which attachment a device program judges for. */
 export const TC_ONLY_MAPS = {
-  /** Hash {ifindex, direction} (TC_KEY) -> slot: which attachment a TC (or the XDP) program judges for. */
+  /** Array by ifindex (< DEV_SLOTS_MAX) of DEV_SLOTS {ingress, egress, xdp}: the slot per direction, 0 none. */
+  devSlots: { name: 'dev_slots', type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 12, defaultMaxEntries: DEV_SLOTS_MAX, flags: 0, resizable: false },
+  /** Hash {ifindex, direction} (TC_KEY) -> slot, for devices with ifindex >= DEV_SLOTS_MAX. */
   tcSlots: { name: 'tc_slots', type: BPF_MAP_TYPE.HASH, keySize: 8, valueSize: 4, defaultMaxEntries: DEFAULT_SLOTS, flags: 0, resizable: true },
 } as const satisfies Record<string, MapManifest>;
 
@@ -263,8 +268,7 @@ export function mapSizes(opts: { slots?: number; ringBytes?: number } = {}): Rec
     if (!Number.isInteger(opts.slots) || opts.slots < 2 || opts.slots > MAX_SLOTS) {
       throw new BpfProgramsError('NETFENCE_ERR_INVALID_ARGUMENT', `slots must be an integer in [2, ${MAX_SLOTS}], got ${opts.slots}`);
     }
-    for (const m of [HOST_MAPS.config, HOST_MAPS.rulesV4, HOST_MAPS.rulesV6, HOST_MAPS.dnsLimit, TC_ONLY_MAPS.tcSlots]) out[m.name] = opts.slots;
-    out[HOST_MAPS.stats.name] = opts.slots * NF_STAT_COUNT;
+    for (const m of [HOST_MAPS.config, HOST_MAPS.rulesV4, HOST_MAPS.rulesV6, HOST_MAPS.stats, HOST_MAPS.dnsLimit, TC_ONLY_MAPS.tcSlots]) out[m.name] = opts.slots;
   }
   if (opts.ringBytes !== undefined) {
     const r = opts.ringBytes;

@@ -17,6 +17,47 @@
 
 #define NF_PARSE_ARP 2
 
+/*
+ * Which attachment a device program (TC ingress, TC egress, XDP) judges for, by the device it
+ * runs on. Devices with an ifindex below NF_DEV_SLOTS_MAX are found in dev_slots, an array
+ * indexed by ifindex (an inlined look-up: a hash look-up cost ~8 ns a packet, 6% of the whole
+ * program at 100,000 rules); the rest in tc_slots, a hash keyed {ifindex, direction}. A device
+ * in neither, or slot 0, drops.
+ */
+#define NF_DEV_SLOTS_MAX 65536
+
+struct nf_dev_slots {
+	__u32 slot[3]; /* by NF_DIR_INGRESS, NF_DIR_EGRESS, NF_DIR_XDP; 0 = none */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NF_DEV_SLOTS_MAX);
+	__type(key, __u32);
+	__type(value, struct nf_dev_slots);
+} dev_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_SLOTS);
+	__type(key, struct nf_tc_key);
+	__type(value, __u32);
+} tc_slots SEC(".maps");
+
+NF_ASSERT_SIZE(nf_dev_slots, 12);
+
+/* The slot of the device program running on `ifindex` in direction `dir`; 0 when none. */
+static __always_inline __u32 nf_dev_slot(__u32 ifindex, __u32 dir)
+{
+	if (ifindex < NF_DEV_SLOTS_MAX) {
+		struct nf_dev_slots *d = bpf_map_lookup_elem(&dev_slots, &ifindex);
+		return d && dir < 3 ? d->slot[dir] : 0;
+	}
+	struct nf_tc_key key = { .ifindex = ifindex, .dir = dir };
+	__u32 *slotp = bpf_map_lookup_elem(&tc_slots, &key);
+	return slotp ? *slotp : 0;
+}
+
 static __always_inline int nf_parse_frame(NF_PKT_CTX *skb, const struct nf_config *cfg, struct nf_flow *f)
 {
 	__u32 off = 0;
@@ -31,6 +72,17 @@ static __always_inline int nf_parse_frame(NF_PKT_CTX *skb, const struct nf_confi
 		if (!((proto == NF_ETH_P_IP && (first >> 4) == 4) || (proto == NF_ETH_P_IPV6 && (first >> 4) == 6)))
 			return NF_PARSE_FAIL;
 	} else {
+		/* the fast path: an untagged IPv4/IPv6 frame read in place */
+		const __u8 *data = (const __u8 *)(long)skb->data;
+		const void *end = (const void *)(long)skb->data_end;
+		if ((const void *)(data + 14) <= end) {
+			__u16 et = ((__u16)data[12] << 8) | data[13];
+			if (et == NF_ETH_P_IP || et == NF_ETH_P_IPV6) {
+				int r = nf_fast_ip(data + 14, end, f, et == NF_ETH_P_IP ? 4 : 6);
+				if (r != NF_PARSE_SLOW)
+					return r;
+			}
+		}
 		struct ethhdr eth;
 		if (NF_LOAD_BYTES(skb, 0, &eth, sizeof(eth)))
 			return NF_PARSE_FAIL;

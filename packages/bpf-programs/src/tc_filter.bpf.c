@@ -8,28 +8,18 @@
  * returns TC_ACT_SHOT. In an enforcing mode anything unparsable is dropped.
  *
  * One copy per host serves every TC attachment: the program finds the attachment it runs for
- * in tc_slots by the device it is attached to (skb->ifindex) and its direction (one entry
- * point per direction). A device without an entry, or an inactive slot, drops: fail closed.
+ * by the device it is attached to (skb->ifindex) and its direction (one entry point per
+ * direction): nf_dev_slot. A device without an entry, or an inactive slot, drops: fail closed.
  */
 #include "netfence_common.h"
 
 #include "netfence_frame.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NF_MAX_SLOTS);
-	__type(key, struct nf_tc_key);
-	__type(value, __u32);
-} tc_slots SEC(".maps");
 
 static __always_inline int nf_tc(struct __sk_buff *skb, __u32 dir)
 {
-	struct nf_tc_key key = { .ifindex = skb->ifindex, .dir = dir };
-	__u32 *slotp = bpf_map_lookup_elem(&tc_slots, &key);
-	if (!slotp)
-		return NF_TC_ACT_SHOT;
-	__u32 slot = *slotp;
-	struct nf_config *cfg = nf_slot_config(slot);
+	__u32 slot = nf_dev_slot(skb->ifindex, dir);
+	struct nf_config *cfg = nf_slot_config(slot); /* slot 0 is never active */
 	if (!cfg)
 		return NF_TC_ACT_SHOT;
 	if (cfg->mode == NF_MODE_DISABLED) {

@@ -6,8 +6,8 @@
  * bpf_xdp_load_bytes) and the same decision (nf_judge) as TC; pass is XDP_PASS (the frame goes
  * on to TC and the stack), drop is XDP_DROP.
  *
- * One copy per host serves every XDP attachment: the program finds its slot in tc_slots by
- * the receiving device (ingress_ifindex) with direction NF_DIR_XDP. A device without an entry,
+ * One copy per host serves every XDP attachment: the program finds its slot by the receiving
+ * device (ingress_ifindex) with direction NF_DIR_XDP: nf_dev_slot. A device without an entry,
  * or an inactive slot, drops: fail closed.
  */
 #define NF_PKT_CTX struct xdp_md
@@ -20,22 +20,12 @@
 #define NF_XDP_DROP 1
 #define NF_XDP_PASS 2
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NF_MAX_SLOTS);
-	__type(key, struct nf_tc_key);
-	__type(value, __u32);
-} tc_slots SEC(".maps");
 
 SEC("xdp")
 int netfence_xdp(struct xdp_md *ctx)
 {
-	struct nf_tc_key key = { .ifindex = ctx->ingress_ifindex, .dir = NF_DIR_XDP };
-	__u32 *slotp = bpf_map_lookup_elem(&tc_slots, &key);
-	if (!slotp)
-		return NF_XDP_DROP;
-	__u32 slot = *slotp;
-	struct nf_config *cfg = nf_slot_config(slot);
+	__u32 slot = nf_dev_slot(ctx->ingress_ifindex, NF_DIR_XDP);
+	struct nf_config *cfg = nf_slot_config(slot); /* slot 0 is never active */
 	if (!cfg)
 		return NF_XDP_DROP;
 	if (cfg->mode == NF_MODE_DISABLED) {

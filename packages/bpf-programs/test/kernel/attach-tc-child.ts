@@ -4,7 +4,8 @@
 // argv[2]/link, then exits.
 import { join } from 'node:path';
 import { attachTcx, createMap, ifindexOf, loadCollection } from '@netfence/bpf-loader';
-import { encodeConfig, encodeRule, encodeSlot, encodeTcKey, hostPinnedMaps, HOST_MAPS, objectPath, OBJECTS, RULE_TRIES, ruleKey, TC_ONLY_MAPS } from '@netfence/bpf-programs';
+import { encodeConfig, encodeRule, encodeSlot, hostPinnedMaps, HOST_MAPS, objectPath, OBJECTS, RULE_TRIES, ruleKey } from '@netfence/bpf-programs';
+import { bindDevice } from './helpers';
 
 const [dir, ifname, allowed] = process.argv.slice(2) as [string, string, string];
 const coll = loadCollection(objectPath('tc'), { pinMaps: { dir, maps: hostPinnedMaps('tc') } });
@@ -16,7 +17,7 @@ trie.update(k.key, encodeRule({ prefixLen: k.prefix.prefixLen, allow: true, deny
 const slot = encodeSlot(1);
 coll.map(HOST_MAPS.rulesV4.name).update(slot, encodeSlot(trie.fd));
 coll.map(HOST_MAPS.config.name).update(slot, encodeConfig({ mode: 'ALLOWLIST', attachmentId: 7 }));
-coll.map(TC_ONLY_MAPS.tcSlots.name).update(encodeTcKey(ifindexOf(ifname), 'ingress'), slot);
+bindDevice(coll, ifindexOf(ifname), 'ingress', 1);
 const link = attachTcx(coll.program(OBJECTS.tc.programs.ingress.name), { ifname, direction: 'ingress', mode: 'tcx' });
 link.pin(join(dir, 'link'));
 link.close();

@@ -29,7 +29,9 @@ import {
   encodeDnsLimit,
   encodeRule,
   encodeSlot,
-  encodeTcKey,
+  decodeDevSlots,
+  devBinding,
+  encodeDevSlots,
   FIXED_SLOT,
   fixedSlotCgroupObjectPath,
   HOST_MAPS,
@@ -38,8 +40,7 @@ import {
   RULE_TRIES,
   ruleKey,
   STATS,
-  sumPerCpuU64,
-  TC_ONLY_MAPS,
+  sumPerCpuStats,
   TC_PROGRAM_BY_DIRECTION,
   type AttachmentConfig,
   type DnsRateLimit,
@@ -71,6 +72,19 @@ export function removePinDir(dir: string): void {
 }
 
 const u32 = (n: number): Buffer => encodeSlot(n);
+
+/** Binds a device program's direction on `ifindex` to `slot` (0 unbinds), in dev_slots or tc_slots as devBinding says. */
+export function bindDevice(coll: Collection, ifindex: number, direction: 'ingress' | 'egress' | 'xdp', slot: number): void {
+  const b = devBinding(ifindex, direction);
+  const m = coll.map(b.map);
+  if (b.kind === 'hash') {
+    if (slot) m.update(b.key, u32(slot));
+    else m.delete(b.key);
+    return;
+  }
+  const cur = decodeDevSlots(m.lookup(b.key) ?? Buffer.alloc(12));
+  m.update(b.key, encodeDevSlots({ ...cur, [direction]: slot }));
+}
 
 export interface PolicyOptions extends LoadOptions {
   /** The attachment's slot in the host maps (default FIXED_SLOT, what the fixed-slot cgroup build judges for). */
@@ -125,7 +139,7 @@ export class Policy {
 
   /** Makes the TC (or XDP) program judge packets on this device and direction for this attachment. */
   bindTc(ifindex: number, direction: 'ingress' | 'egress' | 'xdp'): void {
-    this.map(TC_ONLY_MAPS.tcSlots.name).update(encodeTcKey(ifindex, direction), u32(this.slot));
+    bindDevice(this.coll, ifindex, direction, this.slot);
   }
 
   /** Attaches the TC program of `direction` to a device (in `netnsPath`), bound to this attachment first. */
@@ -205,10 +219,8 @@ export class Policy {
   }
 
   stats(): NetfenceStats {
-    const m = this.map(HOST_MAPS.stats.name);
-    const counters: bigint[] = [];
-    for (let i = 0; i < STATS.COUNT; i++) counters.push(sumPerCpuU64(m.lookup(u32(this.slot * STATS.COUNT + i)) ?? Buffer.alloc(8)));
-    return decodeStats(counters);
+    const v = this.map(HOST_MAPS.stats.name).lookup(u32(this.slot));
+    return decodeStats(v ? sumPerCpuStats(v) : new Array<bigint>(STATS.COUNT).fill(0n));
   }
 
   /** Starts collecting ring buffer events into `events`. */

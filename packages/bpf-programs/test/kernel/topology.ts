@@ -56,6 +56,12 @@ export interface DnsFloodResult {
   readonly flood: Awaited<ReturnType<typeof udpFlood>>;
   /** datagrams the counting own server received */
   readonly received: number;
+  /**
+   * Seconds from the flood's start to the server's stop: every datagram it received was judged
+   * in this window (a receive queue may still hold some after the sender is done, as at XDP on a
+   * veth, where NAPI judges them on another CPU), so the bucket refilled for at most this long.
+   */
+  readonly windowS: number;
   readonly before: NetfenceStats;
   readonly after: NetfenceStats;
 }
@@ -80,11 +86,13 @@ export async function dnsFlood(
     pol.setConfig(cfg('ALLOWLIST', { dnsFilter: true, dnsServer: own }));
     pol.setDnsLimit(limit);
     const before = pol.stats();
+    const t0 = process.hrtime.bigint();
     const flood = await send();
     await others();
     await sleep(200);
     const received = await server.stop();
-    return { flood, received, before, after: pol.stats() };
+    const windowS = Number(process.hrtime.bigint() - t0) / 1e9;
+    return { flood, received, windowS, before, after: pol.stats() };
   } finally {
     pol.setDnsLimit({ rateQps: 0, burst: 0 });
     if (!hadS4) pol.remove('allow', `${ADDR.s4}/32`);
