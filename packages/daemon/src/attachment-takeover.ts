@@ -16,7 +16,7 @@ import type { HostProgramSet } from './host-program-set';
 import { isV1Dir, readV1Snapshot, type SlotSnapshot } from './layout-v1';
 import { EVENTS_LINK, HOST_DIR } from './pin-layout';
 import { closeRuleTries, createRuleTries, initialSnapshot, readSlot, slotActive, type RuleTries } from './slot-state';
-import type { SlotTable, Target } from './slot-table';
+import { devicesOf, type SlotTable, type Target } from './slot-table';
 import { bindTarget, detachPinnedLinks } from './target-binding';
 
 /** What moving an attachment needs of the datapath. */
@@ -45,7 +45,6 @@ export function targetOf(p: { kind: 'tc'; ifindex: number; direction: 'ingress' 
   return p.kind === 'tc' ? { kind: 'tc', ifindex: p.ifindex, direction: p.direction } : { kind: 'cgroup', cgroupPath: p.cgroupPath, cgroupId: statSync(p.cgroupPath, { bigint: true }).ino };
 }
 
-const tcKeyOf = (t: Target) => (t.kind === 'tc' ? { ifindex: t.ifindex, direction: t.direction } : undefined);
 
 /**
  * Removes an attachment's pins and state: its links detached (now, not when the pin goes), its
@@ -55,9 +54,9 @@ const tcKeyOf = (t: Target) => (t.kind === 'tc' ? { ifindex: t.ifindex, directio
 export function removeAttachmentDir(ctx: Pick<TakeoverContext, 'host' | 'slots' | 'logger'>, dir: string): void {
   if (!existsSync(dir)) return;
   if (!isV1Dir(dir)) {
-    detachPinnedLinks(dir, ctx.logger, ctx.host);
     const slot = ctx.slots.slotOfDir(dir);
-    if (slot !== undefined) ctx.slots.release(slot);
+    const { devices } = detachPinnedLinks(dir, ctx.logger, ctx.host);
+    if (slot !== undefined) ctx.slots.release(slot, devices);
   }
   rmSync(dir, { recursive: true, force: true });
 }
@@ -70,7 +69,7 @@ function recoverInterrupted(ctx: TakeoverContext, id: string, target: Target): v
   if (slot !== undefined && ctx.slots.boundSlot(target) === slot) {
     bindTarget(ctx.host, slot, dir, target, aside, ctx.logger);
     const old = ctx.slots.slotOfDir(aside);
-    if (old !== undefined && old !== slot) ctx.slots.release(old, tcKeyOf(target));
+    if (old !== undefined && old !== slot) ctx.slots.release(old, devicesOf(target));
     rmSync(aside, { recursive: true, force: true });
     ctx.logger.info({ attachment: id }, 'completed a move to a new slot that a stop interrupted');
     return;
@@ -133,7 +132,7 @@ export function takeOver(ctx: TakeoverContext, id: string, target: Target, block
     if (moved) renameSync(aside, dir);
     throw e;
   }
-  if (oldSlot !== undefined && oldSlot !== slot) ctx.slots.release(oldSlot, tcKeyOf(target));
+  if (oldSlot !== undefined && oldSlot !== slot) ctx.slots.release(oldSlot, devicesOf(target));
   rmSync(aside, { recursive: true, force: true });
   ctx.logger.info({ attachment: id, slot, from, rules: snap.rules.length }, from === 'layout-v1' ? 'migrated a layout-v1 attachment to the host program set' : 'moved an attachment to a new slot');
   return { slot, tries, snap };

@@ -13,7 +13,7 @@ import type { HostProgramSet } from './host-program-set';
 import { RuleTrie, type RuleLimits, type RuleOp, type RuleWrite } from './rule-trie';
 import type { SeverRunner } from './sever-runner';
 import { closeRuleTries, ruleValue, type RuleTries } from './slot-state';
-import type { SlotTable, Target } from './slot-table';
+import { devicesOf, type SlotTable, type Target } from './slot-table';
 import { detachPinnedLinks } from './target-binding';
 
 const MODE_TO_KERNEL: Record<PolicyMode, ModeName> = { disabled: 'DISABLED', allowlist: 'ALLOWLIST', denylist: 'DENYLIST', block_all: 'BLOCK_ALL' };
@@ -174,14 +174,13 @@ export class BpfAttachment implements AttachmentDatapath {
   }
 
   counters(): DatapathCounters {
-    const base = this.place.slot * STATS.COUNT;
-    const at = (i: number) => this.ctx.host.maps.stats.getSummed(base + i);
+    const c = this.ctx.host.maps.stats.getSummed(this.place.slot); // one look-up: the slot's counters on every CPU
     return {
-      allowed: at(STATS.ALLOWED),
-      blocked: at(STATS.BLOCKED),
-      dryRunWouldBlock: at(STATS.DRY_RUN_WOULD_BLOCK),
-      eventsLost: at(STATS.EVENTS_LOST),
-      dnsRateLimited: at(STATS.DNS_RATE_LIMITED),
+      allowed: c[STATS.ALLOWED]!,
+      blocked: c[STATS.BLOCKED]!,
+      dryRunWouldBlock: c[STATS.DRY_RUN_WOULD_BLOCK]!,
+      eventsLost: c[STATS.EVENTS_LOST]!,
+      dnsRateLimited: c[STATS.DNS_RATE_LIMITED]!,
     };
   }
 
@@ -227,7 +226,7 @@ export class BpfAttachment implements AttachmentDatapath {
       detachPinnedLinks(this.place.dir, this.ctx.logger, this.ctx.host);
     } finally {
       this.close();
-      this.ctx.slots.release(this.place.slot, t.kind === 'tc' ? { ifindex: t.ifindex, direction: t.direction } : undefined);
+      this.ctx.slots.release(this.place.slot, devicesOf(t));
       rmSync(this.place.dir, { recursive: true, force: true });
     }
   }

@@ -23,7 +23,7 @@ import { HOST_DIR, LEGACY_EVENTS, attachmentDirNames, linkKeys, linkPin, validAt
 import { RuleTrie } from './rule-trie';
 import { SeverRunner } from './sever-runner';
 import { closeRuleTries, createRuleTries, initialSnapshot, openRuleTries, readRules, type RuleTries } from './slot-state';
-import { SlotTable } from './slot-table';
+import { SlotTable, devicesOf } from './slot-table';
 import { bindTarget, detachPinnedLinks } from './target-binding';
 
 export interface BpfDatapathOptions {
@@ -59,6 +59,14 @@ interface Opened {
   readonly ring: RingBufferConsumer;
   readonly ctx: AttachmentContext;
   readonly takeover: TakeoverContext;
+}
+
+function settled<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 function initialConfig(p: AttachParams, mode: 'DISABLED' | 'BLOCK_ALL'): AttachmentConfig {
@@ -142,7 +150,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
       return track(o, p, dir, slot, tries, new RuleTrie(limits));
     } catch (e) {
       detachPinnedLinks(dir, opts.logger, o.host);
-      o.slots.release(slot, target.kind === 'tc' ? { ifindex: target.ifindex, direction: target.direction } : undefined);
+      o.slots.release(slot, devicesOf(target));
       if (tries) closeRuleTries(tries);
       rmSync(dir, { recursive: true, force: true });
       const where = p.kind === 'tc' ? `the TC filter to ifindex ${p.ifindex} (${p.direction})` : `the cgroup programs to ${p.cgroupPath}`;
@@ -197,7 +205,8 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
   }
 
   return {
-    attach: (p) => Promise.resolve().then(() => attachFresh(p)),
+    // Synchronous work (in the caller's thread and network namespace), promised for the interface.
+    attach: (p) => settled(() => attachFresh(p)),
 
     get liveAttachments() {
       return live.size;
@@ -216,7 +225,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
       }
     },
 
-    reattach: (p) => Promise.resolve().then(() => moved(p)),
+    reattach: (p) => settled(() => moved(p)),
 
     removePins(id: string) {
       if (!validAttachmentId(id)) return;

@@ -39,6 +39,7 @@ import {
   mapSizes,
   objectPath,
   type AttachmentConfig,
+  type DevSlots,
   type MapManifest,
   type SeverTarget,
 } from '@netfence/bpf-programs';
@@ -68,9 +69,12 @@ export interface HostProgramSetOptions {
 export interface HostMaps {
   readonly config: ArrayMapView<AttachmentConfig & { readonly active?: boolean }>;
   readonly rules: Readonly<Record<4 | 6, MapOfMapsView<number>>>;
-  readonly stats: PerCpuArrayMapView<bigint>;
+  /** A slot's counters, one element per slot (STATS.COUNT u64 per CPU). */
+  readonly stats: PerCpuArrayMapView<readonly bigint[]>;
   /** Raw: a slot's value is copied whole on migration (with its bucket). */
   readonly dnsLimit: BpfMap;
+  /** Device bindings (device-slots.ts): by ifindex for the usual ones, by {ifindex, direction} above. */
+  readonly devSlots: ArrayMapView<DevSlots>;
   readonly tcSlots: HashMapView<TcKey, number>;
   readonly cgSlot: HashMapView<bigint, number>;
   readonly severCfg: ArrayMapView<SeverTarget>;
@@ -254,8 +258,9 @@ function hostMaps(tc: Collection, cgroup: Collection): HostMaps {
     return {
       config: createArrayMap(get(tc, HOST_MAPS.config), CODECS.config),
       rules: { 4: createMapOfMaps(get(tc, HOST_MAPS.rulesV4)), 6: createMapOfMaps(get(tc, HOST_MAPS.rulesV6)) },
-      stats: createPerCpuArrayMap(get(tc, HOST_MAPS.stats), CODECS.stat),
+      stats: createPerCpuArrayMap(get(tc, HOST_MAPS.stats), CODECS.stats),
       dnsLimit: get(tc, HOST_MAPS.dnsLimit),
+      devSlots: createArrayMap(get(tc, TC_ONLY_MAPS.devSlots), CODECS.devSlots),
       tcSlots: createHashMap(get(tc, TC_ONLY_MAPS.tcSlots), { key: CODECS.tcKey, value: CODECS.slot }),
       cgSlot: createHashMap(get(cgroup, CGROUP_ONLY_MAPS.cgSlot), { key: codecs.u64, value: CODECS.cgSlot }),
       severCfg: createArrayMap(get(cgroup, CGROUP_ONLY_MAPS.severConfig), CODECS.severConfig),

@@ -6,7 +6,7 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openPinnedMap, type BpfMap } from '@netfence/bpf-loader';
+import { numPossibleCpus, openPinnedMap, type BpfMap } from '@netfence/bpf-loader';
 import { BPF_MAP_TYPE, STATS, decodeConfig, decodeLpmKey, formatPrefix, type AttachmentConfig } from '@netfence/bpf-programs';
 import { parseCidr } from '@netfence/policy-engine';
 import { RuleTrie, type RuleEntry } from './rule-trie';
@@ -40,8 +40,8 @@ export interface SlotSnapshot {
   readonly dnsLimit: Buffer;
   /** Trie entries with the last-seen times the programs wrote. */
   readonly rules: readonly (RuleEntry & { readonly lastSeenNs: bigint })[];
-  /** Per counter index, the per-CPU value buffer (copied as is); undefined: counters start at 0. */
-  readonly stats?: readonly Buffer[];
+  /** Per possible CPU, the STATS.COUNT counters; undefined: counters start at 0. */
+  readonly stats?: readonly (readonly bigint[])[];
 }
 
 function open(dir: string, m: (typeof V1_MAPS)[keyof typeof V1_MAPS]): BpfMap {
@@ -70,12 +70,14 @@ export function readV1Snapshot(dir: string): SlotSnapshot {
     const zero = Buffer.alloc(4);
     const config = decodeConfig(get(V1_MAPS.config).lookup(zero)!);
     const dnsLimit = Buffer.from(get(V1_MAPS.dnsLimit).lookup(zero)!);
+    // v1: one per-CPU u64 element per counter index
     const stats = get(V1_MAPS.stats);
-    const counters: Buffer[] = [];
+    const counters: bigint[][] = Array.from({ length: numPossibleCpus() }, () => new Array<bigint>(STATS.COUNT).fill(0n));
     for (let i = 0; i < STATS.COUNT; i++) {
       const k = Buffer.alloc(4);
       k.writeUInt32LE(i, 0);
-      counters.push(Buffer.from(stats.lookup(k)!));
+      const v = stats.lookup(k)!;
+      counters.forEach((c, cpu) => (c[i] = v.readBigUInt64LE(cpu * 8)));
     }
     const allow = new Map<string, { lastSeenNs: bigint; expiresS: number }>();
     const deny: string[] = [];

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { createLpmTrieMap, createMap, openPinnedMap, type BpfMap, type LpmTrieMapView } from '@netfence/bpf-loader';
 import { CODECS, RULE_TRIES, STATS, INACTIVE_CONFIG, encodeDnsLimit, type AttachmentConfig, type DnsRateLimit, type RuleValue } from '@netfence/bpf-programs';
+import { unbindDevice, type Device } from './device-slots';
 import { cidrOfLpmKey, type SlotSnapshot } from './layout-v1';
 import type { HostMaps } from './host-program-set';
 import { TRIE_PINS } from './pin-layout';
@@ -112,12 +113,9 @@ const u32 = (n: number) => {
  * Nothing is bound to the slot yet: no program judges by it until the target is bound.
  */
 export function fillSlot(host: HostMaps, slot: number, snap: SlotSnapshot, tries: RuleTries): void {
-  const statsMap = host.stats.map;
-  const zero = Buffer.alloc(statsMap.valueBufferSize);
-  for (let i = 0; i < STATS.COUNT; i++) {
-    const v = snap.stats?.[i];
-    statsMap.update(u32(slot * STATS.COUNT + i), v && v.length === zero.length ? v : zero);
-  }
+  const cpus = host.stats.possibleCpus;
+  const zero = new Array<bigint>(STATS.COUNT).fill(0n);
+  host.stats.setPerCpu(slot, Array.from({ length: cpus }, (_v, c) => snap.stats?.[c] ?? zero));
   host.dnsLimit.update(u32(slot), snap.dnsLimit);
   writeRules(tries, snap.rules);
   host.rules[4].set(slot, tries.maps[4]);
@@ -129,8 +127,7 @@ export function fillSlot(host: HostMaps, slot: number, snap: SlotSnapshot, tries
 export function readSlot(host: HostMaps, slot: number): SlotSnapshot {
   const config = host.config.get(slot);
   const dnsLimit = Buffer.from(host.dnsLimit.lookup(u32(slot))!);
-  const stats: Buffer[] = [];
-  for (let i = 0; i < STATS.COUNT; i++) stats.push(Buffer.from(host.stats.map.lookup(u32(slot * STATS.COUNT + i))!));
+  const stats = host.stats.getPerCpu(slot);
   const opened: BpfMap[] = [];
   try {
     const maps = {} as Record<4 | 6, BpfMap>;
@@ -153,12 +150,12 @@ export function slotActive(host: HostMaps, slot: number): boolean {
 
 /**
  * Clears `slot`: config all zero first (inactive: every program still bound to it drops), then
- * its tries out of rules_v4/v6 and its DNS limit zeroed; `tcKey`, when given, loses its binding
- * if it still points here. Counters are zeroed when the slot is filled again.
+ * the devices' bindings that still name it, its tries out of rules_v4/v6 and its DNS limit
+ * zeroed. Counters are zeroed when the slot is filled again.
  */
-export function clearSlot(host: HostMaps, slot: number, tcKey?: { ifindex: number; direction: 'ingress' | 'egress' }): void {
+export function clearSlot(host: HostMaps, slot: number, devices: readonly Device[] = []): void {
   host.config.map.update(u32(slot), INACTIVE_CONFIG);
-  if (tcKey && host.tcSlots.get(tcKey) === slot) host.tcSlots.delete(tcKey);
+  for (const d of devices) unbindDevice(host, d, slot);
   host.rules[4].delete(slot);
   host.rules[6].delete(slot);
   host.dnsLimit.update(u32(slot), Buffer.alloc(host.dnsLimit.valueSize));

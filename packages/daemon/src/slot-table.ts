@@ -1,7 +1,8 @@
 // Which slots of the host maps are in use, and by which attachment directory. Found at start
-// from the kernel (a slot whose trie an attachment directory pins, or that a cgroup's storage
-// names, is in use); a slot in use by nobody (a crash between filling a slot and pinning its
-// directory, a directory removed by hand) is cleared, and its stale tc_slots bindings removed.
+// from the kernel: a slot whose trie an attachment directory pins is in use; a slot with state
+// that nobody uses (a directory removed by hand, a crash half way through a removal) is cleared.
+// A device or cgroup binding left naming a cleared slot is harmless: no program of ours runs
+// there (its links are gone with its directory), and binding a target writes it first.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,11 +10,17 @@ import { openPinnedMap } from '@netfence/bpf-loader';
 import { RULE_TRIES } from '@netfence/bpf-programs';
 import type { Logger } from 'pino';
 import type { HostMaps } from './host-program-set';
+import { deviceSlot, type Device } from './device-slots';
 import { TRIE_PINS } from './pin-layout';
 import { SlotAllocator } from './slot-allocator';
 import { clearSlot, fillSlot, type RuleTries, type SlotSnapshot } from './slot-state';
 
 export type Target = { readonly kind: 'tc'; readonly ifindex: number; readonly direction: 'ingress' | 'egress' } | { readonly kind: 'cgroup'; readonly cgroupPath: string; readonly cgroupId: bigint };
+
+/** The device bindings a target has (a TC target's device and direction). */
+export function devicesOf(t: Target): Device[] {
+  return t.kind === 'tc' ? [{ ifindex: t.ifindex, direction: t.direction }] : [];
+}
 
 /** The id of the IPv4 trie pinned in `dir`, undefined without one. */
 function pinnedTrieId(dir: string): number | undefined {
@@ -55,11 +62,6 @@ export class SlotTable {
     for (const [id, slot] of trieSlot) if (used.has(slot)) table.remember(slot, id);
     const stale = new Set<number>([...trieSlot.values()].filter((s) => !used.has(s)));
     for (let s = 1; s < slots; s++) if (!used.has(s) && host.config.get(s).active) stale.add(s);
-    for (const [key, slot] of [...host.tcSlots.entries()]) {
-      if (used.has(slot)) continue;
-      host.tcSlots.delete(key); // bound to a slot nobody uses: a device without a live attachment
-      if (slot > 0 && slot < slots) stale.add(slot);
-    }
     for (const s of stale) clearSlot(host, s);
     if (stale.size) logger.info({ slots: [...stale].slice(0, 20), count: stale.size }, 'cleared host map slots no attachment uses');
     return table;
@@ -85,10 +87,9 @@ export class SlotTable {
     this.slotOfTrie.set(trieId, slot);
   }
 
-  /** Clears the slot (inactive first: whatever still judges by it drops) and frees it. */
-  release(slot: number, tcKey?: { ifindex: number; direction: 'ingress' | 'egress' }): void {
-    clearSlot(this.host, slot, tcKey);
-    if (!tcKey) for (const [key, s] of [...this.host.tcSlots.entries()]) if (s === slot) this.host.tcSlots.delete(key);
+  /** Clears the slot (inactive first: whatever still judges by it drops), unbinds `devices` still naming it, and frees it. */
+  release(slot: number, devices: readonly Device[] = []): void {
+    clearSlot(this.host, slot, devices);
     const trie = this.trieOf.get(slot);
     if (trie !== undefined) this.slotOfTrie.delete(trie);
     this.trieOf.delete(slot);
@@ -103,7 +104,8 @@ export class SlotTable {
 
   /** The slot the target is bound to now (what its programs judge by); undefined when none. */
   boundSlot(t: Target): number | undefined {
-    const s = t.kind === 'tc' ? this.host.tcSlots.get({ ifindex: t.ifindex, direction: t.direction }) : this.host.cgSlot.get(t.cgroupId);
+    if (t.kind === 'tc') return deviceSlot(this.host, t);
+    const s = this.host.cgSlot.get(t.cgroupId);
     return s === undefined || s === 0 ? undefined : s;
   }
 }

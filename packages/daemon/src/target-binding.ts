@@ -14,9 +14,11 @@
 
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { attachCgroup, attachTcx, openPinnedLink, openProgramById, updateLink, type BpfLink } from '@netfence/bpf-loader';
+import { AttachType, attachCgroup, attachTcx, openPinnedLink, openProgramById, updateLink, type BpfLink } from '@netfence/bpf-loader';
 import { CGROUP_ATTACH_ORDER, OBJECTS } from '@netfence/bpf-programs';
 import type { Logger } from 'pino';
+import type { Device } from './device-slots';
+import { bindDevice } from './device-slots';
 import type { HostProgramSet } from './host-program-set';
 import { linkPin, type CgroupHookKey } from './pin-layout';
 import type { Target } from './slot-table';
@@ -45,7 +47,7 @@ function pinAndClose(link: BpfLink, path: string): void {
 
 /** Binds a TC target: tc_slots, then its link (kept from `aside`, updated from v1, or new). */
 function bindTc(host: HostProgramSet, slot: number, dir: string, t: Extract<Target, { kind: 'tc' }>, aside: string | undefined): void {
-  host.maps.tcSlots.set({ ifindex: t.ifindex, direction: t.direction }, slot);
+  bindDevice(host.maps, t, slot);
   const pin = linkPin(dir, 'filter');
   if (existsSync(pin)) return;
   const old = aside === undefined ? undefined : linkPin(aside, 'filter');
@@ -113,8 +115,9 @@ export function bindTarget(host: HostProgramSet, slot: number, dir: string, t: T
  * kernel keeps a cgroup's storage after its links go (until the cgroup is freed), and a slot
  * number left there would name a slot that is freed, then reused by another attachment.
  */
-export function detachPinnedLinks(dir: string, logger?: Logger, host?: HostProgramSet): void {
-  if (!existsSync(dir)) return;
+export function detachPinnedLinks(dir: string, logger?: Logger, host?: HostProgramSet): { readonly devices: Device[] } {
+  const devices: Device[] = [];
+  if (!existsSync(dir)) return { devices };
   // Judging links first (a cgroup's), then the rest: detaching order does not open a window
   // (the whole filter goes), it only keeps the storage links' redirect restore to the end.
   const names = readdirSync(dir).filter((n) => /^(new)?link_/.test(n));
@@ -124,8 +127,10 @@ export function detachPinnedLinks(dir: string, logger?: Logger, host?: HostProgr
     let link: BpfLink | undefined;
     try {
       link = openPinnedLink(join(dir, n));
-      const cg = link.info().cgroupId;
-      if (cg !== undefined && cg !== 0n) cgroups.add(cg);
+      const info = link.info();
+      if (info.cgroupId !== undefined && info.cgroupId !== 0n) cgroups.add(info.cgroupId);
+      const direction = info.attachType === AttachType.TCX_INGRESS ? 'ingress' : info.attachType === AttachType.TCX_EGRESS ? 'egress' : undefined;
+      if (direction && info.ifindex !== undefined) devices.push({ ifindex: info.ifindex, direction });
       link.detach();
     } catch (e) {
       logger?.warn({ err: e, link: join(dir, n) }, 'could not detach a link; removing its pin');
@@ -141,4 +146,5 @@ export function detachPinnedLinks(dir: string, logger?: Logger, host?: HostProgr
       logger?.warn({ err: e, cgroupId: String(cg) }, 'could not reset the slot in a cgroup storage');
     }
   }
+  return { devices };
 }

@@ -136,7 +136,7 @@ test('a second netfenced on the same data_dir exits at once naming the directory
   const cg = dl.cgroup('second');
   const { id, dns_address } = await d.api.attach({ cgroup_path: cg.path, metadata: { tenant: 'web' } });
   const pinDir = join(dl.bpffsRoot, id);
-  const pinsBefore = statSync(join(pinDir, 'allow_v4'), { bigint: true });
+  const pinsBefore = statSync(join(pinDir, 'rules_v4'), { bigint: true });
   const lockFile = join(d.dataDir, 'netfenced.lock');
   expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(d.pid));
   // Same state (data_dir, bpffs_root, DNS port range), another socket: without the lock this
@@ -154,7 +154,7 @@ test('a second netfenced on the same data_dir exits at once naming the directory
   expect(r.ms).toBeLessThan(15_000);
   // The first daemon's state is as it was: lock, pins, DNS, filtering.
   expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(d.pid));
-  const pinsAfter = statSync(join(pinDir, 'allow_v4'), { bigint: true });
+  const pinsAfter = statSync(join(pinDir, 'rules_v4'), { bigint: true });
   expect(pinsAfter.ino).toBe(pinsBefore.ino);
   expect((await d.api.status()).attachment_count).toBe(1);
   expect(portInUse(dl.host, Number(dns_address.split(':')[1]))).toBe(true);
@@ -259,17 +259,18 @@ test('the kernel DNS rate limit: a flood against a TC and a cgroup attachment re
   }
 });
 
-test('graceful stop: the shared events pin stays while attachments remain, and goes with the last one', async () => {
+test('graceful stop: the host pins (programs, maps, the events ring) stay while attachments remain, and go with the last one', async () => {
   const cg = dl.cgroup('pins');
   const { id } = await d.api.attach({ cgroup_path: cg.path, metadata: { tenant: 'web' } });
   expect(await d.stop()).toBe(0);
   expect(pinnedIds(dl)).toEqual([id]);
-  expect(existsSync(join(dl.bpffsRoot, 'events'))).toBe(true);
+  expect(existsSync(join(dl.bpffsRoot, '_host', 'events'))).toBe(true);
+  expect(existsSync(join(dl.bpffsRoot, '_host', 'prog_netfence_connect4'))).toBe(true);
   expect(await dl.canConnect('203.0.113.20', { cgroup: cg })).toBe(false); // still enforcing
   d = await startDaemon(dl, configPath);
   await d.api.detach(id);
   expect(await d.stop()).toBe(0);
-  expect(existsSync(join(dl.bpffsRoot, 'events'))).toBe(false);
+  expect(existsSync(join(dl.bpffsRoot, '_host'))).toBe(false);
   expect(existsSync(dl.bpffsRoot)).toBe(false); // the root held nothing else
   d = await startDaemon(dl, configPath); // and a start after that works from nothing
   expect((await d.api.status()).attachment_count).toBe(0);
