@@ -9,22 +9,19 @@
 
 import { existsSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RingBufferConsumer } from '@netfence/bpf-loader';
-import { decodeDnsLimit, encodeDnsLimit, type AttachmentConfig, type DnsRateLimit } from '@netfence/bpf-programs';
+import { encodeDnsLimit, type DnsRateLimit } from '@netfence/bpf-programs';
 import type { Logger } from 'pino';
-import { asideDir, makeAttachmentDir, removeAttachmentDir, takeOver, targetOf, type TakeoverContext } from './attachment-takeover';
-import { BpfAttachment, datapathError, type AttachmentContext } from './bpf-attachment';
+import { asideDir, removeAttachmentDir } from './attachment-takeover';
+import { datapathError, type BpfAttachment } from './bpf-attachment';
 import { consumeEventRing } from './bpf-event-ring';
 import { DaemonError } from './daemon-error';
+import { attachNew, moveToNewSlot, reopenPinned, type OpenedDatapath } from './datapath-ops';
 import type { AttachParams, Datapath, DatapathEvent } from './datapath';
 import { HostProgramSet, type HostObject } from './host-program-set';
 import { isV1Dir } from './layout-v1';
-import { HOST_DIR, LEGACY_EVENTS, attachmentDirNames, linkKeys, linkPin, validAttachmentId } from './pin-layout';
-import { RuleTrie } from './rule-trie';
+import { HOST_DIR, LEGACY_EVENTS, attachmentDirNames, validAttachmentId } from './pin-layout';
 import { SeverRunner } from './sever-runner';
-import { closeRuleTries, createRuleTries, initialSnapshot, openRuleTries, readRules, type RuleTries } from './slot-state';
-import { SlotTable, devicesOf } from './slot-table';
-import { bindTarget, detachPinnedLinks } from './target-binding';
+import { SlotTable } from './slot-table';
 
 export interface BpfDatapathOptions {
   /** bpffs directory: the host set in _host/, one sub-directory of pins per attachment. */
@@ -51,16 +48,6 @@ export interface BpfDatapath extends Datapath {
   readonly liveAttachments: number;
 }
 
-/** The host set and what hangs off it, once opened. */
-interface Opened {
-  readonly host: HostProgramSet;
-  readonly slots: SlotTable;
-  readonly sever: SeverRunner;
-  readonly ring: RingBufferConsumer;
-  readonly ctx: AttachmentContext;
-  readonly takeover: TakeoverContext;
-}
-
 function settled<T>(fn: () => T): Promise<T> {
   try {
     return Promise.resolve(fn());
@@ -69,20 +56,15 @@ function settled<T>(fn: () => T): Promise<T> {
   }
 }
 
-function initialConfig(p: AttachParams, mode: 'DISABLED' | 'BLOCK_ALL'): AttachmentConfig {
-  return { mode, dryRun: false, dnsFilter: false, l3Device: p.kind === 'tc' && p.l3, attachmentId: p.numericId };
-}
-
 export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
   const root = opts.root;
   const limits = { allow: opts.mapSizes.allow, deny: opts.mapSizes.deny };
-  const trieEntries = limits.allow + limits.deny;
   const dnsLimit: DnsRateLimit = opts.dnsRateLimit ?? { rateQps: 0, burst: 0 };
   encodeDnsLimit(dnsLimit); // a bad limit fails here, at start, not at the first attach
   const live = new Set<BpfAttachment>();
   /** Sever passes of closed attachments still running on a worker thread (close() waits for them). */
   const settling = new Set<Promise<void>>();
-  let opened: Opened | undefined;
+  let opened: OpenedDatapath | undefined;
   let closed = false;
 
   const forget = (a: BpfAttachment) => {
@@ -90,9 +72,13 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
     const p: Promise<void> = a.settle().finally(() => settling.delete(p));
     settling.add(p);
   };
+  const track = (a: BpfAttachment) => {
+    live.add(a);
+    return a;
+  };
 
   /** Loads the host set (once), recovers the slots in use, starts reading the event ring. */
-  function open(): Opened {
+  function open(): OpenedDatapath {
     if (opened) return opened;
     if (closed) throw new DaemonError('NETFENCE_ERR_SHUTTING_DOWN', 'the datapath is closed');
     const logger = opts.logger;
@@ -102,14 +88,9 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
       const slots = SlotTable.recover(host.maps, host.slots, dirs, logger);
       const sever = new SeverRunner(host, logger);
       const ring = consumeEventRing(host.maps.events, opts.onEvent, logger);
-      opened = {
-        host,
-        slots,
-        sever,
-        ring,
-        ctx: { host, slots, sever, limits, logger, forget },
-        takeover: { root, host, slots, trieEntries, dnsLimit, logger },
-      };
+      const ctx = { host, slots, sever, limits, logger, forget };
+      const takeover = { root, host, slots, trieEntries: limits.allow + limits.deny, dnsLimit, logger };
+      opened = { root, host, slots, sever, ring, ctx, takeover, limits, dnsLimit, logger, track };
       dropLegacyRingIfUnused();
       return opened;
     } catch (e) {
@@ -124,89 +105,15 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
     rmSync(join(root, LEGACY_EVENTS), { force: true });
   }
 
-  function track(o: Opened, p: AttachParams, dir: string, slot: number, tries: RuleTries, model: RuleTrie): BpfAttachment {
-    const a = new BpfAttachment(o.ctx, { id: p.id, dir, slot, target: targetOf(p) }, tries, model);
-    live.add(a);
-    return a;
-  }
-
-  function checkId(id: string): void {
-    if (!validAttachmentId(id)) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `attachment id ${JSON.stringify(id)} cannot name a pin directory`);
-  }
-
-  /** A new attachment: slot, tries, config (DISABLED) and DNS limit, then the target bound. No program load. */
-  function attachFresh(p: AttachParams): BpfAttachment {
-    checkId(p.id);
-    const o = open();
-    const target = targetOf(p);
-    const slot = o.slots.allocate();
-    const dir = join(root, p.id);
-    let tries: RuleTries | undefined;
-    try {
-      makeAttachmentDir(root, p.id);
-      tries = createRuleTries(dir, trieEntries);
-      o.slots.fill(slot, initialSnapshot(initialConfig(p, 'DISABLED'), dnsLimit), tries);
-      bindTarget(o.host, slot, dir, target);
-      return track(o, p, dir, slot, tries, new RuleTrie(limits));
-    } catch (e) {
-      detachPinnedLinks(dir, opts.logger, o.host);
-      o.slots.release(slot, devicesOf(target));
-      if (tries) closeRuleTries(tries);
-      rmSync(dir, { recursive: true, force: true });
-      const where = p.kind === 'tc' ? `the TC filter to ifindex ${p.ifindex} (${p.direction})` : `the cgroup programs to ${p.cgroupPath}`;
-      throw datapathError(e, `attaching ${where}`);
-    }
-  }
-
-  /** Moves `p` to a new slot (layout v1, unusable pins, an interrupted move), keeping the target filtered. */
   function moved(p: AttachParams): BpfAttachment {
-    checkId(p.id);
-    const o = open();
-    try {
-      const { slot, tries, snap } = takeOver(o.takeover, p.id, targetOf(p), initialConfig(p, 'BLOCK_ALL'));
-      dropLegacyRingIfUnused();
-      const model = RuleTrie.fromEntries(snap.rules, limits);
-      const a = track(o, p, join(root, p.id), slot, tries, model);
-      ensureDnsLimit(o, slot, p.id);
-      return a;
-    } catch (e) {
-      throw datapathError(e, `moving ${p.id} to a new slot`);
-    }
-  }
-
-  /** Restore: a pinned attachment keeps its bucket unless the configured limit changed (then it is written, which also refills the bucket). */
-  function ensureDnsLimit(o: Opened, slot: number, id: string): void {
-    const key = Buffer.alloc(4);
-    key.writeUInt32LE(slot, 0);
-    const now = decodeDnsLimit(o.host.maps.dnsLimit.lookup(key)!);
-    if (now.rateQps === dnsLimit.rateQps && now.burst === dnsLimit.burst) return;
-    o.host.maps.dnsLimit.update(key, encodeDnsLimit(dnsLimit));
-    opts.logger.info({ attachment: id, from: now, to: dnsLimit }, 'DNS rate limit updated');
-  }
-
-  /** Re-opens an attachment pinned in the host layout: its tries, its slot (which its target must be bound to), its links. */
-  function reopenPinned(o: Opened, p: AttachParams, dir: string): BpfAttachment {
-    const target = targetOf(p);
-    const slot = o.slots.slotOfDir(dir);
-    if (slot === undefined) throw new DaemonError('NETFENCE_ERR_DATAPATH', `${dir}: its rules tries are missing or in no slot`);
-    const bound = o.slots.boundSlot(target);
-    if (bound !== slot) throw new DaemonError('NETFENCE_ERR_DATAPATH', `${dir}: the target is bound to slot ${bound ?? 'none'}, the pins fill slot ${slot}`);
-    for (const k of linkKeys(p.kind)) if (!existsSync(linkPin(dir, k))) throw new DaemonError('NETFENCE_ERR_DATAPATH', `${dir}: link_${k} is missing`);
-    const tries = openRuleTries(dir);
-    try {
-      const model = RuleTrie.fromEntries(readRules(tries), limits);
-      const a = track(o, p, dir, slot, tries, model);
-      ensureDnsLimit(o, slot, p.id);
-      return a;
-    } catch (e) {
-      closeRuleTries(tries);
-      throw e;
-    }
+    const a = moveToNewSlot(open(), p);
+    dropLegacyRingIfUnused();
+    return a;
   }
 
   return {
     // Synchronous work (in the caller's thread and network namespace), promised for the interface.
-    attach: (p) => settled(() => attachFresh(p)),
+    attach: (p) => settled(() => attachNew(open(), p)),
 
     get liveAttachments() {
       return live.size;
@@ -254,27 +161,27 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
       opened.ring.close();
       await opened.host.close();
       opened = undefined;
-      removeUnusedHostPins();
+      removeUnusedHostPins(root, opts.logger);
     },
   };
+}
 
-  /**
-   * The host pins stay only while an attachment's directory needs them: with none left they go
-   * (maps, programs, the ring), and so does the root when that leaves it empty.
-   */
-  function removeUnusedHostPins(): void {
-    if (!existsSync(root) || attachmentDirNames(root).length > 0 || readdirSync(root).some((n) => n.endsWith('_aside'))) return;
-    try {
-      rmSync(join(root, HOST_DIR), { recursive: true, force: true });
-      rmSync(join(root, LEGACY_EVENTS), { force: true });
-    } catch (e) {
-      opts.logger.warn({ err: e, root }, 'cannot remove the unused host pins');
-      return;
-    }
-    try {
-      rmdirSync(root);
-    } catch {
-      /* a mount point, or something else appeared in it: it stays */
-    }
+/**
+ * The host pins stay only while an attachment's directory needs them: with none left they go
+ * (maps, programs, the ring), and so does the root when that leaves it empty.
+ */
+function removeUnusedHostPins(root: string, logger: Logger): void {
+  if (!existsSync(root) || attachmentDirNames(root).length > 0 || readdirSync(root).some((n) => n.endsWith('_aside'))) return;
+  try {
+    rmSync(join(root, HOST_DIR), { recursive: true, force: true });
+    rmSync(join(root, LEGACY_EVENTS), { force: true });
+  } catch (e) {
+    logger.warn({ err: e, root }, 'cannot remove the unused host pins');
+    return;
+  }
+  try {
+    rmdirSync(root);
+  } catch {
+    /* a mount point, or something else appeared in it: it stays */
   }
 }
