@@ -245,13 +245,18 @@ export class AttachmentRegistry {
     let dp: AttachmentDatapath | undefined;
     let rt: AttachmentRuntime | undefined;
     try {
-      // 1. Saved as pending first: a crash from here on is rolled back at the next start.
-      this.d.store.save(record);
+      // 1. Saved as pending, off the event loop, while the kernel objects and the DNS server are
+      // made: a crash from here on is rolled back at the next start (a pending record, or pins
+      // no record vouches for yet, are both removed then). It is on disk before the control
+      // plane hears of the attachment.
+      const pendingSaved = this.d.store.saveAsync(record);
+      pendingSaved.catch(() => undefined); // its error is thrown where it is awaited
       // 2. eBPF programs attached in mode DISABLED with empty maps.
       dp = await this.d.datapath().attach(datapathParams(record));
       rt = new AttachmentRuntime(record, dp, this.runtimeDeps);
       // 3. Its DNS server on a free port, so its address is known to the filter and the ack.
       await rt.startDns(this.dns.onFreePort);
+      await pendingSaved;
       const r = rt.record;
       const subscribed: Subscribed = { id, target: r.target, type: attachmentTypeToPb(r.kind), mode: policyModeToPb(r.policy.mode), dnsMode: dnsModeToPb(r.policy.dns.mode), dnsAddress: r.dnsAddress, metadata };
       if (this.noWait) return await this.attachWithoutWaiting(rt, subscribed, log);
@@ -259,8 +264,10 @@ export class AttachmentRegistry {
       const ready = rt;
       await this.d.link()!.subscribe(subscribed, { applyAck: (cmd) => applyWireCommand(ready, cmd) });
       rt.setRecord({ ...rt.record, pending: false });
-      rt.persistNow();
+      // Held (commands from the control plane reach it) from the ack on; Attach returns once the
+      // record is durable, and a failure to save rolls it back like any other.
       this.add(rt);
+      await rt.persistDurably();
       log.info({ target: r.target, kind: r.kind, tcDirection: r.tcDirection, dnsAddress: r.dnsAddress, mode: rt.state.mode, metadata }, 'attached');
       return { id, dnsAddress: r.dnsAddress };
     } catch (e) {
@@ -273,6 +280,7 @@ export class AttachmentRegistry {
   /** Undoes a failed attach (DNS server, port, kernel objects, record); returns the error to throw. */
   private async rollBack(id: string, rt: AttachmentRuntime | undefined, dp: AttachmentDatapath | undefined, err: DaemonError, log: Logger): Promise<DaemonError> {
     log.warn({ err }, 'attach failed: rolling back');
+    if (rt && this.runtimes.get(id) === rt) this.drop(rt);
     await rt?.dns?.close().catch(() => undefined);
     if (rt?.dns) this.dns.release(rt.record.dnsAddress);
     try {
@@ -294,8 +302,8 @@ export class AttachmentRegistry {
   private async attachWithoutWaiting(rt: AttachmentRuntime, subscribed: Subscribed, log: Logger): Promise<{ id: string; dnsAddress: string }> {
     await rt.applyCommand({ type: 'setMode', mode: 'block_all' });
     rt.setRecord({ ...rt.record, pending: false });
-    rt.persistNow();
     this.add(rt);
+    await rt.persistDurably();
     void this.awaiting.start(rt.id, {
       subscribe: () => this.d.link()!.subscribe(subscribed, { applyAck: (cmd) => applyWireCommand(rt, cmd, 'disabled') }),
       alive: () => this.runtimes.get(rt.id) === rt,
