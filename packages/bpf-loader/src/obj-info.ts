@@ -13,13 +13,16 @@ export const INFO_OFFSETS = {
 // tcx member is newer than that header: offsets from the kernel's BTF
 // (`struct { __u32 ifindex; __u32 attach_type; } tcx` at the union, offset 16), and a
 // kernel test checks what they read against the veth's ifindex and the TCX attach type.
+// xdp: `struct { __u32 ifindex; } xdp` at the union (offset 16); checked the same way.
 export const LINK_UNION_OFFSETS = {
   cgroup: { cgroup_id: 16, attach_type: 24 },
   tcx: { ifindex: 16, attach_type: 20 },
+  xdp: { ifindex: 16 },
 } as const;
 
 /** bpf_link_type values whose union member we decode. */
-export const LinkType = { CGROUP: 3, TCX: 11 } as const;
+export const LinkType = { CGROUP: 3, XDP: 6, TCX: 11 } as const;
+const BPF_XDP = 37;
 
 const INFO_BUF_SIZE = 256;
 const infoBuf = Buffer.alloc(INFO_BUF_SIZE);
@@ -91,5 +94,6 @@ export function queryLinkInfo(fd: number): LinkInfo {
     const t = LINK_UNION_OFFSETS.tcx;
     return { ...info, ifindex: b.readUInt32LE(t.ifindex), attachType: b.readUInt32LE(t.attach_type) };
   }
+  if (info.type === LinkType.XDP) return { ...info, ifindex: b.readUInt32LE(LINK_UNION_OFFSETS.xdp.ifindex), attachType: BPF_XDP };
   return info;
 }

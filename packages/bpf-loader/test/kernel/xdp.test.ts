@@ -1,7 +1,7 @@
 // attachXdp on a veth (native and generic mode), witnessed by ping, and updateLink on an XDP link.
 import { createLab, type Lab, type LabNetns, type LabVeth } from '@netfence/lab';
 import { AttachType, attachXdp, loadCollection, updateLink, type BpfError, type Collection } from '../../src/index';
-import { assertKernelTestable, fixture, pingOk } from './helpers';
+import { assertKernelTestable, fixture, ifindexIn, pingOk } from './helpers';
 
 const A = '10.200.54.1';
 const B = '10.200.54.2';
@@ -32,7 +32,7 @@ describe('attachXdp', () => {
     // frames from a arrive at b's end: the program on veth.b judges them
     const link = attachXdp(xdp.program('xdp_drop'), { ifname: veth.b, netnsPath: nsB.path, mode });
     try {
-      expect(link.info()).toMatchObject({ type: 6 /* BPF_LINK_TYPE_XDP */ });
+      expect(link.info()).toMatchObject({ type: 6 /* BPF_LINK_TYPE_XDP */, attachType: AttachType.XDP, ifindex: ifindexIn(nsB.path, veth.b) });
       expect(pingOk(nsA.path, B)).toBe(false);
     } finally {
       link.detach();
