@@ -9,6 +9,15 @@
 // halves: the filter's work is then charged to the sender's stime. The sender's own share
 // (building and sending the datagram, its syscalls) is its time minus the softirq ticks charged
 // to it; those are the softirq ticks of its CPU minus what ksoftirqd on that CPU ran.
+//
+// On a tap the writer (the VMM) does the host's receive path itself: its write() runs
+// tun_get_user, which copies the frame in, runs a native XDP program, builds the skb and hands it
+// to netif_receive_skb (TC, generic XDP, the stack) with bottom halves disabled but NOT inside a
+// softirq: the writer's system time. A softirq raised meanwhile (the sink's veth backlog when h
+// forwards) runs as bottom halves are re-enabled: softirq time, also charged to the writer. So
+// for the tap the host's cost is the writer's whole time (plus ksoftirqd, which stays idle). Its
+// user/system split is not used: on a VM whose system calls trap to the hypervisor (this one's do,
+// pti=on) the tick charges part of each call's entry and exit to user time.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 

@@ -1,24 +1,27 @@
 // XDP flood benchmark (npm run bench:flood -w @netfence/bpf-programs): what a hostile
 // workload's flood of blocked destinations costs the host with the filter at TC and at XDP on
-// the host end of its veth, and what each costs allowed traffic. Prints, measured in one run:
-//  1. flood rounds (interleaved, medians): no filter (the flood is forwarded to the sink), the
-//     TC filter, XDP native and XDP generic, each in allowlist mode with the destination not
+// the host end of its veth and on a microVM's tap, and what each costs allowed traffic. Prints,
+// measured in one run:
+//  1. veth flood rounds (interleaved, medians): no filter (the flood is forwarded to the sink),
+//     the TC filter, XDP native and XDP generic, each in allowlist mode with the destination not
 //     allowed: sent/s, dropped/s (the slot's BLOCKED counter), packets that reached the sink
 //     (must be 0 with a filter: the run fails otherwise) and host CPU per dropped packet;
 //  2. allowed traffic (iperf3 TCP throughput, 1-byte RR) through no filter, TC and XDP;
-//  3. the XDP/TC ratio of host CPU per dropped packet, whatever it is.
-// Root; bounded to about 90 s; everything it creates (netns, veths, pins, temp files) is removed
-// at the end, also on failure or Ctrl-C.
+//  3. the same flood from a microVM: a writer in h plays the VMM and writes the guest's frames
+//     into a tap (the same filters on the tap), then frames to an allowed destination;
+//  4. the XDP/TC ratios of host CPU per dropped packet on the veth and on the tap, whatever they are.
+// Root; bounded to about 100 s; everything it creates (netns, veths, the tap, pins, temp files)
+// is removed at the end, also on failure or Ctrl-C.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { attachTcx, attachXdp, loadCollection, type BpfLink, type Collection } from '@netfence/bpf-loader';
-import { createLab, ensureBpffs } from '@netfence/lab';
+import { createLab, ensureBpffs, type LabNetns } from '@netfence/lab';
 import { encodeSlot, HOST_MAPS, hostPinnedMaps, objectPath, OBJECTS, STATS, sumPerCpuStats } from '@netfence/bpf-programs';
 import { smallPolicy } from './entries';
 import { ksoftirqdPid } from './flood-cpu';
-import { floodOnce, startFloodLab, xdpModeOf, type FloodLab, type FloodSample } from './flood-lab';
+import { ALLOWED_SINK, floodOnce, SINK, startFloodLab, xdpModeOf, type FloodLab, type FloodSample, type FloodSource } from './flood-lab';
 import { floodReport, FILTERS, type Filter, type TrafficSample } from './flood-report';
 import { bindDevice, createRulesTrie, MEASURED_SLOT, useSlot } from './host-sets';
 import { measureTraffic } from './traffic';
@@ -33,6 +36,9 @@ const FLOOD_ROUNDS = Math.round(num('NF_FLOOD_ROUNDS', 3, 20));
 const TRAFFIC_ROUNDS = Math.round(num('NF_FLOOD_TRAFFIC_ROUNDS', 3, 20));
 const IPERF_SECONDS = num('NF_FLOOD_IPERF_SECONDS', 1, 30);
 const RR_SECONDS = num('NF_FLOOD_RR_SECONDS', 1, 30);
+const TAP_SECONDS = num('NF_FLOOD_TAP_SECONDS', 1.5, 30);
+const TAP_ALLOWED_SECONDS = num('NF_FLOOD_TAP_ALLOWED_SECONDS', 1, 30);
+const TAP_FLOOR_SECONDS = num('NF_FLOOD_TAP_FLOOR_SECONDS', 0.5, 30);
 /** The sender's CPU: the last one (everything its packets make the kernel do runs there too). */
 const SENDER_CPU = cpus().length - 1;
 
@@ -69,26 +75,26 @@ interface HostSet {
   readonly xdp: Collection;
 }
 
-/** Attaches one filter to h's end of the workload's veth (its device bindings are made once, in main); checks the XDP mode the kernel reports. */
-function attachFilter(set: HostSet, fl: FloodLab, f: Filter): BpfLink | undefined {
+/** Attaches one filter to `dev` in h (the veth's host end or the tap; device bindings are made once, in hostSet); checks the XDP mode the kernel reports. */
+function attachFilter(set: HostSet, h: LabNetns, dev: string, f: Filter): BpfLink | undefined {
   if (f === 'none') return undefined;
-  const where = { ifname: fl.dev, netnsPath: fl.h.path };
+  const where = { ifname: dev, netnsPath: h.path };
   if (f === 'tc') return attachTcx(set.tc.program(OBJECTS.tc.programs.ingress.name), { ...where, direction: 'ingress', mode: 'tcx' });
   const mode = f === 'xdp-native' ? 'native' : 'generic';
   const link = attachXdp(set.xdp.program(OBJECTS.xdp.programs.filter.name), { ...where, mode });
-  const got = xdpModeOf(fl.h, fl.dev);
+  const got = xdpModeOf(h, dev);
   if (got !== mode) {
     link.close();
-    throw new Error(`asked for XDP ${mode} on ${fl.dev}, the kernel reports ${got}`);
+    throw new Error(`asked for XDP ${mode} on ${dev}, the kernel reports ${got}`);
   }
   return link;
 }
 
-/** What attachXdp mode 'auto' picks on this device (as ip link reports it). */
-function autoPick(set: HostSet, fl: FloodLab): string {
-  const link = attachXdp(set.xdp.program(OBJECTS.xdp.programs.filter.name), { ifname: fl.dev, netnsPath: fl.h.path, mode: 'auto' });
+/** What attachXdp mode 'auto' picks on `dev` in h (as ip link reports it). */
+function autoPick(set: HostSet, h: LabNetns, dev: string): string {
+  const link = attachXdp(set.xdp.program(OBJECTS.xdp.programs.filter.name), { ifname: dev, netnsPath: h.path, mode: 'auto' });
   try {
-    return xdpModeOf(fl.h, fl.dev);
+    return xdpModeOf(h, dev);
   } finally {
     link.close();
   }
@@ -101,25 +107,75 @@ function counters(set: HostSet): bigint[] {
   return sumPerCpuStats(v);
 }
 
-/** Section 1: FLOOD_ROUNDS rounds of every filter, the order rotated each round. */
-async function floodRounds(set: HostSet, fl: FloodLab, flooder: string): Promise<Map<Filter, FloodSample[]>> {
+/** The slot's BLOCKED and ALLOWED counters now. */
+function blockedAllowed(set: HostSet): { blocked: number; allowed: number } {
+  const c = counters(set);
+  return { blocked: Number(c[STATS.BLOCKED]), allowed: Number(c[STATS.ALLOWED]) };
+}
+
+/** A flood measured through every filter: the device filtered, who floods, for how long, and what each round must show. */
+interface FloodTarget {
+  readonly dev: string;
+  readonly src: FloodSource;
+  readonly seconds: number;
+  readonly check: (f: Filter, s: FloodSample) => void;
+}
+
+/** A flood of the blocked SINK: with a filter all of it dropped and none at the sink; without one it must reach the sink. */
+function checkBlocked(where: string): (f: Filter, s: FloodSample) => void {
+  return (f, s) => {
+    if (f !== 'none' && s.reachedSink !== 0) throw new Error(`${where}, ${f}: ${s.reachedSink} flood packets reached the blocked sink (must be 0)`);
+    if (f !== 'none' && s.dropped <= 0) throw new Error(`${where}, ${f}: the filter counted no drops during the flood`);
+    if (f === 'none' && s.reachedSink <= 0) throw new Error(`${where}, no filter: the flood did not reach the sink, so the lab does not prove the filters stop anything`);
+  };
+}
+
+/** Frames to ALLOWED_SINK through the tap: judged allowed by a filter, none blocked, and they reach the sink. */
+function checkAllowed(f: Filter, s: FloodSample): void {
+  if (f !== 'none' && s.allowed <= 0) throw new Error(`tap, ${f}: the filter judged none of the allowed frames`);
+  if (s.dropped !== 0) throw new Error(`tap, ${f}: ${s.dropped} allowed frames were blocked`);
+  if (s.reachedSink <= 0) throw new Error(`tap, ${f}: no allowed frame reached the sink`);
+}
+
+/** A tap writer's refused writes: nothing reaches the filter or the sink, every call was refused (counted). */
+function checkFloor(f: Filter, s: FloodSample): void {
+  if (s.sent <= 0) throw new Error('tap, write() floor: no write was refused as expected');
+  if (s.dropped !== 0 || s.allowed !== 0 || s.reachedSink !== 0) throw new Error(`tap, write() floor (${f}): a refused write reached the filter or the sink`);
+}
+
+/** The tap's XDP native drops happen in the driver's native path, before any skb: the tap's rx_dropped counts each (tun_xdp_act). */
+function checkTapBlocked(f: Filter, s: FloodSample): void {
+  checkBlocked('tap')(f, s);
+  if (f === 'xdp-native' && s.devDropped < s.dropped) throw new Error(`tap, XDP native: ${s.dropped} drops but the tap's rx_dropped grew by ${s.devDropped}: not all ran before the skb`);
+}
+
+/** One flood round of `t` through filter `f` (attached for the round only), checked. */
+async function floodOne(set: HostSet, fl: FloodLab, flooder: string, t: FloodTarget, f: Filter): Promise<FloodSample> {
+  await checkpoint();
+  const run = { flooder, seconds: t.seconds, cpu: SENDER_CPU, ksoftirqd: ksoftirqdPid(SENDER_CPU), signal: aborter.signal, counts: () => blockedAllowed(set) };
+  const link = attachFilter(set, fl.h, t.dev, f);
+  try {
+    const s = await floodOnce(fl, run, t.src);
+    t.check(f, s);
+    return s;
+  } finally {
+    link?.close();
+  }
+}
+
+/**
+ * Sections 1 and 3: FLOOD_ROUNDS rounds of every filter on `t.dev`, the order rotated each round;
+ * `alsoEachRound` (the tap's write() floor) is measured once at the end of every round, so it
+ * meets the same conditions on this shared machine.
+ */
+async function floodRounds(set: HostSet, fl: FloodLab, flooder: string, t: FloodTarget, alsoEachRound?: { t: FloodTarget; out: FloodSample[] }): Promise<Map<Filter, FloodSample[]>> {
   const out = new Map<Filter, FloodSample[]>(FILTERS.map((f) => [f, []]));
-  const run = { flooder, seconds: FLOOD_SECONDS, cpu: SENDER_CPU, ksoftirqd: ksoftirqdPid(SENDER_CPU), signal: aborter.signal, blocked: () => Number(counters(set)[STATS.BLOCKED]) };
   for (let round = 0; round < FLOOD_ROUNDS; round++) {
     for (let i = 0; i < FILTERS.length; i++) {
       const f = FILTERS[(i + round) % FILTERS.length] as Filter;
-      await checkpoint();
-      const link = attachFilter(set, fl, f);
-      try {
-        const s = await floodOnce(fl, run);
-        if (f !== 'none' && s.reachedSink !== 0) throw new Error(`${f}: ${s.reachedSink} flood packets reached the blocked sink (must be 0)`);
-        if (f !== 'none' && s.dropped <= 0) throw new Error(`${f}: the filter counted no drops during the flood`);
-        if (f === 'none' && s.reachedSink <= 0) throw new Error('no filter: the flood did not reach the sink, so the lab does not prove the filters stop anything');
-        out.get(f)?.push(s);
-      } finally {
-        link?.close();
-      }
+      out.get(f)?.push(await floodOne(set, fl, flooder, t, f));
     }
+    if (alsoEachRound) alsoEachRound.out.push(await floodOne(set, fl, flooder, alsoEachRound.t, 'none'));
   }
   return out;
 }
@@ -131,7 +187,7 @@ async function trafficRounds(set: HostSet, fl: FloodLab, tool: string): Promise<
     for (let i = 0; i < FILTERS.length; i++) {
       const f = FILTERS[(i + round) % FILTERS.length] as Filter;
       await checkpoint();
-      const link = attachFilter(set, fl, f);
+      const link = attachFilter(set, fl.h, fl.dev, f);
       try {
         const before = counters(set);
         const t = measureTraffic(fl, tool, undefined, IPERF_SECONDS, RR_SECONDS);
@@ -148,7 +204,7 @@ async function trafficRounds(set: HostSet, fl: FloodLab, tool: string): Promise<
   return out;
 }
 
-/** Loads the tc and xdp objects over the same pinned host maps (as the daemon does) and makes the bench's attachment: allowlist, 10 entries, bound to the device for TC ingress and XDP. */
+/** Loads the tc and xdp objects over the same pinned host maps (as the daemon does) and makes the bench's attachment: allowlist, 10 entries, bound to the veth's host end and the tap for TC ingress and XDP. */
 function hostSet(own: Cleanup, fl: FloodLab): HostSet {
   const hostDir = join('/sys/fs/bpf', `nfflood-${process.pid}`, '_host');
   mkdirSync(hostDir, { recursive: true });
@@ -157,8 +213,10 @@ function hostSet(own: Cleanup, fl: FloodLab): HostSet {
   const xdp = own.add(loadCollection(objectPath('xdp'), { pinMaps: { dir: hostDir, maps: hostPinnedMaps('xdp') } }));
   const a = { slot: MEASURED_SLOT, v4: own.add(createRulesTrie(4, 1024, smallPolicy())), v6: own.add(createRulesTrie(6, 1024)) };
   useSlot(tc, a, undefined, 'ALLOWLIST');
-  bindDevice(tc, fl.ifindex, 'ingress', a.slot);
-  bindDevice(tc, fl.ifindex, 'xdp', a.slot);
+  for (const ifindex of [fl.ifindex, fl.tapIfindex]) {
+    bindDevice(tc, ifindex, 'ingress', a.slot);
+    bindDevice(tc, ifindex, 'xdp', a.slot);
+  }
   return { tc, xdp };
 }
 
@@ -186,20 +244,37 @@ async function main(): Promise<void> {
     own.defer(() => lab.close());
     const fl = await startFloodLab(lab, tool);
     const set = hostSet(own, fl);
-    const auto = autoPick(set, fl);
+    const auto = { veth: autoPick(set, fl.h, fl.dev), tap: autoPick(set, fl.h, fl.tap) };
     await checkpoint();
-    const flood = await floodRounds(set, fl, flooder);
+    const flood = await floodRounds(set, fl, flooder, { dev: fl.dev, src: { kind: 'veth' }, seconds: FLOOD_SECONDS, check: checkBlocked('veth') });
     const traffic = await trafficRounds(set, fl, tool);
+    const tapFloor: FloodSample[] = [];
+    const floor = { t: { dev: fl.tap, src: { kind: 'tap', dst: SINK, floor: true }, seconds: TAP_FLOOR_SECONDS, check: checkFloor } as const, out: tapFloor };
+    const tapFlood = await floodRounds(set, fl, flooder, { dev: fl.tap, src: { kind: 'tap', dst: SINK }, seconds: TAP_SECONDS, check: checkTapBlocked }, floor);
+    const tapAllowed = await floodRounds(set, fl, flooder, { dev: fl.tap, src: { kind: 'tap', dst: ALLOWED_SINK }, seconds: TAP_ALLOWED_SECONDS, check: checkAllowed });
     const lost = counters(set)[STATS.EVENTS_LOST] ?? 0n;
     process.stdout.write(
       floodReport({
         machine: machineAtStart,
         loadEnd: loadavg().map((l) => l.toFixed(2)).join(' '),
-        settings: { floodSeconds: FLOOD_SECONDS, floodRounds: FLOOD_ROUNDS, trafficRounds: TRAFFIC_ROUNDS, iperfSeconds: IPERF_SECONDS, rrSeconds: RR_SECONDS, senderCpu: SENDER_CPU },
+        settings: {
+          floodSeconds: FLOOD_SECONDS,
+          floodRounds: FLOOD_ROUNDS,
+          trafficRounds: TRAFFIC_ROUNDS,
+          iperfSeconds: IPERF_SECONDS,
+          rrSeconds: RR_SECONDS,
+          tapSeconds: TAP_SECONDS,
+          tapAllowedSeconds: TAP_ALLOWED_SECONDS,
+          tapFloorSeconds: TAP_FLOOR_SECONDS,
+          senderCpu: SENDER_CPU,
+        },
         autoPick: auto,
         eventsLost: lost,
         flood,
         traffic,
+        tapFlood,
+        tapAllowed,
+        tapFloor,
         seconds: (Date.now() - started) / 1000,
       }),
     );
