@@ -113,7 +113,7 @@ export function createBpfDatapath(opts: BpfDatapathOptions): BpfDatapath {
 
   return {
     // Synchronous work (in the caller's thread and network namespace), promised for the interface.
-    attach: (p) => settled(() => attachNew(open(), p)),
+    attach: (p, initialMode) => settled(() => attachNew(open(), p, initialMode)),
 
     get liveAttachments() {
       return live.size;

@@ -47,8 +47,8 @@ function track(o: OpenedDatapath, p: AttachParams, dir: string, slot: number, tr
   return o.track(new BpfAttachment(o.ctx, { id: p.id, dir, slot, target: targetOf(p) }, tries, model));
 }
 
-/** A new attachment: slot, tries, config (DISABLED) and DNS limit, then the target bound. No program load. */
-export function attachNew(o: OpenedDatapath, p: AttachParams): BpfAttachment {
+/** A new attachment: slot, tries, config (DISABLED, or BLOCK_ALL for an auto attachment) and DNS limit, then the target bound. No program load. */
+export function attachNew(o: OpenedDatapath, p: AttachParams, initialMode: 'DISABLED' | 'BLOCK_ALL' = 'DISABLED'): BpfAttachment {
   checkAttachmentId(p.id);
   const target = targetOf(p);
   const slot = o.slots.allocate();
@@ -57,7 +57,7 @@ export function attachNew(o: OpenedDatapath, p: AttachParams): BpfAttachment {
   try {
     makeAttachmentDir(o.root, p.id);
     tries = createRuleTries(dir, o.limits.allow + o.limits.deny);
-    o.slots.fill(slot, initialSnapshot(initialConfig(p, 'DISABLED'), o.dnsLimit), tries);
+    o.slots.fill(slot, initialSnapshot(initialConfig(p, initialMode), o.dnsLimit), tries);
     bindTarget(o.host, slot, dir, target);
     return track(o, p, dir, slot, tries, new RuleTrie(o.limits));
   } catch (e) {

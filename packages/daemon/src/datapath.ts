@@ -77,10 +77,12 @@ export type AttachParams = (TcAttachParams & { readonly kind: 'tc' }) | (CgroupA
 
 export interface Datapath {
   /**
-   * Attaches the target (mode DISABLED, no rules), pinned under the attachment's id. Loads no
-   * program: the host's program set is loaded once (warm, or the first call that needs it).
+   * Attaches the target (mode DISABLED, or `initialMode`: BLOCK_ALL for an auto attachment, which
+   * must block from its first packet; no rules), pinned under the attachment's id. Loads no
+   * program: the host's program set is loaded once (warm, or the first call that needs it). The
+   * kernel work is done before this returns (the promise is already settled).
    */
-  attach(p: AttachParams): Promise<AttachmentDatapath>;
+  attach(p: AttachParams, initialMode?: 'DISABLED' | 'BLOCK_ALL'): Promise<AttachmentDatapath>;
   /** Prepares ahead (loads and verifies the host's programs) so attaches need no load. */
   warm(kinds: readonly ('tc' | 'cgroup')[]): void;
   /**
