@@ -89,6 +89,7 @@ export function listPage(registry: AttachmentRegistry, pageSize: number, pageTok
       attachedAt: timestampFromMs(Date.parse(r.attachedAt)),
       tcDirection: r.tcDirection ?? '',
       awaitingAck: registry.awaiting.has(rt.id),
+      autoRule: r.autoRule ?? '',
     });
   });
   return { attachments, nextPageToken: rest.length > size ? encodeToken(page[page.length - 1]!.id) : '', totalCount: all.length };

@@ -22,6 +22,8 @@ export interface AttachmentRecord {
   readonly tcDirection?: TcDirection;
   /** The interface has no Ethernet header (tun and other L3 devices). */
   readonly l3?: boolean;
+  /** The auto_attach rule that made it (its pattern, rulePattern); absent for an Attach call. */
+  readonly autoRule?: string;
   /** Saved before the SubscribedAck arrived: rolled back if the daemon restarts in that state. */
   readonly pending?: boolean;
   readonly metadata: Readonly<Record<string, string>>;
