@@ -3,7 +3,7 @@
 
 export { NetlinkError, NETLINK_ERROR_CODES } from './netlink-error';
 export type { NetlinkErrorCode } from './netlink-error';
-export { listLinks, watchLinks } from './links';
+export { getLink, listLinks, watchLinks } from './links';
 export type { LinkWatcher, LinkWatchOptions } from './links';
-export { ARPHRD, parseMessages, linkDumpRequest, encodeLinkMessage } from './rtnetlink';
+export { ARPHRD, parseMessages, linkDumpRequest, linkByNameRequest, encodeLinkMessage } from './rtnetlink';
 export type { LinkRecord, ParsedBatch } from './rtnetlink';

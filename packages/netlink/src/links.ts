@@ -7,7 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { closeFd, EAGAIN, EINTR, ENOBUFS, inNetns, openRouteSocket, recvOnce, RTMGRP_LINK, sendAll } from './libc';
 import { NetlinkError } from './netlink-error';
-import { linkDumpRequest, parseMessages, type LinkRecord } from './rtnetlink';
+import { linkByNameRequest, linkDumpRequest, parseMessages, type LinkRecord } from './rtnetlink';
 
 const RECV_TIMEOUT_MS = 100;
 /** Receive buffer of the event socket: room for a burst of thousands of link events (a full buffer loses events: ENOBUFS, then a resync). */
@@ -36,6 +36,36 @@ export function listLinks(netnsPath?: string): LinkRecord[] {
       if (batch.done) return out;
     }
     throw new NetlinkError('NETLINK_ERR_SOCKET', `the link dump did not end within ${DUMP_TIMEOUT_MS} ms`);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+const ENODEV = 19;
+
+/**
+ * One link of the calling thread's namespace (or `netnsPath`'s) by name or alternative name
+ * (RTM_GETLINK for that name: no dump); undefined when there is none.
+ */
+export function getLink(name: string, netnsPath?: string): LinkRecord | undefined {
+  const req = linkByNameRequest(seq++, name);
+  const fd = inNetns(netnsPath, () => openRouteSocket(0, RECV_TIMEOUT_MS, 64 * 1024));
+  try {
+    sendAll(fd, req);
+    const buf = Buffer.alloc(64 * 1024);
+    const deadline = Date.now() + DUMP_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      const r = recvOnce(fd, buf);
+      if (typeof r === 'number') {
+        if (r === -EAGAIN || r === -EINTR) continue;
+        throw new NetlinkError('NETLINK_ERR_SOCKET', `asking for link ${JSON.stringify(name)}: errno ${-r}`, { errno: -r });
+      }
+      const batch = parseMessages(r);
+      if (batch.error === -ENODEV) return undefined;
+      if (batch.error !== undefined) throw new NetlinkError('NETLINK_ERR_SOCKET', `the kernel refused to describe link ${JSON.stringify(name)}: errno ${-batch.error}`, { errno: -batch.error });
+      if (batch.links.length > 0) return batch.links[0];
+    }
+    throw new NetlinkError('NETLINK_ERR_SOCKET', `no answer about link ${JSON.stringify(name)} within ${DUMP_TIMEOUT_MS} ms`);
   } finally {
     closeFd(fd);
   }

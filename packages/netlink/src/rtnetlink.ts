@@ -115,6 +115,31 @@ export function linkDumpRequest(seq: number): Buffer {
   return b;
 }
 
+const IFLA_ALT_IFNAME = 53;
+const IFNAMSIZ = 16;
+
+/**
+ * An RTM_GETLINK request for one link by name: IFLA_IFNAME for a name of at most 15 bytes,
+ * IFLA_ALT_IFNAME for a longer alternative name (the kernel looks both up in one table, so an
+ * alternative name of 15 bytes or less is found through IFLA_IFNAME too).
+ */
+export function linkByNameRequest(seq: number, name: string): Buffer {
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length === 0 || bytes.length > 127 || bytes.includes(0)) throw new NetlinkError('NETLINK_ERR_MESSAGE', `interface name ${JSON.stringify(name)} cannot be asked for`);
+  const type = bytes.length < IFNAMSIZ ? IFLA_IFNAME : IFLA_ALT_IFNAME;
+  const attrLen = 4 + bytes.length + 1;
+  const b = Buffer.alloc(NLMSG_HDRLEN + IFINFOMSG_LEN + align4(attrLen));
+  b.writeUInt32LE(b.length, 0);
+  b.writeUInt16LE(RTM.GETLINK, 4);
+  b.writeUInt16LE(NLM_F_REQUEST, 6);
+  b.writeUInt32LE(seq >>> 0, 8);
+  const a = NLMSG_HDRLEN + IFINFOMSG_LEN;
+  b.writeUInt16LE(attrLen, a);
+  b.writeUInt16LE(type, a + 2);
+  bytes.copy(b, a + 4);
+  return b;
+}
+
 /** Builds a link message as the kernel would (tests, and documentation of the layout). */
 export function encodeLinkMessage(r: LinkRecord): Buffer {
   const attr = (type: number, data: Buffer): Buffer => {

@@ -2,7 +2,7 @@
 // order, as they happen; deletions too; the watcher stops cleanly.
 import { execFileSync } from 'node:child_process';
 import { createLab, type Lab, type LabNetns } from '@netfence/lab';
-import { listLinks, watchLinks, type LinkRecord } from '../src/index';
+import { getLink, listLinks, watchLinks, type LinkRecord } from '../src/index';
 
 jest.setTimeout(30_000);
 
@@ -32,6 +32,22 @@ describe('links of a namespace', () => {
     expect(links.find((l) => l.name === 'lo')).toMatchObject({ event: 'new', arphrd: 772 });
     expect(links.find((l) => l.name === 'nfla0')).toMatchObject({ kind: 'veth', arphrd: 1, up: false });
     ip('link', 'del', 'nfla0');
+  });
+
+  it('gets one link by name or alternative name, undefined when there is none', () => {
+    ip('link', 'add', 'nfget0', 'type', 'veth', 'peer', 'name', 'nfget1');
+    try {
+      const l = getLink('nfget0', ns.path);
+      expect(l).toMatchObject({ event: 'new', name: 'nfget0', kind: 'veth', arphrd: 1 });
+      expect(l?.ifindex).toBe(listLinks(ns.path).find((x) => x.name === 'nfget0')?.ifindex);
+      ip('link', 'property', 'add', 'dev', 'nfget0', 'altname', 'nf-a-rather-long-alternative-name');
+      expect(getLink('nf-a-rather-long-alternative-name', ns.path)?.name).toBe('nfget0');
+      expect(getLink('nfnosuch0', ns.path)).toBeUndefined();
+      expect(getLink('lo', ns.path)).toMatchObject({ arphrd: 772 });
+      expect(() => getLink('', ns.path)).toThrow(expect.objectContaining({ code: 'NETLINK_ERR_MESSAGE' }));
+    } finally {
+      ip('link', 'del', 'nfget0');
+    }
   });
 
   it('watches: creation, up, deletion arrive as events in order; existing links are listed', async () => {
