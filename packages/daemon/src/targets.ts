@@ -1,6 +1,6 @@
-import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { sep } from 'node:path';
+import { ARPHRD, getLink, listLinks, type LinkRecord } from '@netfence/netlink';
 import { DaemonError } from './daemon-error';
 import { quoteInput } from './request-limits';
 
@@ -25,26 +25,21 @@ export interface InterfaceTarget {
 /** An interface name (at most 15 bytes) or an alternative name (at most 127 bytes, `ip link property add altname`). */
 const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,127}$/;
 
-interface IpLink {
-  ifindex: number;
-  ifname: string;
-  altnames?: string[];
-  link_type?: string;
-  flags?: string[];
-  linkinfo?: { info_kind?: string };
+/**
+ * The daemon's network namespace's links, asked over netlink (@netfence/netlink): not /sys
+ * (/sys/class/net reflects the namespace /sys was mounted in, which need not be ours), and not
+ * `ip -j link` (a process spawned per Attach cost ~15 ms of the event loop, serialising
+ * concurrent TC attaches).
+ */
+function netlinkFailure(e: unknown, what: string): DaemonError {
+  return new DaemonError('NETFENCE_ERR_DATAPATH', `${what}: ${(e as Error).message}`, { cause: e });
 }
 
-/**
- * Interfaces of the daemon's network namespace, asked over netlink (`ip -j -d link`):
- * /sys/class/net reflects the namespace /sys was mounted in, which need not be ours.
- */
-function ipLinks(name?: string): IpLink[] {
+function lookupLink(name: string): LinkRecord | undefined {
   try {
-    const out = execFileSync('ip', ['-j', '-d', 'link', 'show', ...(name ? ['dev', name] : [])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return JSON.parse(out || '[]') as IpLink[];
+    return getLink(name);
   } catch (e) {
-    if (name) return [];
-    throw new DaemonError('NETFENCE_ERR_DATAPATH', `cannot list network interfaces: ${(e as Error).message}`, { cause: e });
+    throw netlinkFailure(e, `cannot look up interface ${quoteInput(name)}`);
   }
 }
 
@@ -53,17 +48,17 @@ export function resolveInterface(name: string): InterfaceTarget {
   if (!IFNAME_RE.test(name) || name === '.' || name === '..')
     throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface name ${quoteInput(name)} is not a valid interface name`);
   // An alternative name resolves to the interface it names: the target is its primary name.
-  const link = ipLinks(name).find((l) => l.ifname === name || (l.altnames ?? []).includes(name));
+  const link = lookupLink(name);
   if (!link) throw new DaemonError('NETFENCE_ERR_NOT_FOUND', `interface ${quoteInput(name)} does not exist`);
   // Loopback carries the host's own traffic to itself, never a workload's: a filter there would
   // cut the daemon's DNS servers and API off from every workload, so it is refused.
-  if (link.link_type === 'loopback' || (link.flags ?? []).includes('LOOPBACK'))
+  if (link.arphrd === ARPHRD.LOOPBACK)
     throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface ${quoteInput(name)} is a loopback device; attach to the workload's interface or cgroup instead`);
-  const kind = link.linkinfo?.info_kind ?? 'device';
-  const linkKind = kind === 'tun' ? (link.link_type === 'ether' ? 'tap' : 'tun') : kind;
-  // No Ethernet header: tun in L3 mode, ipip, gre, wireguard, ... (link_type none/ipip/gre/...).
-  const l3 = link.link_type !== 'ether';
-  return { ifname: link.ifname, ifindex: link.ifindex, linkKind, l3 };
+  const kind = link.kind ?? 'device';
+  const linkKind = kind === 'tun' ? (link.arphrd === ARPHRD.ETHER ? 'tap' : 'tun') : kind;
+  // No Ethernet header: tun in L3 mode, ipip, gre, wireguard, ... (any link type but Ethernet).
+  const l3 = link.arphrd !== ARPHRD.ETHER;
+  return { ifname: link.name, ifindex: link.ifindex, linkKind, l3 };
 }
 
 /**
@@ -74,22 +69,23 @@ export function defaultTcDirection(t: InterfaceTarget): 'ingress' | 'egress' {
   return ['veth', 'tap', 'tun'].includes(t.linkKind) ? 'ingress' : 'egress';
 }
 
-/** ifindex -> name of every interface now (one netlink dump, at start-up). */
+/** ifindex -> name of every interface now (one netlink dump: a few ms for thousands of links). */
 export function interfaceSnapshot(): Map<number, string> {
-  return new Map(ipLinks().map((l) => [l.ifindex, l.ifname]));
+  try {
+    return new Map(listLinks().map((l) => [l.ifindex, l.name]));
+  } catch (e) {
+    throw netlinkFailure(e, 'cannot list network interfaces');
+  }
 }
 
-/** interfaceSnapshot without blocking the event loop (the periodic target watcher). */
+/** interfaceSnapshot for the periodic target watcher (kept async for its callers). */
 export function interfaceSnapshotAsync(): Promise<Map<number, string>> {
   return new Promise((resolve, reject) => {
-    execFile('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }, (err, out) => {
-      if (err) return reject(new DaemonError('NETFENCE_ERR_DATAPATH', `cannot list network interfaces: ${err.message}`, { cause: err }));
-      try {
-        resolve(new Map((JSON.parse(out || '[]') as IpLink[]).map((l) => [l.ifindex, l.ifname])));
-      } catch (e) {
-        reject(new DaemonError('NETFENCE_ERR_DATAPATH', `cannot parse the interface list: ${(e as Error).message}`, { cause: e }));
-      }
-    });
+    try {
+      resolve(interfaceSnapshot());
+    } catch (e) {
+      reject(e);
+    }
   });
 }
 
