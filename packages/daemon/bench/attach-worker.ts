@@ -1,0 +1,161 @@
+// The measuring half of the attach benchmark (bench/attach.ts), run in the lab's host namespace:
+// the built netfenced with a grpc-js control plane on 127.0.0.1, driven over its unix socket.
+// Figures: Attach latency (sequential, 50 and 500 concurrent; cgroup and TC targets), failures
+// and their codes, and what 1,000 attachments cost: daemon RSS and kernel memory (the kernel's
+// own accounting: bytes_memlock of every BPF map and program, from bpftool).
+
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
+import { join } from 'node:path';
+import { launchDaemon, sleep, type DaemonProcess } from '../test/support/daemon-lab';
+import { createTestControlPlane } from '../test/support/grpc';
+import type { AttachBenchArgs } from './attach';
+
+const SEQUENTIAL = 200;
+const BURSTS = [50, 500] as const;
+const MANY = 1000;
+
+function pct(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+const summary = (xs: readonly number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms`;
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? NaN) / 1024;
+}
+
+/** bytes_memlock of every BPF map and program on the host (bpftool), and how many of each. */
+function kernelBpfMemory(): { maps: number; mapBytes: number; progs: number; progBytes: number } {
+  const sum = (kind: 'map' | 'prog') => {
+    const list = JSON.parse(execFileSync('bpftool', [kind, 'show', '-j'], { encoding: 'utf8', maxBuffer: 256 << 20 })) as { bytes_memlock?: number }[];
+    return { n: list.length, bytes: list.reduce((a, x) => a + (x.bytes_memlock ?? 0), 0) };
+  };
+  const m = sum('map');
+  const p = sum('prog');
+  return { maps: m.n, mapBytes: m.bytes, progs: p.n, progBytes: p.bytes };
+}
+
+type Target = { cgroup_path: string } | { interface_name: string };
+interface Outcome {
+  readonly ms: number[];
+  readonly ids: string[];
+  readonly failures: Map<string, number>;
+  readonly wallMs: number;
+}
+
+async function attachAll(d: DaemonProcess, targets: readonly Target[], concurrent: boolean): Promise<Outcome> {
+  const ms: number[] = [];
+  const ids: string[] = [];
+  const failures = new Map<string, number>();
+  const one = async (t: Target) => {
+    const t0 = performance.now();
+    try {
+      const r = await d.api.attach(t);
+      ms.push(performance.now() - t0);
+      ids.push(r.id);
+    } catch (e) {
+      const code = String((e as { code?: unknown }).code ?? (e as Error).message.slice(0, 60));
+      failures.set(code, (failures.get(code) ?? 0) + 1);
+    }
+  };
+  const w0 = performance.now();
+  if (concurrent) await Promise.all(targets.map(one));
+  else for (const t of targets) await one(t);
+  return { ms, ids, failures, wallMs: performance.now() - w0 };
+}
+
+async function detachAll(d: DaemonProcess, ids: readonly string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 50) await Promise.all(ids.slice(i, i + 50).map((id) => d.api.detach(id)));
+}
+
+const fails = (o: Outcome) => (o.failures.size === 0 ? '0 failures' : `FAILURES ${[...o.failures].map(([c, n]) => `${n} x ${c}`).join(', ')}`);
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.env.NFBENCH_ARGS ?? '{}') as AttachBenchArgs;
+  const cp = createTestControlPlane({ listen: '127.0.0.1:0', ackPolicy: () => ({ mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] }) });
+  const port = await cp.start();
+  const dir = join(args.tmp, 'attach-bench');
+  mkdirSync(dir, { recursive: true });
+  const configPath = join(dir, 'netfence.yaml');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      socket: join(dir, 'netfence.sock'),
+      data_dir: join(dir, 'data'),
+      bpffs_root: args.bpffsRoot,
+      log_level: 'warn',
+      metrics: { listen: '' },
+      control_plane: { url: `http://127.0.0.1:${port}` },
+      dns: { listen_addr: args.dnsListen, port_min: 20000, port_max: 22999 },
+    }),
+  );
+  const kernel0 = kernelBpfMemory();
+  const d = await launchDaemon(configPath, (cmd, a, o) => spawn(cmd, a, o));
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  try {
+    await cp.waitFor((e) => e.msg.event === 'sync', 10_000, 'SyncRequest');
+    await sleep(500);
+    const cpu = cpus();
+    out(`netfenced attach benchmark (issue 11), ${new Date().toISOString()}: ${cpu[0]?.model.trim() ?? 'CPU'} x ${cpu.length}, kernel ${release()}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    out('Attach = DaemonService.Attach over the unix socket until it returns: slot, tries, links, DNS server, Subscribed -> SubscribedAck applied (grpc-js control plane on loopback).');
+    const kernelHost = kernelBpfMemory();
+    const rss0 = rssMb(d.pid);
+
+    const cg = args.cgroups.map((p) => ({ cgroup_path: p }));
+    const tc = args.veths.map((i) => ({ interface_name: i }));
+    const results: Record<string, Outcome> = {};
+    for (const [kind, targets] of [
+      ['cgroup', cg],
+      ['TC', tc],
+    ] as const) {
+      const seq = await attachAll(d, targets.slice(0, SEQUENTIAL), false);
+      out(`${kind} targets, ${SEQUENTIAL} sequential: ${summary(seq.ms)}; ${fails(seq)}`);
+      results[`${kind} seq`] = seq;
+      await detachAll(d, seq.ids);
+      for (const n of BURSTS) {
+        const c = await attachAll(d, targets.slice(0, n), true);
+        out(`${kind} targets, ${n} concurrent: ${summary(c.ms)}; all done in ${c.wallMs.toFixed(0)} ms; ${fails(c)}`);
+        results[`${kind} ${n}`] = c;
+        await detachAll(d, c.ids);
+      }
+    }
+
+    await sleep(500);
+    const many = await attachAll(d, cg.slice(0, MANY), true);
+    await sleep(1000);
+    const rssMany = rssMb(d.pid);
+    const kernelMany = kernelBpfMemory();
+    const kb = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+    const mb = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+    out(`${MANY} attachments (cgroups, attached concurrently in ${many.wallMs.toFixed(0)} ms; ${fails(many)}):`);
+    out(`  daemon VmRSS: ${rss0.toFixed(1)} MB with 0 attachments, ${rssMany.toFixed(1)} MB with ${many.ids.length}: ${(((rssMany - rss0) * 1024) / Math.max(1, many.ids.length)).toFixed(1)} KiB each`);
+    out(`  kernel memory (bytes_memlock of all BPF maps and programs, bpftool): host set ${mb(kernelHost.mapBytes + kernelHost.progBytes - kernel0.mapBytes - kernel0.progBytes)} (${kernelHost.maps - kernel0.maps} maps, ${kernelHost.progs - kernel0.progs} programs: loaded once);`);
+    out(`    with ${many.ids.length} attachments ${mb(kernelMany.mapBytes + kernelMany.progBytes - kernel0.mapBytes - kernel0.progBytes)}: ${kb((kernelMany.mapBytes + kernelMany.progBytes - kernelHost.mapBytes - kernelHost.progBytes) / Math.max(1, many.ids.length))} and ${((kernelMany.maps - kernelHost.maps) / Math.max(1, many.ids.length)).toFixed(1)} maps each (two empty rules tries; programs added: ${kernelMany.progs - kernelHost.progs})`);
+    out('    (not in bytes_memlock: cgroup storage elements and links; the tries grow by ~44 B per rule)');
+    await detachAll(d, many.ids);
+
+    const v = (ok: boolean) => (ok ? 'met' : 'NOT met');
+    const seqP99 = Math.max(pct(results['cgroup seq']!.ms, 99), pct(results['TC seq']!.ms, 99));
+    const c50 = Math.max(pct(results['cgroup 50']!.ms, 99), pct(results['TC 50']!.ms, 99));
+    const c500 = [results['cgroup 500']!, results['TC 500']!];
+    out(
+      `targets: sequential p99 < 10 ms: ${v(seqP99 < 10)} (${seqP99.toFixed(2)} ms); 50 concurrent p99 < 25 ms: ${v(c50 < 25)} (${c50.toFixed(2)} ms); ` +
+        `500 concurrent 0 failures, all done < 2 s: ${v(c500.every((o) => o.failures.size === 0 && o.wallMs < 2000))} (cgroup ${c500[0]!.wallMs.toFixed(0)} ms, TC ${c500[1]!.wallMs.toFixed(0)} ms); ` +
+        `RSS < 200 MB at ${MANY}: ${v(rssMany < 200)} (${rssMany.toFixed(1)} MB)`,
+    );
+  } finally {
+    await d.stop();
+    await cp.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`attach bench worker failed: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);
