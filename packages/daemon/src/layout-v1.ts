@@ -26,9 +26,6 @@ export const V1_MAPS = {
 /** Removed last when a directory is migrated: while it is there, the directory is (still) v1. */
 export const V1_MARKER = V1_MAPS.config.name;
 
-/** The v1 TC program's link pin (the new layout uses the same name for its link). */
-export const V1_TC_LINK_KEY = 'filter';
-
 export function isV1Dir(dir: string): boolean {
   return existsSync(join(dir, V1_MARKER));
 }
@@ -98,11 +95,3 @@ export function readV1Snapshot(dir: string): SlotSnapshot {
     for (const m of maps) m.close();
   }
 }
-
-/** Every v1 map pin name (removed once the directory is migrated; the marker last). */
-export const V1_MAP_PINS: readonly string[] = [
-  ...Object.values(V1_MAPS)
-    .map((m) => m.name)
-    .filter((n) => n !== V1_MARKER),
-  V1_MARKER,
-];
