@@ -41,8 +41,10 @@ export function makeAttachmentDir(root: string, id: string): string {
   return dir;
 }
 
-export function targetOf(p: { kind: 'tc'; ifindex: number; direction: 'ingress' | 'egress' } | { kind: 'cgroup'; cgroupPath: string }): Target {
-  return p.kind === 'tc' ? { kind: 'tc', ifindex: p.ifindex, direction: p.direction } : { kind: 'cgroup', cgroupPath: p.cgroupPath, cgroupId: statSync(p.cgroupPath, { bigint: true }).ino };
+/** The target of the params: an interface's XDP hook when `xdp`, else its TC hook in `direction`; or a cgroup. */
+export function targetOf(p: { kind: 'tc'; ifindex: number; direction: 'ingress' | 'egress'; xdp?: boolean } | { kind: 'cgroup'; cgroupPath: string }): Target {
+  if (p.kind === 'tc') return { kind: 'tc', ifindex: p.ifindex, direction: p.xdp ? 'xdp' : p.direction };
+  return { kind: 'cgroup', cgroupPath: p.cgroupPath, cgroupId: statSync(p.cgroupPath, { bigint: true }).ino };
 }
 
 

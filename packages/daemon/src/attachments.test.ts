@@ -12,6 +12,8 @@ function memoryDatapath() {
   let deadlines = new Map<string, number>();
   const dp: AttachmentDatapath = {
     tcDirection: undefined,
+    hook: 'cgroup',
+    xdpFallback: undefined,
     apply(ops) {
       applied.push([...ops]);
       for (const o of ops) {

@@ -13,7 +13,8 @@ import type { HostProgramSet } from './host-program-set';
 import { RuleTrie, type RuleLimits, type RuleOp, type RuleWrite } from './rule-trie';
 import type { SeverRunner } from './sever-runner';
 import { closeRuleTries, ruleValue, type RuleTries } from './slot-state';
-import { devicesOf, type SlotTable, type Target } from './slot-table';
+import type { Hook } from './pin-layout';
+import { devicesOf, hookOf, type SlotTable, type Target } from './slot-table';
 import { detachPinnedLinks } from './target-binding';
 
 const MODE_TO_KERNEL: Record<PolicyMode, ModeName> = { disabled: 'DISABLED', allowlist: 'ALLOWLIST', denylist: 'DENYLIST', block_all: 'BLOCK_ALL' };
@@ -50,6 +51,8 @@ export interface AttachmentPlace {
   readonly dir: string;
   readonly slot: number;
   readonly target: Target;
+  /** XDP was asked for and the kernel refused it: why (the target is the TC hook instead). */
+  readonly xdpFallback?: string;
 }
 
 export class BpfAttachment implements AttachmentDatapath {
@@ -71,7 +74,16 @@ export class BpfAttachment implements AttachmentDatapath {
   }
 
   get tcDirection(): 'ingress' | 'egress' | undefined {
-    return this.place.target.kind === 'tc' ? this.place.target.direction : undefined;
+    const t = this.place.target;
+    return t.kind === 'tc' && t.direction !== 'xdp' ? t.direction : undefined;
+  }
+
+  get hook(): Hook {
+    return hookOf(this.place.target);
+  }
+
+  get xdpFallback(): string | undefined {
+    return this.place.xdpFallback;
   }
 
   private writeConfig(cfg: AttachmentConfig): void {

@@ -16,8 +16,9 @@ import { linkKeys, linkPin, validAttachmentId } from './pin-layout';
 import { RuleTrie, type RuleLimits } from './rule-trie';
 import type { SeverRunner } from './sever-runner';
 import { closeRuleTries, createRuleTries, initialSnapshot, openRuleTries, readRules, type RuleTries } from './slot-state';
-import { devicesOf, type SlotTable } from './slot-table';
-import { bindTarget, detachPinnedLinks } from './target-binding';
+import { unbindDevice, type Device } from './device-slots';
+import { devicesOf, hookOf, type SlotTable, type Target } from './slot-table';
+import { XdpRefused, bindTarget, detachPinnedLinks } from './target-binding';
 
 /** The host set and what hangs off it, once opened. */
 export interface OpenedDatapath {
@@ -43,8 +44,38 @@ export function checkAttachmentId(id: string): void {
   if (!validAttachmentId(id)) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `attachment id ${JSON.stringify(id)} cannot name a pin directory`);
 }
 
-function track(o: OpenedDatapath, p: AttachParams, dir: string, slot: number, tries: RuleTries, model: RuleTrie): BpfAttachment {
-  return o.track(new BpfAttachment(o.ctx, { id: p.id, dir, slot, target: targetOf(p) }, tries, model));
+/** The target an attachment was bound to, and why not the XDP hook it asked for (when so). */
+interface Bound {
+  readonly target: Target;
+  readonly xdpFallback?: string;
+}
+
+function track(o: OpenedDatapath, p: AttachParams, dir: string, slot: number, tries: RuleTries, model: RuleTrie, bound: Bound = { target: targetOf(p) }): BpfAttachment {
+  return o.track(new BpfAttachment(o.ctx, { id: p.id, dir, slot, ...bound }, tries, model));
+}
+
+/**
+ * Binds a new attachment's target. An XDP hook the kernel refuses (XdpRefused: no native XDP in
+ * the driver, another XDP program on the device) falls back to the TC hook in `p.direction`,
+ * exactly as without xdp: the XDP binding is removed first, and why is kept for List.
+ */
+function bindNew(o: OpenedDatapath, slot: number, dir: string, p: AttachParams, target: Target): Bound {
+  try {
+    bindTarget(o.host, slot, dir, target);
+    return { target };
+  } catch (e) {
+    if (!(e instanceof XdpRefused) || p.kind !== 'tc') throw e;
+    unbindDevice(o.host.maps, { ifindex: p.ifindex, direction: 'xdp' }, slot);
+    const tc = targetOf({ ...p, xdp: false });
+    bindTarget(o.host, slot, dir, tc);
+    o.logger.warn({ attachment: p.id, ifindex: p.ifindex, err: e.cause, xdpFallback: e.reason }, 'XDP refused by the kernel: the filter runs at TC instead');
+    return { target: tc, xdpFallback: e.reason };
+  }
+}
+
+/** Every device binding attaching `p` may have written (an XDP attach may have fallen back to TC). */
+function devicesTried(p: AttachParams, target: Target): Device[] {
+  return p.kind === 'tc' && p.xdp ? [...devicesOf(target), ...devicesOf(targetOf({ ...p, xdp: false }))] : devicesOf(target);
 }
 
 /** A new attachment: slot, tries, config (DISABLED, or BLOCK_ALL for an auto attachment) and DNS limit, then the target bound. No program load. */
@@ -58,14 +89,14 @@ export function attachNew(o: OpenedDatapath, p: AttachParams, initialMode: 'DISA
     makeAttachmentDir(o.root, p.id);
     tries = createRuleTries(dir, o.limits.allow + o.limits.deny);
     o.slots.fill(slot, initialSnapshot(initialConfig(p, initialMode), o.dnsLimit), tries);
-    bindTarget(o.host, slot, dir, target);
-    return track(o, p, dir, slot, tries, new RuleTrie(o.limits));
+    const bound = bindNew(o, slot, dir, p, target);
+    return track(o, p, dir, slot, tries, new RuleTrie(o.limits), bound);
   } catch (e) {
     detachPinnedLinks(dir, o.logger, o.host);
-    o.slots.release(slot, devicesOf(target));
+    o.slots.release(slot, devicesTried(p, target));
     if (tries) closeRuleTries(tries);
     rmSync(dir, { recursive: true, force: true });
-    const where = p.kind === 'tc' ? `the TC filter to ifindex ${p.ifindex} (${p.direction})` : `the cgroup programs to ${p.cgroupPath}`;
+    const where = p.kind === 'tc' ? `the ${p.xdp ? 'XDP' : 'TC'} filter to ifindex ${p.ifindex}${p.xdp ? '' : ` (${p.direction})`}` : `the cgroup programs to ${p.cgroupPath}`;
     throw datapathError(e, `attaching ${where}`);
   }
 }
@@ -100,7 +131,7 @@ export function reopenPinned(o: OpenedDatapath, p: AttachParams, dir: string): B
   if (slot === undefined) throw new DaemonError('NETFENCE_ERR_DATAPATH', `${dir}: its rules tries are missing or in no slot`);
   const bound = o.slots.boundSlot(target);
   if (bound !== slot) throw new DaemonError('NETFENCE_ERR_DATAPATH', `${dir}: the target is bound to slot ${bound ?? 'none'}, the pins fill slot ${slot}`);
-  for (const k of linkKeys(p.kind)) if (!existsSync(linkPin(dir, k))) throw new DaemonError('NETFENCE_ERR_DATAPATH', `${dir}: link_${k} is missing`);
+  for (const k of linkKeys(hookOf(target))) if (!existsSync(linkPin(dir, k))) throw new DaemonError('NETFENCE_ERR_DATAPATH', `${dir}: link_${k} is missing`);
   const tries = openRuleTries(dir);
   try {
     const a = track(o, p, dir, slot, tries, RuleTrie.fromEntries(readRules(tries), o.limits));

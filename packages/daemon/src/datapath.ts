@@ -28,6 +28,10 @@ export interface DatapathCounters {
 /** The kernel objects of one attachment. Owner: the daemon's attachment runtime. */
 export interface AttachmentDatapath {
   readonly tcDirection: TcDirection | undefined;
+  /** Where the filter runs: a TC hook, the interface's XDP hook, or the cgroup's hooks. */
+  readonly hook: 'tc' | 'xdp' | 'cgroup';
+  /** XDP was asked for and the kernel refused it (why): the filter runs at TC instead. */
+  readonly xdpFallback: string | undefined;
   /**
    * Applies the ops in order. On failure throws a DaemonError after undoing the ops it had
    * applied, so the kernel is back where it started.
@@ -64,6 +68,12 @@ export interface TcAttachParams {
   readonly ifindex: number;
   readonly direction: TcDirection;
   readonly l3: boolean;
+  /**
+   * Judge at XDP on the interface's receive path instead of TC (`direction` is then the TC hook a
+   * new attachment falls back to when the kernel refuses native XDP; re-opening and moving an
+   * attachment never fall back: the record says which hook runs).
+   */
+  readonly xdp?: boolean;
 }
 
 export interface CgroupAttachParams {

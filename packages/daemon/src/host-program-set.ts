@@ -1,4 +1,4 @@
-// The host-wide program set: the TC and cgroup objects loaded and verified ONCE per bpffs root
+// The host-wide program set: the TC, XDP and cgroup objects loaded and verified ONCE per bpffs root
 // (at start, synchronously), their maps pinned in <root>/_host/ and reused by every later load,
 // their programs pinned there as prog_<function>. Every attachment's links run these programs;
 // an attachment is a slot in the host maps (slot-state.ts). A build whose programs differ from
@@ -48,7 +48,7 @@ import { DaemonError } from './daemon-error';
 import { HOST_DIR, LEGACY_EVENTS, programPin, type CgroupHookKey } from './pin-layout';
 import { upgradeLinks, type ProgramsByHook } from './program-upgrade';
 
-export type FilterObject = 'tc' | 'cgroup';
+export type FilterObject = 'tc' | 'xdp' | 'cgroup';
 export type HostObject = FilterObject | 'sever';
 /** A tc_slots key, as its codec takes it. */
 export type TcKey = Parameters<(typeof CODECS)['tcKey']['encode']>[0];
@@ -129,14 +129,17 @@ export class HostProgramSet {
       }
     };
     const tc = load('tc');
+    let xdp: Collection | undefined;
     let cgroup: Collection | undefined;
     let maps: HostMaps | undefined;
     const taken: BpfProgram[] = [];
     try {
+      xdp = load('xdp'); // the same maps as tc (its pins, just made or reused)
       cgroup = load('cgroup');
       maps = hostMaps(tc, cgroup);
       const fresh: ProgramsByHook = {
         tc: { ingress: take(tc, OBJECTS.tc.programs[TC_PROGRAM_BY_DIRECTION.ingress].name, taken), egress: take(tc, OBJECTS.tc.programs[TC_PROGRAM_BY_DIRECTION.egress].name, taken) },
+        xdp: take(xdp, OBJECTS.xdp.programs.filter.name, taken),
         cgroup: Object.fromEntries(CGROUP_ATTACHED_PROGRAMS.map((k) => [k, take(cgroup!, OBJECTS.cgroup.programs[k].name, taken)])) as ProgramsByHook['cgroup'],
       };
       const programs = installPrograms(opts.root, dir, fresh, maps, opts.logger);
@@ -147,12 +150,18 @@ export class HostProgramSet {
       throw e;
     } finally {
       tc.close();
+      xdp?.close();
       cgroup?.close();
     }
   }
 
   tcProgram(direction: 'ingress' | 'egress'): BpfProgram {
     return this.programs.tc[direction];
+  }
+
+  /** The XDP filter (attached in native mode: see target-binding.ts). */
+  xdpProgram(): BpfProgram {
+    return this.programs.xdp;
   }
 
   cgroupProgram(key: CgroupHookKey): BpfProgram {
@@ -184,12 +193,16 @@ export class HostProgramSet {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const p of [...Object.values(this.programs.tc), ...Object.values(this.programs.cgroup)]) p.close();
+    for (const p of allPrograms(this.programs)) p.close();
     for (const m of this.maps.all) m.close();
     const sever = this.sever;
     this.sever = undefined;
     if (sever) (await sever.catch(() => undefined))?.close();
   }
+}
+
+function allPrograms(p: ProgramsByHook): BpfProgram[] {
+  return [...Object.values(p.tc), p.xdp, ...Object.values(p.cgroup)];
 }
 
 function take(c: Collection, name: string, taken: BpfProgram[]): BpfProgram {
@@ -301,10 +314,11 @@ function installPrograms(root: string, dir: string, fresh: ProgramsByHook, maps:
   };
   const programs: ProgramsByHook = {
     tc: { ingress: keep(fresh.tc.ingress), egress: keep(fresh.tc.egress) },
+    xdp: keep(fresh.xdp),
     cgroup: Object.fromEntries(Object.entries(fresh.cgroup).map(([k, p]) => [k, keep(p)])) as ProgramsByHook['cgroup'],
   };
   const updated = upgradeLinks(root, programs, { configMapId: configId, cgSlotMapId: maps.cgSlot.map.info().id }, logger);
-  for (const p of [...Object.values(programs.tc), ...Object.values(programs.cgroup)]) {
+  for (const p of allPrograms(programs)) {
     if (p.pinnedPath !== undefined) continue;
     const pin = programPin(dir, p.name);
     try {

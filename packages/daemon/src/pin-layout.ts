@@ -2,7 +2,8 @@
 //
 //   <root>/_host/             the host-wide maps (by their manifest names) and programs (prog_<function>)
 //   <root>/<attachment id>/   rules_v4, rules_v6 (the attachment's tries), link_<program key> per
-//                             link, `events` (a symlink to the host ring, for tools)
+//                             link (an interface: link_filter at TC, link_xdp at XDP), `events`
+//                             (a symlink to the host ring, for tools)
 //
 // and, from the layout before issue 11 (layout v1, migrated on start): <root>/events (the ring)
 // and per attachment nf_config, allow_v4, ..., link_<program key>.
@@ -22,9 +23,18 @@ export const TRIE_PINS = { 4: RULE_TRIES.v4.name, 6: RULE_TRIES.v6.name } as con
 
 export type CgroupHookKey = (typeof CGROUP_ATTACHED_PROGRAMS)[number];
 
+/** The link pin keys of an interface attachment: its TCX link, or its XDP link. */
+export const TC_LINK = 'filter';
+export const XDP_LINK = 'xdp';
+
+/** Where an attachment's filter runs: a TC hook, the device's XDP hook, or a cgroup's hooks. */
+export type Hook = 'tc' | 'xdp' | 'cgroup';
+
 /** The link pins of an attachment, in the order the links are made (cgroup: CGROUP_ATTACH_ORDER). */
-export function linkKeys(kind: 'tc' | 'cgroup'): readonly string[] {
-  return kind === 'tc' ? ['filter'] : [...CGROUP_ATTACH_ORDER.storage, ...CGROUP_ATTACH_ORDER.judging];
+export function linkKeys(hook: Hook): readonly string[] {
+  if (hook === 'tc') return [TC_LINK];
+  if (hook === 'xdp') return [XDP_LINK];
+  return [...CGROUP_ATTACH_ORDER.storage, ...CGROUP_ATTACH_ORDER.judging];
 }
 
 export const linkPin = (dir: string, key: string): string => join(dir, `link_${key}`);

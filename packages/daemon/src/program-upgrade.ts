@@ -17,6 +17,7 @@ import { attachmentDirNames, type CgroupHookKey } from './pin-layout';
 /** The host set's programs, by hook. */
 export interface ProgramsByHook {
   readonly tc: { readonly ingress: BpfProgram; readonly egress: BpfProgram };
+  readonly xdp: BpfProgram;
   readonly cgroup: Readonly<Record<CgroupHookKey, BpfProgram>>;
 }
 
@@ -31,6 +32,7 @@ const CGROUP_BY_ATTACH_TYPE = new Map<number, CgroupHookKey>(
 export function programForLink(programs: ProgramsByHook, attachType: number | undefined): BpfProgram | undefined {
   if (attachType === AttachType.TCX_INGRESS) return programs.tc.ingress;
   if (attachType === AttachType.TCX_EGRESS) return programs.tc.egress;
+  if (attachType === AttachType.XDP) return programs.xdp;
   const k = attachType === undefined ? undefined : CGROUP_BY_ATTACH_TYPE.get(attachType);
   return k === undefined ? undefined : programs.cgroup[k];
 }

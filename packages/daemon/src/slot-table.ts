@@ -10,12 +10,21 @@ import { openPinnedMap } from '@netfence/bpf-loader';
 import { RULE_TRIES } from '@netfence/bpf-programs';
 import type { Logger } from 'pino';
 import type { HostMaps } from './host-program-set';
-import { deviceSlot, type Device } from './device-slots';
-import { TRIE_PINS } from './pin-layout';
+import { deviceSlot, type Device, type DeviceDirection } from './device-slots';
+import { TRIE_PINS, type Hook } from './pin-layout';
 import { SlotAllocator } from './slot-allocator';
 import { clearSlot, fillSlot, type RuleTries, type SlotSnapshot } from './slot-state';
 
-export type Target = { readonly kind: 'tc'; readonly ifindex: number; readonly direction: 'ingress' | 'egress' } | { readonly kind: 'cgroup'; readonly cgroupPath: string; readonly cgroupId: bigint };
+/**
+ * What an attachment binds: a device's hook (`direction` 'ingress' or 'egress': its TCX link;
+ * 'xdp': its XDP link, on the device's receive path) or a cgroup.
+ */
+export type Target = { readonly kind: 'tc'; readonly ifindex: number; readonly direction: DeviceDirection } | { readonly kind: 'cgroup'; readonly cgroupPath: string; readonly cgroupId: bigint };
+
+/** Where the target's filter runs. */
+export function hookOf(t: Target): Hook {
+  return t.kind === 'cgroup' ? 'cgroup' : t.direction === 'xdp' ? 'xdp' : 'tc';
+}
 
 /** The device bindings a target has (a TC target's device and direction). */
 export function devicesOf(t: Target): Device[] {

@@ -1,4 +1,5 @@
-// Binding a target to a filled slot: the TC device's tc_slots entry then its TCX link; a
+// Binding a target to a filled slot: the device's slot binding (dev_slots, or tc_slots above
+// DEV_SLOTS_MAX) then its TCX link, or for an XDP target its XDP link (native mode only); a
 // cgroup's links in CGROUP_ATTACH_ORDER with its cg_slot storage written between the address
 // restoring programs and the judging ones. Every link is pinned in the attachment's directory
 // and its fd closed (a pin keeps a link; the daemon opens it again to detach it).
@@ -6,7 +7,8 @@
 // The same function takes over from an older attachment of the target whose pins were set
 // aside (reattach, layout-v1 migration), so the target is never without a filter:
 // - links of this host set (same programs) are kept: the target is re-bound to the new slot
-//   (one map write: tc_slots, or the cgroup storage all its links share), then their pins move;
+//   (one map write: the device binding, or the cgroup storage all its links share), then their
+//   pins move;
 // - a layout-v1 TC link gets the host program with bpf_link_update (atomic);
 // - layout-v1 cgroup links (no cg_slot: never updated in place) stay attached until the new
 //   links are all in place, then are detached (both judge meanwhile, with the same state).
@@ -14,14 +16,31 @@
 
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AttachType, attachCgroup, attachTcx, openPinnedLink, openProgramById, updateLink, type BpfLink } from '@netfence/bpf-loader';
+import { AttachType, BpfError, attachCgroup, attachTcx, attachXdp, errnoName, openPinnedLink, openProgramById, updateLink, type BpfLink, type BpfProgram } from '@netfence/bpf-loader';
 import { CGROUP_ATTACH_ORDER, OBJECTS } from '@netfence/bpf-programs';
 import type { Logger } from 'pino';
-import type { Device } from './device-slots';
+import type { Device, DeviceDirection } from './device-slots';
 import { bindDevice } from './device-slots';
 import type { HostProgramSet } from './host-program-set';
-import { linkPin, type CgroupHookKey } from './pin-layout';
+import { TC_LINK, XDP_LINK, linkPin, type CgroupHookKey } from './pin-layout';
 import type { Target } from './slot-table';
+
+type DeviceTarget = Extract<Target, { kind: 'tc' }>;
+
+/**
+ * The kernel refused to attach the XDP program in native mode (a driver without XDP, such as a
+ * bridge or a tun in TUN mode; a device that already has an XDP program): `reason` names the
+ * errno. A new attachment falls back to TC (datapath-ops.ts).
+ */
+export class XdpRefused extends Error {
+  constructor(
+    readonly reason: string,
+    options: { cause: unknown },
+  ) {
+    super(reason, options);
+    this.name = 'XdpRefused';
+  }
+}
 
 /** The attach type of a cgroup hook (a program re-opened from its pin does not know its own). */
 function cgroupAttachType(k: CgroupHookKey): number {
@@ -45,19 +64,40 @@ function pinAndClose(link: BpfLink, path: string): void {
   link.close();
 }
 
-/** Binds a TC target: tc_slots, then its link (kept from `aside`, updated from v1, or new). */
-function bindTc(host: HostProgramSet, slot: number, dir: string, t: Extract<Target, { kind: 'tc' }>, aside: string | undefined): void {
+function deviceProgram(host: HostProgramSet, t: DeviceTarget): BpfProgram {
+  return t.direction === 'xdp' ? host.xdpProgram() : host.tcProgram(t.direction);
+}
+
+/**
+ * A new link on the device hook. TCX is required: clsact filters cannot be pinned
+ * (docs/DESIGN.md). XDP in native mode only: generic XDP runs once the skb exists, where it
+ * saves nothing over TC (../bpf-programs/README.md, "XDP flood benchmark"); a refusal is
+ * XdpRefused.
+ */
+function attachDeviceLink(host: HostProgramSet, t: DeviceTarget): BpfLink {
+  if (t.direction !== 'xdp') return attachTcx(host.tcProgram(t.direction), { ifindex: t.ifindex, direction: t.direction, mode: 'tcx' });
+  try {
+    return attachXdp(host.xdpProgram(), { ifindex: t.ifindex, mode: 'native' });
+  } catch (e) {
+    if (!(e instanceof BpfError) || e.errno === undefined) throw e;
+    throw new XdpRefused(`the kernel refused native XDP: ${errnoName(e.errno)}`, { cause: e });
+  }
+}
+
+/** Binds a device hook: its slot binding, then its link (kept from `aside`, updated from v1, or new). */
+function bindDeviceHook(host: HostProgramSet, slot: number, dir: string, t: DeviceTarget, aside: string | undefined): void {
   bindDevice(host.maps, t, slot);
-  const pin = linkPin(dir, 'filter');
+  const key = t.direction === 'xdp' ? XDP_LINK : TC_LINK;
+  const pin = linkPin(dir, key);
   if (existsSync(pin)) return;
-  const old = aside === undefined ? undefined : linkPin(aside, 'filter');
+  const old = aside === undefined ? undefined : linkPin(aside, key);
   if (old !== undefined && existsSync(old)) {
     const link = openPinnedLink(old);
     try {
       if (!isOurs(host, link)) {
         const cur = openProgramById(link.info().progId);
         try {
-          updateLink(link, host.tcProgram(t.direction), { expectedProgram: cur });
+          updateLink(link, deviceProgram(host, t), { expectedProgram: cur });
         } finally {
           cur.close();
         }
@@ -68,8 +108,7 @@ function bindTc(host: HostProgramSet, slot: number, dir: string, t: Extract<Targ
     renameSync(old, pin);
     return;
   }
-  // TCX is required: clsact filters cannot be pinned (docs/DESIGN.md).
-  pinAndClose(attachTcx(host.tcProgram(t.direction), { ifindex: t.ifindex, direction: t.direction, mode: 'tcx' }), pin);
+  pinAndClose(attachDeviceLink(host, t), pin);
 }
 
 /** Binds a cgroup target (see the file comment). */
@@ -104,9 +143,16 @@ function bindCgroup(host: HostProgramSet, slot: number, dir: string, t: Extract<
  * (see the file comment); what is left in `aside` afterwards (layout-v1 cgroup links) is detached.
  */
 export function bindTarget(host: HostProgramSet, slot: number, dir: string, t: Target, aside?: string, logger?: Logger): void {
-  if (t.kind === 'tc') bindTc(host, slot, dir, t, aside);
+  if (t.kind === 'tc') bindDeviceHook(host, slot, dir, t, aside);
   else bindCgroup(host, slot, dir, t, aside);
   if (aside !== undefined && existsSync(aside)) detachPinnedLinks(aside, logger);
+}
+
+/** The device binding a link of this attach type judges by (TCX ingress/egress, XDP); undefined for a cgroup link. */
+function deviceDirectionOf(attachType: number | undefined): DeviceDirection | undefined {
+  if (attachType === AttachType.TCX_INGRESS) return 'ingress';
+  if (attachType === AttachType.TCX_EGRESS) return 'egress';
+  return attachType === AttachType.XDP ? 'xdp' : undefined;
 }
 
 /**
@@ -129,7 +175,7 @@ export function detachPinnedLinks(dir: string, logger?: Logger, host?: HostProgr
       link = openPinnedLink(join(dir, n));
       const info = link.info();
       if (info.cgroupId !== undefined && info.cgroupId !== 0n) cgroups.add(info.cgroupId);
-      const direction = info.attachType === AttachType.TCX_INGRESS ? 'ingress' : info.attachType === AttachType.TCX_EGRESS ? 'egress' : undefined;
+      const direction = deviceDirectionOf(info.attachType);
       if (direction && info.ifindex !== undefined) devices.push({ ifindex: info.ifindex, direction });
       link.detach();
     } catch (e) {
