@@ -29,6 +29,8 @@ export interface AttachInput {
   readonly cgroupPath?: string;
   readonly metadata?: Readonly<Record<string, string>>;
   readonly tcDirection?: TcDirection;
+  /** Judge at XDP on the interface (falls back to TC where the kernel refuses native XDP). */
+  readonly xdp?: boolean;
 }
 
 export interface ListPage {
@@ -57,7 +59,7 @@ export function daemonRoutes(daemon: DaemonApi) {
           const cgroupPath = req.target.case === 'cgroupPath' ? req.target.value : undefined;
           checkAttachRequest({ interfaceName, cgroupPath, tcDirection: dir, metadata: req.metadata });
           if (dir && dir !== 'ingress' && dir !== 'egress') throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `tc_direction ${quoteInput(dir)} must be ingress or egress`);
-          const r = await daemon.attach({ interfaceName, cgroupPath, metadata: req.metadata, tcDirection: (dir || undefined) as TcDirection | undefined });
+          const r = await daemon.attach({ interfaceName, cgroupPath, metadata: req.metadata, tcDirection: (dir || undefined) as TcDirection | undefined, xdp: req.xdp || undefined });
           return create(AttachResponseSchema, r);
         }),
       detach: (req) =>

@@ -89,6 +89,8 @@ export function listPage(registry: AttachmentRegistry, pageSize: number, pageTok
       attachedAt: timestampFromMs(Date.parse(r.attachedAt)),
       tcDirection: r.tcDirection ?? '',
       awaitingAck: registry.awaiting.has(rt.id),
+      hook: r.kind === 'cgroup' ? 'cgroup' : (r.hook ?? 'tc'),
+      xdpFallback: r.xdpFallback ?? '',
       autoRule: r.autoRule ?? '',
     });
   });

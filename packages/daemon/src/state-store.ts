@@ -22,6 +22,12 @@ export interface AttachmentRecord {
   readonly tcDirection?: TcDirection;
   /** The interface has no Ethernet header (tun and other L3 devices). */
   readonly l3?: boolean;
+  /** Interfaces: XDP was asked for (Attach `xdp`). */
+  readonly xdp?: boolean;
+  /** Interfaces: where the filter runs, XDP or TC (absent: TC; records before XDP existed). Re-opening and moves keep it. */
+  readonly hook?: 'tc' | 'xdp';
+  /** XDP was asked for and the kernel refused it: why (the filter runs at TC). */
+  readonly xdpFallback?: string;
   /** The auto_attach rule that made it (its pattern, rulePattern); absent for an Attach call. */
   readonly autoRule?: string;
   /** Saved before the SubscribedAck arrived: rolled back if the daemon restarts in that state. */

@@ -139,16 +139,30 @@ export interface AttachTarget {
   readonly identity: { ifindex?: number; cgroupId?: string };
   readonly direction: 'ingress' | 'egress' | undefined;
   readonly l3: boolean;
+  /** Interfaces: judge at XDP (asked for). `direction` is then ingress, the TC hook a refused XDP falls back to. */
+  readonly xdp?: boolean;
 }
 
-/** Resolves exactly one of interface_name or cgroup_path (tc_direction only with an interface). */
-export function resolveAttachTarget(input: { readonly interfaceName?: string; readonly cgroupPath?: string; readonly tcDirection?: 'ingress' | 'egress' }): AttachTarget {
+/**
+ * The TC direction of an interface attachment. XDP judges what the interface receives, which at
+ * TC is ingress (also where it falls back to), whatever the link kind; egress with it is refused.
+ */
+function directionFor(t: InterfaceTarget, input: { readonly tcDirection?: 'ingress' | 'egress'; readonly xdp?: boolean }): 'ingress' | 'egress' {
+  if (!input.xdp) return input.tcDirection ?? defaultTcDirection(t);
+  if (input.tcDirection === 'egress') throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'xdp judges what the interface receives (the TC ingress side): it cannot be combined with tc_direction egress');
+  return 'ingress';
+}
+
+/** Resolves exactly one of interface_name or cgroup_path (tc_direction and xdp only with an interface). */
+export function resolveAttachTarget(input: { readonly interfaceName?: string; readonly cgroupPath?: string; readonly tcDirection?: 'ingress' | 'egress'; readonly xdp?: boolean }): AttachTarget {
   if (input.interfaceName && !input.cgroupPath) {
     const t = resolveInterface(input.interfaceName);
-    return { kind: 'tc', target: t.ifname, identity: { ifindex: t.ifindex }, direction: input.tcDirection ?? defaultTcDirection(t), l3: t.l3 };
+    const direction = directionFor(t, input);
+    return { kind: 'tc', target: t.ifname, identity: { ifindex: t.ifindex }, direction, l3: t.l3, ...(input.xdp ? { xdp: true } : {}) };
   }
   if (input.cgroupPath && !input.interfaceName) {
     if (input.tcDirection) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'tc_direction applies to interfaces, not cgroups');
+    if (input.xdp) throw new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', 'xdp applies to interfaces, not cgroups');
     const t = resolveCgroup(input.cgroupPath);
     return { kind: 'cgroup', target: t.path, identity: { cgroupId: t.cgroupId }, direction: undefined, l3: false };
   }
