@@ -6,10 +6,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createDaemonLab, HOST_ADDR, UPSTREAM } from '../test/support/daemon-lab';
 
-/** 200 sequential + 50 concurrent + 2 x 500 (host scale) + the DNS section's own. */
-const CGROUPS = 1251;
+const CGROUPS = 250;
 const VETHS = 50;
-const LIMIT_MS = 240_000;
+const LIMIT_MS = 150_000;
 
 export interface BenchArgs {
   readonly tmp: string;
