@@ -38,8 +38,6 @@ export function linkKeys(hook: Hook): readonly string[] {
 }
 
 export const linkPin = (dir: string, key: string): string => join(dir, `link_${key}`);
-/** A link made while another under the same key still runs (v1 migration), renamed over it once that one is gone. */
-export const newLinkPin = (dir: string, key: string): string => join(dir, `newlink_${key}`);
 export const programPin = (hostDir: string, fn: string): string => join(hostDir, `prog_${fn}`);
 
 /** Names under the root that are not attachments. */

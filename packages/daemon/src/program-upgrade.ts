@@ -70,7 +70,7 @@ export function upgradeLinks(root: string, programs: ProgramsByHook, host: HostI
   for (const id of attachmentDirNames(root)) {
     const dir = join(root, id);
     if (isV1Dir(dir)) continue;
-    for (const name of readdirSync(dir).filter((f) => f.startsWith('link_') || f.startsWith('newlink_'))) {
+    for (const name of readdirSync(dir).filter((f) => f.startsWith('link_'))) {
       let link: BpfLink | undefined;
       try {
         link = openPinnedLink(join(dir, name));

@@ -166,7 +166,7 @@ export function detachPinnedLinks(dir: string, logger?: Logger, host?: HostProgr
   if (!existsSync(dir)) return { devices };
   // Judging links first (a cgroup's), then the rest: detaching order does not open a window
   // (the whole filter goes), it only keeps the storage links' redirect restore to the end.
-  const names = readdirSync(dir).filter((n) => /^(new)?link_/.test(n));
+  const names = readdirSync(dir).filter((n) => n.startsWith('link_'));
   const rank = (n: string) => (CGROUP_ATTACH_ORDER.storage.some((k) => n.endsWith(`_${k}`)) ? 1 : 0);
   const cgroups = new Set<bigint>();
   for (const n of names.sort((a, b) => rank(a) - rank(b))) {
