@@ -5,7 +5,7 @@ import { create } from '@bufbuild/protobuf';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import { ConnectError, type ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { AttachResponseSchema, DaemonService, ListResponseSchema, type AttachmentInfo, type DaemonStatus, type FirewallEvent } from '@netfence/proto';
+import { AttachResponseSchema, DaemonService, ListResponseSchema, type AttachmentInfo, type AutoAttachRules, type DaemonStatus, type FirewallEvent } from '@netfence/proto';
 import type { Logger } from 'pino';
 import { DaemonError } from './daemon-error';
 import { checkAttachRequest, checkId, checkPageToken, MAX_REQUEST_BYTES, quoteInput } from './request-limits';
@@ -47,6 +47,10 @@ export interface DaemonApi {
   status(): DaemonStatus;
   /** WatchEvents: recent drop events and DNS decisions, then live ones (see event-hub.ts). */
   watchEvents(opts: { attachmentId: string; recent: number; noFollow: boolean; signal: AbortSignal }): AsyncIterable<FirewallEvent>;
+  /** The auto-attach rules in force (config `auto_attach`, then SetAutoAttachRules). */
+  getAutoAttachRules(): AutoAttachRules;
+  /** Replaces them, validated whole (INVALID_ARGUMENT naming the bad rule); returns those in force. */
+  setAutoAttachRules(rules: AutoAttachRules): AutoAttachRules;
 }
 
 export function daemonRoutes(daemon: DaemonApi) {
@@ -74,6 +78,8 @@ export function daemonRoutes(daemon: DaemonApi) {
           return create(ListResponseSchema, daemon.list(req.pageSize, req.pageToken));
         }),
       getStatus: () => guard(() => daemon.status()),
+      getAutoAttachRules: () => guard(() => daemon.getAutoAttachRules()),
+      setAutoAttachRules: (req) => guard(() => daemon.setAutoAttachRules(req)),
       async *watchEvents(req, ctx) {
         try {
           if (req.attachmentId) checkId(req.attachmentId);

@@ -1,6 +1,7 @@
 // The attachment registry: every attachment this daemon holds (its runtime), and the jobs on
-// that set: attach, restore at start, teardown (detach, target gone), the target watch, the
-// commands and drop events the control plane link routes to an attachment. The process shell
+// that set: attach (by a call, or by an auto_attach rule), restore at start, teardown (detach,
+// target gone: target-watch.ts tells it), the commands and drop events the control plane link
+// routes to an attachment. The process shell
 // (daemon.ts) owns the registry; the registry reaches the control plane only through `link()`.
 
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
@@ -18,7 +19,7 @@ import type { AttachParams, AttachmentDatapath, Datapath, DatapathEvent } from '
 import type { StartDnsServer } from './dns-server-types';
 import { quoteInput } from './request-limits';
 import type { AttachmentRecord, StateStore } from './state-store';
-import { interfaceSnapshot, interfaceSnapshotAsync, resolveAttachTarget, targetAlive } from './targets';
+import { interfaceSnapshot, resolveAttachTarget, targetAlive, type AttachTarget } from './targets';
 import { applyWireCommand } from './wire-command';
 import type { WorkloadLog } from './workload-log';
 import type { EventHub } from './event-hub';
@@ -39,6 +40,8 @@ export interface RegistryDeps {
   readonly commandApplied?: (command: string, seconds: number) => void;
   /** Where drop events go for `netfenced events` (WatchEvents). */
   readonly events?: EventHub;
+  /** Told when an attachment is held (restored, attached) and when it goes: the target watch follows its target. */
+  readonly held?: (r: AttachmentRecord, held: boolean) => void;
 }
 
 /** Counters the metrics read: drop events, and commands applied or rejected whole. */
@@ -68,12 +71,35 @@ function identityKey(r: { kind: string; identity: { ifindex?: number; cgroupId?:
   return r.kind === 'tc' ? `tc:${r.identity.ifindex}` : `cg:${r.identity.cgroupId}`;
 }
 
+/** An attach whose filter is in the kernel (or failed there), not finished yet. */
+interface Begun {
+  readonly key: string;
+  readonly record: AttachmentRecord;
+  /** The pending record's save (begun before the kernel attach; awaited before Subscribed). */
+  readonly pendingSaved: Promise<void>;
+  /** Settled before begin() returns: the datapath attaches synchronously. */
+  readonly dp: Promise<AttachmentDatapath>;
+  /** The target went away meanwhile (its interface deleted, its cgroup removed). */
+  gone: boolean;
+}
+
+/** An auto attach (auto-attach.ts): filtering already; `finish` makes the rest. */
+export interface StartedAttach {
+  readonly id: string;
+  readonly target: string;
+  finish(): Promise<{ id: string; dnsAddress: string }>;
+}
+
 export class AttachmentRegistry {
   private readonly runtimes = new Map<string, AttachmentRuntime>();
   /** Drop events name their attachment by the small number the kernel knows it by. */
   private readonly byNumericId = new Map<number, AttachmentRuntime>();
-  /** Attach calls in progress, by target identity, so a duplicate is refused before it races. */
-  private readonly pendingTargets = new Set<string>();
+  /** Every held attachment by its target's identity (identityKey). */
+  private readonly byKey = new Map<string, AttachmentRuntime>();
+  /** Attaches in progress (calls and auto), by target identity, so a duplicate is refused before it races. */
+  private readonly begun = new Map<string, Begun>();
+  /** Attach calls in progress (auto attaches are bounded by their driver's queue instead). */
+  private callsInProgress = 0;
   /** Attached with subscribe_ack_timeout 0: their SubscribedAck goes on in the background. */
   readonly awaiting = new AwaitingAcks();
   /** Targets that vanished while the daemon was down: Unsubscribed once the link is up. */
@@ -82,7 +108,6 @@ export class AttachmentRegistry {
   private readonly runtimeDeps: RuntimeDeps;
   private readonly noWait: boolean;
   private nextNumericId = 1;
-  private watching = false;
   readonly counters: RegistryCounters = { denyEvents: 0, commandsApplied: 0, commandsRejected: 0 };
   /** Saved attachments restore() could not take back (unreadable record, cannot attach again): /readyz says so. */
   readonly unrestored: string[] = [];
@@ -128,11 +153,22 @@ export class AttachmentRegistry {
   private add(rt: AttachmentRuntime): void {
     this.runtimes.set(rt.id, rt);
     this.byNumericId.set(rt.record.numericId, rt);
+    this.byKey.set(identityKey(rt.record), rt);
+    this.d.held?.(rt.record, true);
   }
 
   private drop(rt: AttachmentRuntime): void {
+    if (this.runtimes.get(rt.id) !== rt) return;
     this.runtimes.delete(rt.id);
     this.byNumericId.delete(rt.record.numericId);
+    this.byKey.delete(identityKey(rt.record));
+    this.d.held?.(rt.record, false);
+  }
+
+  /** Is this target attached, or being attached? */
+  holds(t: Pick<AttachTarget, 'kind' | 'identity'>): boolean {
+    const key = identityKey(t);
+    return this.byKey.has(key) || this.begun.has(key);
   }
 
   /** Takes back every saved attachment at start (see restoreOne); removes orphaned pins. */
@@ -217,19 +253,42 @@ export class AttachmentRegistry {
    */
   async attach(input: AttachInput): Promise<{ id: string; dnsAddress: string }> {
     const t = resolveAttachTarget(input);
-    const key = identityKey(t);
-    const dup = [...this.runtimes.values()].find((r) => identityKey(r.record) === key);
-    if (dup || this.pendingTargets.has(key))
-      throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${t.kind === 'tc' ? 'interface' : 'cgroup'} ${t.target} is already attached${dup ? ` as ${dup.id}` : ''}`);
-    if (this.pendingTargets.size >= MAX_ATTACHES_IN_PROGRESS)
+    this.refuseDuplicate(t);
+    if (this.callsInProgress >= MAX_ATTACHES_IN_PROGRESS)
       throw new DaemonError('NETFENCE_ERR_ATTACH_BUSY', `${MAX_ATTACHES_IN_PROGRESS} Attach calls are in progress, the most the daemon takes at once; retry when some have returned`);
-    this.pendingTargets.add(key);
-    const metadata = { ...(input.metadata ?? {}) };
-    const id = newAttachmentId();
-    const log = this.d.logger.child({ attachment: id });
+    this.callsInProgress++;
+    try {
+      return await this.finish(this.begin(t, { ...(input.metadata ?? {}) }));
+    } finally {
+      this.callsInProgress--;
+    }
+  }
+
+  /**
+   * An auto attach (auto-attach.ts): the filter is in the kernel in BLOCK_ALL when this returns
+   * (made synchronously, nothing awaited before it); `finish` makes the rest (DNS server, whose
+   * address the filter then allows, record, Subscribed; the ack is applied in the background, as
+   * with subscribe_ack_timeout 0) and may wait in the driver's queue. A failed kernel attach
+   * rejects `finish`, which rolls it back. Throws ALREADY_EXISTS when the target is held.
+   */
+  attachAuto(t: AttachTarget, metadata: Record<string, string>, autoRule: string): StartedAttach {
+    this.refuseDuplicate(t);
+    const b = this.begin(t, metadata, autoRule);
+    return { id: b.record.id, target: t.target, finish: () => this.finish(b) };
+  }
+
+  private refuseDuplicate(t: AttachTarget): void {
+    const key = identityKey(t);
+    const dup = this.byKey.get(key);
+    if (dup || this.begun.has(key))
+      throw new DaemonError('NETFENCE_ERR_ALREADY_EXISTS', `${t.kind === 'tc' ? 'interface' : 'cgroup'} ${t.target} is already attached${dup ? ` as ${dup.id}` : ''}`);
+  }
+
+  /** The record (saved as pending, in the background) and the kernel attach, synchronously. */
+  private begin(t: AttachTarget, metadata: Record<string, string>, autoRule?: string): Begun {
     const record: AttachmentRecord = {
       version: 1,
-      id,
+      id: newAttachmentId(),
       numericId: this.nextNumericId++,
       kind: t.kind,
       target: t.target,
@@ -237,29 +296,59 @@ export class AttachmentRegistry {
       tcDirection: t.direction,
       l3: t.l3,
       metadata,
+      ...(autoRule === undefined ? {} : { autoRule }),
       dnsAddress: '',
       attachedAt: new Date(this.d.now()).toISOString(),
       policy: emptyState(),
       pending: true,
     };
+    // 1. Saved as pending, off the event loop, while the kernel objects and the DNS server are
+    // made: a crash from here on is rolled back at the next start (a pending record, or pins
+    // no record vouches for yet, are both removed then). It is on disk before the control
+    // plane hears of the attachment.
+    const pendingSaved = this.d.store.saveAsync(record);
+    pendingSaved.catch(() => undefined); // its error is thrown where it is awaited
+    // 2. The eBPF programs attached, with empty maps, in mode DISABLED (an Attach call: its ack
+    // comes before it returns), or BLOCK_ALL (an auto attach: the target may carry traffic at once).
+    let dp: Promise<AttachmentDatapath>;
+    try {
+      dp = this.d.datapath().attach(datapathParams(record), autoRule === undefined ? 'DISABLED' : 'BLOCK_ALL');
+    } catch (e) {
+      dp = Promise.reject(e);
+    }
+    dp.catch(() => undefined);
+    const b: Begun = { key: identityKey(t), record, pendingSaved, dp, gone: false };
+    this.begun.set(b.key, b);
+    return b;
+  }
+
+  /** Finishes a begun attach; a target that went meanwhile is rolled back, or removed (REMOVED) once made. */
+  private async finish(b: Begun): Promise<{ id: string; dnsAddress: string }> {
+    try {
+      const out = await this.complete(b);
+      const rt = this.runtimes.get(out.id);
+      if (b.gone && rt) this.removeGone(rt);
+      return out;
+    } finally {
+      this.begun.delete(b.key);
+    }
+  }
+
+  private async complete(b: Begun): Promise<{ id: string; dnsAddress: string }> {
+    const { id, metadata } = b.record;
+    const log = this.d.logger.child({ attachment: id });
     let dp: AttachmentDatapath | undefined;
     let rt: AttachmentRuntime | undefined;
     try {
-      // 1. Saved as pending, off the event loop, while the kernel objects and the DNS server are
-      // made: a crash from here on is rolled back at the next start (a pending record, or pins
-      // no record vouches for yet, are both removed then). It is on disk before the control
-      // plane hears of the attachment.
-      const pendingSaved = this.d.store.saveAsync(record);
-      pendingSaved.catch(() => undefined); // its error is thrown where it is awaited
-      // 2. eBPF programs attached in mode DISABLED with empty maps.
-      dp = await this.d.datapath().attach(datapathParams(record));
-      rt = new AttachmentRuntime(record, dp, this.runtimeDeps);
+      dp = await b.dp;
+      if (b.gone) throw new DaemonError('NETFENCE_ERR_TARGET_GONE', `${b.record.kind === 'tc' ? 'interface' : 'cgroup'} ${b.record.target} went away while it was being attached`);
+      rt = new AttachmentRuntime(b.record, dp, this.runtimeDeps);
       // 3. Its DNS server on a free port, so its address is known to the filter and the ack.
       await rt.startDns(this.dns.onFreePort);
-      await pendingSaved;
+      await b.pendingSaved;
       const r = rt.record;
       const subscribed: Subscribed = { id, target: r.target, type: attachmentTypeToPb(r.kind), mode: policyModeToPb(r.policy.mode), dnsMode: dnsModeToPb(r.policy.dns.mode), dnsAddress: r.dnsAddress, metadata };
-      if (this.noWait) return await this.attachWithoutWaiting(rt, subscribed, log);
+      if (this.noWait || r.autoRule !== undefined) return await this.attachWithoutWaiting(rt, subscribed, log);
       // 4. Subscribed -> SubscribedAck, applied before Attach returns.
       const ready = rt;
       await this.d.link()!.subscribe(subscribed, { applyAck: (cmd) => applyWireCommand(ready, cmd) });
@@ -271,16 +360,15 @@ export class AttachmentRegistry {
       log.info({ target: r.target, kind: r.kind, tcDirection: r.tcDirection, dnsAddress: r.dnsAddress, mode: rt.state.mode, metadata }, 'attached');
       return { id, dnsAddress: r.dnsAddress };
     } catch (e) {
-      throw await this.rollBack(id, rt, dp, DaemonError.from(e), log);
-    } finally {
-      this.pendingTargets.delete(key);
+      // An auto attach's failure is logged by its driver, rate limited (auto-attach.ts).
+      throw await this.rollBack(id, rt, dp, DaemonError.from(e), log, b.record.autoRule !== undefined);
     }
   }
 
   /** Undoes a failed attach (DNS server, port, kernel objects, record); returns the error to throw. */
-  private async rollBack(id: string, rt: AttachmentRuntime | undefined, dp: AttachmentDatapath | undefined, err: DaemonError, log: Logger): Promise<DaemonError> {
-    log.warn({ err }, 'attach failed: rolling back');
-    if (rt && this.runtimes.get(id) === rt) this.drop(rt);
+  private async rollBack(id: string, rt: AttachmentRuntime | undefined, dp: AttachmentDatapath | undefined, err: DaemonError, log: Logger, quiet = false): Promise<DaemonError> {
+    if (!quiet) log.warn({ err }, 'attach failed: rolling back');
+    if (rt) this.drop(rt);
     await rt?.dns?.close().catch(() => undefined);
     if (rt?.dns) this.dns.release(rt.record.dnsAddress);
     try {
@@ -310,8 +398,12 @@ export class AttachmentRegistry {
       goneAfterAck: () => this.sayUnsubscribed(rt.id, UnsubscribeReason.DETACHED, 'detached before its SubscribedAck arrived'),
       logger: log,
     });
-    log.info({ target: rt.record.target, kind: rt.record.kind, dnsAddress: rt.record.dnsAddress, mode: rt.state.mode, metadata: subscribed.metadata }, 'attached without waiting for the SubscribedAck (block-all until it is applied)');
-    return { id: rt.id, dnsAddress: rt.record.dnsAddress };
+    const r = rt.record;
+    const line = { attachment: rt.id, target: r.target, kind: r.kind, dnsAddress: r.dnsAddress, mode: rt.state.mode, metadata: subscribed.metadata };
+    // Auto attaches come in bursts the host makes (a link or a cgroup per workload): one line each, rate limited.
+    if (r.autoRule !== undefined) this.d.workloadLog.write('auto', 'auto-attach', 'info', { ...line, autoRule: r.autoRule }, 'auto attached (block-all until its SubscribedAck is applied)');
+    else log.info(line, 'attached without waiting for the SubscribedAck (block-all until it is applied)');
+    return { id: rt.id, dnsAddress: r.dnsAddress };
   }
 
   async detach(id: string): Promise<void> {
@@ -377,36 +469,39 @@ export class AttachmentRegistry {
     ]);
   }
 
-  /**
-   * Unsubscribes (REMOVED) attachments whose interface or cgroup is gone, by identity. Runs
-   * every target_watch_interval without blocking the event loop (commands and DNS answers keep
-   * flowing): the interface list is only asked for when an interface is attached, and only
-   * attachments that existed before it was asked for are judged by it.
-   */
-  async watchTargets(): Promise<void> {
-    if (this.runtimes.size === 0 || this.watching) return;
-    this.watching = true;
-    try {
-      const before = [...this.runtimes.values()];
-      let links = new Map<number, string>();
-      if (before.some((rt) => rt.record.kind === 'tc')) {
-        try {
-          links = await interfaceSnapshotAsync();
-        } catch (e) {
-          this.d.logger.warn({ err: e }, 'cannot list interfaces; target watch skipped');
-          return;
-        }
-      }
-      for (const rt of before) if (this.runtimes.get(rt.id) === rt) this.judgeTarget(rt, links);
-    } finally {
-      this.watching = false;
-    }
+  /** The kernel deleted this interface (RTM_DELLINK): its attachment goes (REMOVED), an attach in progress is undone. */
+  interfaceGone(ifindex: number): void {
+    this.targetGone(`tc:${ifindex}`);
   }
 
-  private judgeTarget(rt: AttachmentRuntime, links: Map<number, string>): void {
+  /** This cgroup directory was removed (inotify): its attachment goes, if the cgroup it attached is gone. */
+  cgroupGone(path: string): void {
+    for (const rt of this.runtimes.values()) if (rt.record.kind === 'cgroup' && rt.record.target === path && !targetAlive(rt.record, new Map())) this.targetGone(identityKey(rt.record));
+    for (const b of this.begun.values()) if (b.record.kind === 'cgroup' && b.record.target === path && !targetAlive(b.record, new Map())) b.gone = true;
+  }
+
+  private targetGone(key: string): void {
+    const rt = this.byKey.get(key);
+    if (rt) this.removeGone(rt);
+    const b = this.begun.get(key);
+    if (b) b.gone = true;
+  }
+
+  /**
+   * Every attachment judged against the kernel now: after link events were lost (the kernel's
+   * resync list), or by the fallback timer when events cannot be had. `links` (ifindex -> name)
+   * judges interfaces; without it only cgroups are judged.
+   */
+  checkTargets(links: Map<number, string> | undefined): void {
+    for (const rt of [...this.runtimes.values()]) if ((links || rt.record.kind === 'cgroup') && !targetAlive(rt.record, links ?? new Map())) this.removeGone(rt);
+    for (const b of this.begun.values()) if ((links || b.record.kind === 'cgroup') && !targetAlive(b.record, links ?? new Map())) b.gone = true;
+  }
+
+  private removeGone(rt: AttachmentRuntime): void {
     const r = rt.record;
-    if (targetAlive(r, links)) return;
-    this.d.logger.info({ attachment: r.id, target: r.target }, 'target removed: unsubscribing');
+    const line = { attachment: r.id, target: r.target, autoRule: r.autoRule };
+    if (r.autoRule !== undefined) this.d.workloadLog.write('auto', 'auto-attach', 'info', line, 'target removed: auto attachment unsubscribed');
+    else this.d.logger.info(line, 'target removed: unsubscribing');
     this.teardown(rt, UnsubscribeReason.REMOVED, `${r.kind === 'tc' ? 'interface' : 'cgroup'} ${r.target} was removed`).catch((e: unknown) =>
       this.d.logger.error({ err: e, attachment: r.id }, 'teardown failed'),
     );
@@ -422,5 +517,6 @@ export class AttachmentRegistry {
     for (const rt of this.runtimes.values()) await rt.shutdown().catch((e: unknown) => this.d.logger.warn({ err: e, attachment: rt.id }, 'shutdown'));
     this.runtimes.clear();
     this.byNumericId.clear();
+    this.byKey.clear();
   }
 }

@@ -61,4 +61,14 @@ describe('auto-attach rules', () => {
     const [r] = parseAutoAttachRules([{ interface: 'tap*', metadata: { vm_id: '{name}', '{name}-x': 'y', t: '{basename}', tenant: 'sandbox' } }], 'x');
     expect(ruleMetadata(r!, 'tap9')).toEqual({ vm_id: 'tap9', 'tap9-x': 'y', t: '{basename}', tenant: 'sandbox' });
   });
+
+  it('cuts a filled key or value at 1024 bytes, on a character boundary', () => {
+    const [r] = parseAutoAttachRules([{ cgroup: '/sys/fs/cgroup/jobs/*', metadata: { p: '{path}'.repeat(100), u: 'é{basename}' } }], 'x');
+    const path = `/sys/fs/cgroup/jobs/${'é'.repeat(100)}`;
+    const m = ruleMetadata(r!, path);
+    expect(Buffer.byteLength(m.p!)).toBeLessThanOrEqual(1024);
+    expect(m.p!.startsWith(path + path)).toBe(true);
+    expect(m.p).not.toMatch(/\ufffd/);
+    expect(m.u).toBe(`é${'é'.repeat(100)}`);
+  });
 });

@@ -152,10 +152,22 @@ export function cgroupWatchDirs(rules: readonly AutoAttachRule[]): string[] {
   return [...new Set(rules.filter((r): r is CgroupRule => !isInterfaceRule(r)).map((r) => posix.dirname(r.cgroup)))];
 }
 
-/** A rule's metadata for one target: `{name}` (interface), `{basename}` and `{path}` (cgroup) filled in. */
+/** `s` cut to at most `max` UTF-8 bytes, on a character boundary. */
+function cutBytes(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = Buffer.from(s).subarray(0, max).toString('utf8');
+  while (Buffer.byteLength(out) > max || out.endsWith('\ufffd')) out = out.slice(0, -1);
+  return out;
+}
+
+/**
+ * A rule's metadata for one target: `{name}` (interface), `{basename}` and `{path}` (cgroup)
+ * filled in. Each key and value is cut to AUTO_LIMITS.metadataText bytes after filling (a
+ * value of many `{path}`s would otherwise grow far beyond what a rule holds).
+ */
 export function ruleMetadata(r: AutoAttachRule, target: string): Record<string, string> {
   const vars: Record<string, string> = isInterfaceRule(r) ? { name: target } : { basename: posix.basename(target), path: target };
-  const fill = (s: string) => s.replace(/\{(name|basename|path)\}/g, (whole, k: string) => vars[k] ?? whole);
+  const fill = (s: string) => cutBytes(s.replace(/\{(name|basename|path)\}/g, (whole, k: string) => vars[k] ?? whole), AUTO_LIMITS.metadataText);
   return Object.fromEntries(Object.entries(r.metadata).map(([k, v]) => [fill(k), fill(v)]));
 }
 

@@ -198,3 +198,35 @@ describe('loadConfig: the kernel DNS rate limit', () => {
     expect(refusal({ env: {}, overrides: { policy_file: '/p.yaml', dns: { rate_limit_qps: -1 } } })).toContain('dns.rate_limit_qps');
   });
 });
+
+describe('loadConfig: auto_attach', () => {
+  it('reads the rules in the issue shape, defaults filled; none by default', () => {
+    const p = file(
+      'auto_attach:\n  - interface: "tap*"\n    metadata: { vm_id: "{name}", tenant: sandbox }\n  - cgroup: "/sys/fs/cgroup/jobs/*"\n    metadata: { job: "{basename}" }\n',
+    );
+    const c = loadConfig({ file: p, env: {} });
+    expect(c.auto_attach).toEqual([
+      { interface: 'tap*', kind: 'any', metadata: { vm_id: '{name}', tenant: 'sandbox' }, xdp: false },
+      { cgroup: '/sys/fs/cgroup/jobs/*', metadata: { job: '{basename}' } },
+    ]);
+    expect(Object.isFrozen(c.auto_attach[0])).toBe(true);
+    expect(loadConfig({ env: {} }).auto_attach).toEqual([]);
+  });
+
+  it('names the key path and the rule of a problem, and is not an environment variable', () => {
+    const bad = (text: string) => {
+      try {
+        loadConfig({ file: file(text), env: {} });
+      } catch (e) {
+        return (e as DaemonError).message;
+      }
+      return 'accepted';
+    };
+    expect(bad('auto_attach:\n  - interface: "tap*"\n  - interface: "x"\n    kind: bond\n')).toMatch(/auto_attach\.1\.kind/);
+    expect(bad('auto_attach:\n  - cgroup: "jobs/*"\n')).toMatch(/auto_attach\.0\.cgroup: .*absolute path/);
+    expect(bad('auto_attach:\n  - name: "tap*"\n')).toMatch(/auto_attach\.0: a rule has exactly one of/);
+    expect(bad('auto_attach: "tap*"\n')).toMatch(/auto_attach: /);
+    // A list of objects cannot come from one variable: it is not read (and not half-parsed).
+    expect(loadConfig({ env: { NETFENCE_AUTO_ATTACH: 'tap*' } }).auto_attach).toEqual([]);
+  });
+});

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { autoAttachSchema } from './auto-attach-rules';
 import { DaemonError } from './daemon-error';
 import { NODE_TIMER_MAX_MS, parseDurationMs, toTimerMs } from './go-duration';
 
@@ -135,7 +136,14 @@ export const configSchema = z
     policy_file: z.string().min(1).optional(),
     detach_on_exit: z.boolean().default(false),
     shutdown_timeout: duration({ max: HOUR }).default(10_000),
+    /**
+     * netfence.v1's polling period of the target watch. Targets are now watched by kernel events
+     * (target-watch.ts); this is the retry period of what events cannot cover (a failed link
+     * watch, a cgroup rule's directory that does not exist yet).
+     */
     target_watch_interval: duration({ min: 10, max: HOUR }).default(2_000),
+    /** Interfaces and cgroups attached as they appear (auto-attach-rules.ts); file only. */
+    auto_attach: autoAttachSchema,
     metrics: z
       .object({
         /** host:port for Prometheus text at /metrics; empty disables. */
@@ -248,11 +256,14 @@ function envLeaves(node: ZodNode, path: string[] = [], out: { path: string[]; ki
   const d = t._zod.def;
   if (d.type === 'object' && d.shape) {
     for (const [k, v] of Object.entries(d.shape)) envLeaves(v, [...path, k], out);
-  } else if (d.type !== 'record') {
+  } else if (d.type !== 'record' && !FILE_ONLY.has(path.join('.'))) {
     out.push({ path, kind: d.type === 'number' ? 'number' : d.type === 'boolean' ? 'boolean' : d.type === 'array' ? 'array' : 'text' });
   }
   return out;
 }
+
+/** Keys a list of objects: set in the file only (no environment variable). */
+const FILE_ONLY = new Set(['auto_attach']);
 
 const ENV_LEAVES = envLeaves(configSchema as unknown as ZodNode);
 

@@ -28,6 +28,9 @@ import { startApiServer, type AttachInput, type DaemonApi, type ListPage } from 
 import { lockStateDir, type StateLock } from './state-lock';
 import { capabilityWarnings, checkCapabilities } from './capabilities';
 import { createWorkloadLog } from './workload-log';
+import { AutoAttacher } from './auto-attach';
+import { autoAttachRulesFromPb, autoAttachRulesToPb } from './auto-attach-wire';
+import { TargetWatch } from './target-watch';
 
 export type { AttachInput, ListPage };
 
@@ -67,7 +70,6 @@ interface Running {
   embedded?: EmbeddedControlPlane;
   api?: { close(): Promise<void> };
   metrics?: MetricsServer;
-  watchTimer?: NodeJS.Timeout;
   stateLock?: StateLock;
 }
 
@@ -99,7 +101,11 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     link: () => run.client,
     commandApplied: (command, seconds) => metrics.commandApplyDuration.observe({ command }, seconds),
     events,
+    held: (r, held) => targetWatch.held(r, held),
   });
+  /** auto_attach: targets attached as the kernel announces them; and every target followed until it goes. */
+  const auto = new AutoAttacher({ registry, logger: logger.child({ component: 'auto-attach' }), workloadLog });
+  const targetWatch = new TargetWatch({ registry, auto, logger: logger.child({ component: 'target-watch' }), fallbackMs: config.target_watch_interval });
 
   /** /readyz: the control plane link up (or the embedded one serving) and every saved attachment taken back. */
   function readiness(): Readiness {
@@ -178,9 +184,9 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       }
       run.client = connectControlPlane(cpUrl);
       registry.flushVanished(run.client);
+      // From here a removed target goes at once, and a new one matching a rule is attached.
+      targetWatch.start(config.auto_attach);
       run.api = await startApiServer(config.socket, config.socket_mode, daemon, logger.child({ component: 'api' }));
-      run.watchTimer = setInterval(() => void registry.watchTargets(), config.target_watch_interval);
-      run.watchTimer.unref();
       logger.info(
         { daemonId, socket: config.socket, controlPlane: cpUrl, controlPlaneMode: cpMode, attachments: registry.size, version: VERSION },
         cpMode === 'embedded-empty' ? 'netfenced started with no control plane URL and no policy file: embedded control plane with an empty policy, every attachment is block-all' : 'netfenced started',
@@ -203,6 +209,16 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
 
     watchEvents: (o) => events.watch(o),
 
+    getAutoAttachRules: () => autoAttachRulesToPb(auto.rules),
+
+    setAutoAttachRules(msg) {
+      if (phase !== 'started') throw new DaemonError('NETFENCE_ERR_SHUTTING_DOWN', 'the daemon is not accepting rules');
+      const rules = autoAttachRulesFromPb(msg);
+      targetWatch.setRules(rules);
+      logger.info({ rules: rules.length }, 'auto-attach rules set');
+      return autoAttachRulesToPb(rules);
+    },
+
     list: (pageSize, pageToken) => listPage(registry, pageSize, pageToken, logger),
 
     status() {
@@ -221,10 +237,11 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
     async close() {
       if (phase === 'closing') return;
       phase = 'closing';
-      if (run.watchTimer) clearInterval(run.watchTimer);
+      targetWatch.close();
       await run.metrics?.close().catch(() => undefined);
       await run.api?.close().catch((e: unknown) => logger.warn({ err: e }, 'api close'));
       await Promise.allSettled([...inflight]); // an Attach in progress completes or rolls back
+      await auto.close(); // and so does every auto attach begun
       if (config.detach_on_exit) await registry.detachAll();
       await run.client?.close().catch(() => undefined);
       await run.embedded?.close().catch(() => undefined);
