@@ -9,7 +9,8 @@ import { create } from '@bufbuild/protobuf';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { AttachmentInfoSchema, AttachmentType, ConnectionState, DaemonStatusSchema, DnsMode, FirewallEventSchema, PolicyMode } from '@netfence/proto';
-import { DaemonError, daemonRoutes, type Daemon } from '@netfence/daemon';
+import { autoAttachRulesFromPb, autoAttachRulesToPb, DaemonError, daemonRoutes, type Daemon } from '@netfence/daemon';
+import { writeFileSync } from 'node:fs';
 import { EXIT, runCli } from './cli';
 
 function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<string, Record<string, string>>; pageSizes: number[] } {
@@ -17,7 +18,14 @@ function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<s
   const metadata = new Map<string, Record<string, string>>();
   const pageSizes: number[] = [];
   let n = 0;
+  /** The auto-attach rules, validated as the daemon validates them. */
+  let rules = autoAttachRulesToPb([]);
   return {
+    getAutoAttachRules: () => rules,
+    setAutoAttachRules(msg) {
+      rules = autoAttachRulesToPb(autoAttachRulesFromPb(msg));
+      return rules;
+    },
     attached,
     metadata,
     pageSizes,
@@ -228,6 +236,31 @@ describe('netfenced CLI', () => {
     const id = /ID: +(\S+)/.exec(stdout)![1]!;
     expect(daemon.metadata.get(id)).toEqual({ tenant: 'acme', job: 'ci-7', env: 'prod' });
     expect((await run('detach', '--id', id)).code).toBe(EXIT.OK);
+  });
+
+  it('auto-attach set FILE replaces the rules (YAML or JSON) and prints them as the config writes them; get round-trips; a bad rule changes nothing', async () => {
+    const yaml = join(dir, 'rules.yaml');
+    writeFileSync(yaml, 'auto_attach:\n  - interface: "tap*"\n    kind: tap\n    metadata: { vm_id: "{name}" }\n  - cgroup: /sys/fs/cgroup/jobs/*\n');
+    const s = await run('auto-attach', 'set', yaml);
+    expect(s).toEqual({ code: EXIT.OK, stderr: '', stdout: 'auto_attach:\n  - interface: tap*\n    kind: tap\n    metadata:\n      vm_id: "{name}"\n  - cgroup: /sys/fs/cgroup/jobs/*\n' });
+    const g = await run('auto-attach', 'get');
+    expect(g.stdout).toBe(s.stdout);
+    writeFileSync(yaml, g.stdout);
+    expect((await run('auto-attach', 'set', yaml)).stdout).toBe(s.stdout);
+    const json = join(dir, 'rules.json');
+    writeFileSync(json, JSON.stringify([{ interface: 'nfv*' }, { interface: 'x', kind: 'bond' }]));
+    const bad = await run('auto-attach', 'set', json);
+    expect(bad.code).toBe(EXIT.REJECTED);
+    expect(bad.stderr).toMatch(/rules\.json\[1\.kind\].*\(InvalidArgument\)/);
+    expect(JSON.parse((await run('auto-attach', 'get', '--json')).stdout)).toEqual({
+      autoAttach: [
+        { interface: 'tap*', kind: 'tap', metadata: { vm_id: '{name}' }, xdp: false },
+        { cgroup: '/sys/fs/cgroup/jobs/*', metadata: {} },
+      ],
+    });
+    const missing = await run('auto-attach', 'set', join(dir, 'nope.yaml'));
+    expect(missing.code).toBe(EXIT.USAGE);
+    expect(missing.stderr).toContain('cannot read');
   });
 
   it('prints its version from package.json with --version', async () => {

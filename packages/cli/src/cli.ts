@@ -4,6 +4,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { AttachmentType, ConnectionState, DnsMode, PolicyMode } from '@netfence/proto';
 import type { AttachmentInfo } from '@netfence/proto';
 import { createDaemonClient } from './daemon-client';
+import { addAutoAttachCommand } from './auto-attach-command';
 import { addEventsCommand } from './events-command';
 import { formatAttached, formatDetached, formatStatus, formatTable } from './v1-format';
 
@@ -70,6 +71,7 @@ function infoToJson(a: AttachmentInfo) {
     tcDirection: a.tcDirection || undefined,
     dryRun: a.dryRun,
     awaitingAck: a.awaitingAck,
+    autoRule: a.autoRule || undefined,
   };
 }
 
@@ -232,6 +234,17 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
       watch: (req, follow) => client(follow ? undefined : CALL_TIMEOUT_MS.status).watchEvents(req),
       stdout: (t) => io.stdout(t),
       stderr: (t) => io.stderr(t),
+      fail,
+    },
+    EXIT.USAGE,
+  );
+
+  addAutoAttachCommand(
+    program,
+    {
+      get: () => client(CALL_TIMEOUT_MS.status).getAutoAttachRules({}),
+      set: (rules) => client(CALL_TIMEOUT_MS.status).setAutoAttachRules(rules),
+      stdout: (t) => io.stdout(t),
       fail,
     },
     EXIT.USAGE,
