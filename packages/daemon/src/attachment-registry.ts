@@ -60,11 +60,21 @@ type Subscribed = Parameters<ControlPlaneClient['subscribe']>[0];
  */
 export const MAX_ATTACHES_IN_PROGRESS = 1024;
 
-/** What the datapath needs of a record (its kind, identity and TC direction). */
+/**
+ * What the datapath needs of a record (its kind, identity, TC direction, and XDP: as asked
+ * before the attach is made, then where it runs, so a fallen-back attachment stays at TC).
+ */
 function datapathParams(r: AttachmentRecord): AttachParams {
+  const xdp = r.hook === undefined ? !!r.xdp : r.hook === 'xdp';
   return r.kind === 'tc'
-    ? { kind: 'tc', id: r.id, numericId: r.numericId, ifindex: r.identity.ifindex!, direction: r.tcDirection ?? 'ingress', l3: !!r.l3 }
+    ? { kind: 'tc', id: r.id, numericId: r.numericId, ifindex: r.identity.ifindex!, direction: r.tcDirection ?? 'ingress', l3: !!r.l3, ...(xdp ? { xdp } : {}) }
     : { kind: 'cgroup', id: r.id, numericId: r.numericId, cgroupPath: r.target };
+}
+
+/** The record with where an interface's filter runs (XDP or TC) and why XDP fell back, once attached. */
+function withHook(r: AttachmentRecord, dp: AttachmentDatapath): AttachmentRecord {
+  if (dp.hook === 'cgroup') return r;
+  return { ...r, hook: dp.hook, ...(dp.xdpFallback === undefined ? {} : { xdpFallback: dp.xdpFallback }) };
 }
 
 function identityKey(r: { kind: string; identity: { ifindex?: number; cgroupId?: string } }): string {
@@ -295,6 +305,7 @@ export class AttachmentRegistry {
       identity: t.identity,
       tcDirection: t.direction,
       l3: t.l3,
+      ...(t.xdp ? { xdp: true } : {}),
       metadata,
       ...(autoRule === undefined ? {} : { autoRule }),
       dnsAddress: '',
@@ -342,7 +353,7 @@ export class AttachmentRegistry {
     try {
       dp = await b.dp;
       if (b.gone) throw new DaemonError('NETFENCE_ERR_TARGET_GONE', `${b.record.kind === 'tc' ? 'interface' : 'cgroup'} ${b.record.target} went away while it was being attached`);
-      rt = new AttachmentRuntime(b.record, dp, this.runtimeDeps);
+      rt = new AttachmentRuntime(withHook(b.record, dp), dp, this.runtimeDeps);
       // 3. Its DNS server on a free port, so its address is known to the filter and the ack.
       await rt.startDns(this.dns.onFreePort);
       await b.pendingSaved;
@@ -357,7 +368,7 @@ export class AttachmentRegistry {
       // record is durable, and a failure to save rolls it back like any other.
       this.add(rt);
       await rt.persistDurably();
-      log.info({ target: r.target, kind: r.kind, tcDirection: r.tcDirection, dnsAddress: r.dnsAddress, mode: rt.state.mode, metadata }, 'attached');
+      log.info({ target: r.target, kind: r.kind, tcDirection: r.tcDirection, hook: r.hook, dnsAddress: r.dnsAddress, mode: rt.state.mode, metadata }, 'attached');
       return { id, dnsAddress: r.dnsAddress };
     } catch (e) {
       // An auto attach's failure is logged by its driver, rate limited (auto-attach.ts).
