@@ -13,9 +13,11 @@ import { autoAttachRulesFromPb, autoAttachRulesToPb, DaemonError, daemonRoutes, 
 import { writeFileSync } from 'node:fs';
 import { EXIT, runCli } from './cli';
 
-function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<string, Record<string, string>>; pageSizes: number[] } {
+function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<string, Record<string, string>>; xdp: Set<string>; pageSizes: number[] } {
   const attached = new Map<string, string>();
   const metadata = new Map<string, Record<string, string>>();
+  /** Attached with xdp: listed at hook xdp, or on a bridge (`br*`) fallen back to TC. */
+  const xdp = new Set<string>();
   const pageSizes: number[] = [];
   let n = 0;
   /** The auto-attach rules, validated as the daemon validates them. */
@@ -28,6 +30,7 @@ function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<s
     },
     attached,
     metadata,
+    xdp,
     pageSizes,
     controlPlaneUrl: 'http://127.0.0.1:1',
     async start() {},
@@ -39,6 +42,7 @@ function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<s
       const id = `att-${String(++n).padStart(3, '0')}`;
       attached.set(id, target);
       metadata.set(id, { ...input.metadata });
+      if (input.xdp) xdp.add(id);
       return { id, dnsAddress: `127.0.0.1:${11000 + n}` };
     },
     async detach(id) {
@@ -62,6 +66,8 @@ function fakeDaemon(): Daemon & { attached: Map<string, string>; metadata: Map<s
             packetsAllowed: id === 'att-001' ? 123456n : 5n,
             packetsBlocked: 2n,
             awaitingAck: id === 'att-002',
+            hook: target(id).startsWith('/') ? 'cgroup' : xdp.has(id) && !target(id).startsWith('br') ? 'xdp' : 'tc',
+            xdpFallback: xdp.has(id) && target(id).startsWith('br') ? 'the kernel refused native XDP: ENOTSUP' : '',
           }),
         ),
         nextPageToken: start + size < ids.length ? page[page.length - 1]! : '',
@@ -236,6 +242,24 @@ describe('netfenced CLI', () => {
     const id = /ID: +(\S+)/.exec(stdout)![1]!;
     expect(daemon.metadata.get(id)).toEqual({ tenant: 'acme', job: 'ci-7', env: 'prod' });
     expect((await run('detach', '--id', id)).code).toBe(EXIT.OK);
+  });
+
+  it('attach --xdp asks the daemon for XDP; list --json shows the hook and a fallback, the table stays netfence.v1', async () => {
+    const x = JSON.parse((await run('attach', '-i', 'vethx', '--xdp', '--json')).stdout) as { id: string };
+    const b = JSON.parse((await run('attach', '-i', 'brx', '--xdp', '--json')).stdout) as { id: string };
+    const t = JSON.parse((await run('attach', '-i', 'vetht', '--json')).stdout) as { id: string };
+    expect([...daemon.xdp].sort()).toEqual([x.id, b.id].sort());
+    const rows = JSON.parse((await run('list', '--json')).stdout).attachments as { id: string; hook: string; xdpFallback?: string }[];
+    const row = (id: string) => rows.find((r) => r.id === id)!;
+    expect(row(x.id)).toMatchObject({ hook: 'xdp' });
+    expect(row(x.id).xdpFallback).toBeUndefined();
+    expect(row(b.id)).toMatchObject({ hook: 'tc', xdpFallback: 'the kernel refused native XDP: ENOTSUP' });
+    expect(row(t.id)).toMatchObject({ hook: 'tc' });
+    expect((await run('list')).stdout.split('\n')[0]).toBe('ID       TARGET  TYPE  MODE       DNS MODE  DNS ADDR         PKTS OK  PKTS BLOCK');
+    const cg = await run('attach', '-g', '/sys/fs/cgroup/nf-x', '--xdp');
+    expect(cg.code).toBe(EXIT.USAGE);
+    expect(cg.stderr).toContain('--xdp applies to --interface only');
+    for (const id of [x.id, b.id, t.id]) expect((await run('detach', '--id', id)).code).toBe(EXIT.OK);
   });
 
   it('auto-attach set FILE replaces the rules (YAML or JSON) and prints them as the config writes them; get round-trips; a bad rule changes nothing', async () => {

@@ -72,6 +72,8 @@ function infoToJson(a: AttachmentInfo) {
     dryRun: a.dryRun,
     awaitingAck: a.awaitingAck,
     autoRule: a.autoRule || undefined,
+    hook: a.hook || undefined,
+    xdpFallback: a.xdpFallback || undefined,
   };
 }
 
@@ -156,15 +158,18 @@ export async function runCli(argv: readonly string[], io: CliIo, startDaemon?: S
     .option('-g, --cgroup <path>', 'cgroup v2 directory (cgroup attachment)')
     .option('--metadata <k=v,...>', 'metadata passed to the control plane; repeatable, every occurrence adds pairs', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .addOption(new Option('--direction <dir>', 'TC hook override (default: by link kind)').choices(['ingress', 'egress']))
+    .option('--xdp', 'judge at XDP on the interface (native mode; falls back to TC ingress where the kernel refuses it: list --json says so)', false)
     .option('--json', 'machine-readable output on stdout', false)
-    .action(async (o: { interface?: string; cgroup?: string; metadata: string[]; direction?: string; json: boolean }) => {
+    .action(async (o: { interface?: string; cgroup?: string; metadata: string[]; direction?: string; xdp: boolean; json: boolean }) => {
       if (!!o.interface === !!o.cgroup) throw new CommanderError(EXIT.USAGE, 'netfence.usage', 'attach: give exactly one of --interface or --cgroup');
+      if (o.xdp && !o.interface) throw new CommanderError(EXIT.USAGE, 'netfence.usage', 'attach: --xdp applies to --interface only');
       const metadata = parseMetadata(o.metadata);
       try {
         const r = await client(CALL_TIMEOUT_MS.attach).attach({
           target: o.interface ? { case: 'interfaceName', value: o.interface } : { case: 'cgroupPath', value: o.cgroup! },
           metadata,
           tcDirection: o.direction ?? '',
+          xdp: o.xdp,
         });
         if (o.json) io.stdout(`${JSON.stringify({ id: r.id, dnsAddress: r.dnsAddress })}\n`);
         else io.stdout(formatAttached(r));
