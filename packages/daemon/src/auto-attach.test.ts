@@ -89,6 +89,13 @@ describe('the auto-attach driver', () => {
     expect(begun.map((b) => b.t.target)).toEqual(['nfup0']);
   });
 
+  it('the loopback named exactly is refused, as Attach refuses it', () => {
+    const { auto, begun, lines } = driver([{ interface: 'lo' }]);
+    auto.link({ event: 'new', ifindex: 1, name: 'lo', kind: undefined, arphrd: 772, up: true });
+    expect(begun).toHaveLength(0);
+    expect(lines).toMatchObject([{ level: 'warn', obj: { target: 'lo', autoRule: 'interface:lo' } }]);
+  });
+
   it('finishes at most maxInFlight at once; the rest wait, every one begun (filtering) at once', async () => {
     const { auto, begun } = driver([{ interface: 'nfx*' }], { maxInFlight: 3 });
     for (let i = 0; i < 10; i++) auto.link(veth(100 + i, `nfx${i}`));

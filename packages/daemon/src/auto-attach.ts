@@ -105,7 +105,11 @@ export class AutoAttacher {
     this.seen.set(l.ifindex, l.name);
     if (!this.current.some(isInterfaceRule)) return;
     const rule = matchInterface(this.current, l, (this.d.protectedNames ?? defaultRouteDevices)());
-    if (rule) this.begin(linkTarget(l), rule);
+    if (!rule) return;
+    // Named exactly, still refused as an Attach call refuses it: a filter on the loopback would cut
+    // every workload off the daemon's DNS servers.
+    if (l.arphrd === ARPHRD.LOOPBACK) return this.failed(l.name, rulePattern(rule), new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface ${l.name} is a loopback device`));
+    this.begin(linkTarget(l), rule);
   }
 
   /** Every link now (start, or after the kernel dropped events): gone ones forgotten, new or renamed ones matched. */
