@@ -164,7 +164,7 @@ test('fail closed from the first packet: a workload flooding from before its lin
   dl.host.exec('ip', ['link', 'del', host]);
 });
 
-test('block-all from the kernel attach on: a link whose attach is queued behind a burst of 300 carries no datagram to the sink before its attach is done', async () => {
+test('block-all from the kernel attach on: a link whose attach is queued behind a burst of 500 carries no datagram to the sink before its attach is done', async () => {
   const ws = dl.lab.netns('q');
   const sink = dl.net.spawn('python3', ['-c', SINK.replace("9999", "9998")], { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitForLine(sink, 'ready', 10_000);
@@ -173,22 +173,25 @@ test('block-all from the kernel attach on: a link whose attach is queued behind 
   await waitForLine(sender, 'ready', 10_000);
   const sent = reader(sender);
   dl.net.exec('ip', ['route', 'add', '10.200.6.0/24', 'via', '10.200.2.1']);
-  const N = 300;
+  const N = 500;
   const burst = Array.from({ length: N }, (_, i) => `${P}xq${i}`);
   const batch = join(dl.tmp, 'burst.batch');
   writeFileSync(batch, burst.map((n, i) => `link add ${n} type veth peer name ${P}pq${i}\n`).join(''));
   const host = `${P}xw`;
   const peer = `${P}yw`;
+  const pinsBefore = pinnedIds(dl).length;
   dl.host.exec('ip', ['-batch', batch]);
   dl.host.exec('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer, 'netns', ws.name]);
-  // Its filter is in the kernel (made on its event) ...
-  await eventually(() => tcxProgIds(dl.host, host).length === 1, 'its filter in the kernel', 10_000, 10);
+  // Its filter is in the kernel, made on its event, the last of the burst's (an attachment's pins
+  // are made with its kernel objects; read in-process, no command to wait for) ...
+  await eventually(() => pinnedIds(dl).length === pinsBefore + N + 1, 'every filter of the burst in the kernel', 20_000, 2);
   dl.host.exec('sh', [
     '-c',
     `ip addr add 10.200.6.1/24 dev ${host} && ip link set ${host} up && ip -n ${ws.name} addr add 10.200.6.2/24 dev ${peer} && ip -n ${ws.name} link set ${peer} up && ip -n ${ws.name} route add 203.0.113.0/24 via 10.200.6.1`,
   ]);
-  // ... while the rest of its attach (DNS server, records, Subscribed) still waits its turn.
+  // ... while the rest of its attach (DNS server, record, Subscribed) still waits its turn.
   expect((await listAll()).some((x) => x.target === host)).toBe(false);
+  expect(tcxProgIds(dl.host, host)).toHaveLength(1);
   await eventually(async () => (await sent.ask())[0]! > 1000, 'the sender sending through the new link', 10_000);
   await eventually(async () => (await listAll()).some((x) => x.target === host), 'its attach done', 60_000, 100);
   await sleep(300);
