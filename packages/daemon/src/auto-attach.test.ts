@@ -68,6 +68,12 @@ describe('the auto-attach driver', () => {
     expect(begun[0]).toMatchObject({ t: { kind: 'tc', target: 'nfx0', identity: { ifindex: 7 }, direction: 'ingress', l3: false }, metadata: { vm: 'nfx0', tenant: 'sandbox' }, rule: 'interface:nfx*' });
   });
 
+  it("asks for XDP (at the ingress side) when the rule says xdp", () => {
+    const { auto, begun } = driver([{ interface: 'nfx*', xdp: true }]);
+    auto.link(veth(7, 'nfx0'));
+    expect(begun[0]!.t).toMatchObject({ target: 'nfx0', direction: 'ingress', xdp: true });
+  });
+
   it('matches a link renamed into a rule, and again after it was deleted and re-created', () => {
     const { auto, begun, held } = driver([{ interface: 'nfx*' }]);
     auto.link(veth(9, 'tmp0'));

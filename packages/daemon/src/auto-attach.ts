@@ -109,7 +109,8 @@ export class AutoAttacher {
     // Named exactly, still refused as an Attach call refuses it: a filter on the loopback would cut
     // every workload off the daemon's DNS servers.
     if (l.arphrd === ARPHRD.LOOPBACK) return this.failed(l.name, rulePattern(rule), new DaemonError('NETFENCE_ERR_INVALID_ARGUMENT', `interface ${l.name} is a loopback device`));
-    this.begin(linkTarget(l), rule);
+    // XDP judges what the interface receives: the TC ingress side (a fallback to TC runs there).
+    this.begin(rule.xdp ? { ...linkTarget(l), direction: 'ingress', xdp: true } : linkTarget(l), rule);
   }
 
   /** Every link now (start, or after the kernel dropped events): gone ones forgotten, new or renamed ones matched. */

@@ -272,14 +272,17 @@ test("a manual attachment's interface or cgroup going is seen at once by its eve
 test('rules set at run time take effect for new links; a bad list is refused whole and changes nothing', async () => {
   const rules = createRulesClient(d.socket);
   try {
-    const set = await rules.set([{ interface: `${P}e*`, metadata: { set: 'runtime', vm: '{name}' } }]);
-    expect(set.rules).toHaveLength(1);
+    const set = await rules.set([{ interface: `${P}e*`, metadata: { set: 'runtime', vm: '{name}' } }, { interface: `${P}z*`, xdp: true }]);
+    expect(set.rules).toHaveLength(2);
     expect(set.rules[0]).toMatchObject({ interface: `${P}e*`, kind: 'any', metadata: { set: 'runtime', vm: '{name}' }, xdp: false });
     dl.host.exec('ip', ['link', 'add', `${P}x9`, 'type', 'veth', 'peer', 'name', `${P}p9`]); // the old rule's name: no longer matched
     dl.host.exec('ip', ['link', 'add', `${P}e0`, 'type', 'veth', 'peer', 'name', `${P}p10`]);
     const e0 = await eventually(async () => (await listAll()).find((x) => x.target === `${P}e0`), 'the new rule applied');
     expect(e0).toMatchObject({ auto_rule: `interface:${P}e*`, metadata: { set: 'runtime', vm: `${P}e0` } });
     expect((await listAll()).some((x) => x.target === `${P}x9`)).toBe(false); // its event came first
+    dl.host.exec('ip', ['link', 'add', `${P}z0`, 'type', 'veth', 'peer', 'name', `${P}p13`]);
+    const z0 = await eventually(async () => (await listAll()).find((x) => x.target === `${P}z0`), 'the xdp rule applied');
+    expect(z0).toMatchObject({ auto_rule: `interface:${P}z*`, hook: 'xdp', tc_direction: 'ingress' });
 
     const err = await rules.set([{ interface: `${P}f*` }, { interface: `${P}g*`, kind: 'bond' }]).then(
       () => undefined,
@@ -287,7 +290,7 @@ test('rules set at run time take effect for new links; a bad list is refused who
     );
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err?.details).toMatch(/NETFENCE_ERR_INVALID_ARGUMENT.*rules\[1\.kind\]/);
-    expect((await rules.get()).rules.map((r) => r.interface)).toEqual([`${P}e*`]);
+    expect((await rules.get()).rules.map((r) => r.interface)).toEqual([`${P}e*`, `${P}z*`]);
     dl.host.exec('ip', ['link', 'add', `${P}f0`, 'type', 'veth', 'peer', 'name', `${P}p11`]);
     dl.host.exec('ip', ['link', 'add', `${P}e1`, 'type', 'veth', 'peer', 'name', `${P}p12`]);
     await eventually(async () => (await listAll()).some((x) => x.target === `${P}e1`), 'e1 attached');
