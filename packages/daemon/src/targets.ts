@@ -78,17 +78,6 @@ export function interfaceSnapshot(): Map<number, string> {
   }
 }
 
-/** interfaceSnapshot for the periodic target watcher (kept async for its callers). */
-export function interfaceSnapshotAsync(): Promise<Map<number, string>> {
-  return new Promise((resolve, reject) => {
-    try {
-      resolve(interfaceSnapshot());
-    } catch (e) {
-      reject(e);
-    }
-  });
-}
-
 /**
  * The interface still exists: by ifindex, its identity (a rename keeps it; the kernel does
  * not hand a deleted interface's index to a new one while indexes remain).
