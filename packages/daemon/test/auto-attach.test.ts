@@ -7,7 +7,7 @@
 //
 // Every rule matches only names this test creates (the lab id in them).
 
-import { mkdirSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { LabNetns } from '@netfence/lab';
@@ -310,9 +310,7 @@ test('`*` never matches the loopback or a device carrying a default route; an ex
   const work = dl.lab.veth(ns, far).a;
   expect(linksOf(ns).sort()).toEqual(['lo', up, work].sort());
   const root = `${dl.bpffsRoot}-d`;
-  dl.lab.defer(() => {
-    if (existsSync(root)) ns.tryExec('rm', ['-rf', root]);
-  });
+  dl.lab.defer(() => rmSync(root, { recursive: true, force: true }));
   const cfg = writeDaemonConfig(dl, 'star', { bpffs_root: root, dns: { listen_addr: '127.0.0.1' }, target_watch_interval: '1h', detach_on_exit: true, auto_attach: [{ interface: '*' }] });
   const star = await launchDaemon(cfg, (cmd, args, opts) => ns.spawn(cmd, args, opts));
   try {
