@@ -5,21 +5,17 @@
 // own accounting: bytes_memlock of every BPF map and program, from bpftool).
 
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
-import { join } from 'node:path';
 import { launchDaemon, sleep, type DaemonProcess } from '../test/support/daemon-lab';
 import { createTestControlPlane } from '../test/support/grpc';
 import type { AttachBenchArgs } from './attach';
+import { pct, writeBenchConfig } from './lab-run';
 
 const SEQUENTIAL = 200;
 const BURSTS = [50, 500] as const;
 const MANY = 1000;
 
-function pct(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-}
 const summary = (xs: readonly number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms`;
 
 function rssMb(pid: number): number {
@@ -77,21 +73,7 @@ async function main(): Promise<void> {
   const args = JSON.parse(process.env.NFBENCH_ARGS ?? '{}') as AttachBenchArgs;
   const cp = createTestControlPlane({ listen: '127.0.0.1:0', ackPolicy: () => ({ mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] }) });
   const port = await cp.start();
-  const dir = join(args.tmp, 'attach-bench');
-  mkdirSync(dir, { recursive: true });
-  const configPath = join(dir, 'netfence.yaml');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      socket: join(dir, 'netfence.sock'),
-      data_dir: join(dir, 'data'),
-      bpffs_root: args.bpffsRoot,
-      log_level: 'warn',
-      metrics: { listen: '' },
-      control_plane: { url: `http://127.0.0.1:${port}` },
-      dns: { listen_addr: args.dnsListen, port_min: 20000, port_max: 22999 },
-    }),
-  );
+  const configPath = writeBenchConfig(args.tmp, 'attach-bench', args.bpffsRoot, port, { log_level: 'warn', dns: { listen_addr: args.dnsListen, port_min: 20000, port_max: 22999 } });
   const kernel0 = kernelBpfMemory();
   const d = await launchDaemon(configPath, (cmd, a, o) => spawn(cmd, a, o));
   const out = (s: string) => process.stdout.write(`${s}\n`);

@@ -11,6 +11,7 @@ import { RULE_TRIES, ruleKey } from '@netfence/bpf-programs';
 import { DNS_FLOOD_PY, launchDaemon, sleep, SYNTH_DOMAIN, synthName, type DaemonProcess } from '../test/support/daemon-lab';
 import { createTestControlPlane, type TestControlPlane } from '../test/support/grpc';
 import type { BenchArgs } from './bench';
+import { pct } from './lab-run';
 
 const SEQUENTIAL = 200;
 const CONCURRENT = 50;
@@ -19,10 +20,6 @@ const LEARNED = 10_000;
 const DNS_SAMPLES = 500;
 const FLOOD_PACKETS = 1_000_000;
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
 
 function summary(xs: number[]): string {
   return `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms (n=${xs.length})`;
