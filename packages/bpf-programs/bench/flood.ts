@@ -23,7 +23,8 @@ import { smallPolicy } from './entries';
 import { ksoftirqdPid } from './flood-cpu';
 import { ALLOWED_SINK, floodOnce, SINK, startFloodLab, xdpModeOf, type FloodLab, type FloodSample, type FloodSource } from './flood-lab';
 import { floodReport, FILTERS, type Filter, type TrafficSample } from './flood-report';
-import { bindDevice, createRulesTrie, MEASURED_SLOT, useSlot } from './host-sets';
+import { createRulesTrie, MEASURED_SLOT, useSlot } from './host-sets';
+import { bindDevice } from '../test/kernel/helpers';
 import { measureTraffic } from './traffic';
 
 const num = (name: string, dflt: number, max: number): number => {

@@ -6,9 +6,6 @@ import { createMap, loadCollection, type BpfMap, type Collection } from '@netfen
 import {
   encodeConfig,
   encodeSlot,
-  decodeDevSlots,
-  devBinding,
-  encodeDevSlots,
   FIXED_SLOT,
   fixedSlotCgroupObjectPath,
   HOST_MAPS,
@@ -17,6 +14,7 @@ import {
   RULE_TRIES,
   type ModeName,
 } from '@netfence/bpf-programs';
+import { bindDevice } from '../test/kernel/helpers';
 import { hostWideEncoded, oursEncoded, referenceEncoded, type BenchRule } from './entries';
 
 /** The measured attachment's slot in every host set (the fixed-slot cgroup build judges for it). */
@@ -38,15 +36,6 @@ export function createRulesTrie(family: 4 | 6, maxEntries: number, rules: readon
     m.close();
     throw err;
   }
-}
-
-/** Binds the TC program's `direction` on `ifindex` to `slot`, in dev_slots or tc_slots as devBinding says (as the daemon does). */
-export function bindDevice(coll: Collection, ifindex: number, direction: 'ingress' | 'egress' | 'xdp', slot: number): void {
-  const b = devBinding(ifindex, direction);
-  const m = coll.map(b.map);
-  if (b.kind === 'hash') return m.update(b.key, encodeSlot(slot));
-  const cur = decodeDevSlots(m.lookup(b.key) ?? Buffer.alloc(12));
-  m.update(b.key, encodeDevSlots({ ...cur, [direction]: slot }));
 }
 
 export interface Attachment {

@@ -9,7 +9,7 @@ import { attachCgroup, attachTcx, type BpfLink, type Collection } from '@netfenc
 import type { Lab, LabCgroup, LabNetns } from '@netfence/lab';
 import { CGROUP_ATTACH_ORDER, CGROUP_ONLY_MAPS, encodeSlot, OBJECTS } from '@netfence/bpf-programs';
 import { SERVER } from './entries';
-import { bindDevice } from './host-sets';
+import { bindDevice } from '../test/kernel/helpers';
 
 export const RR_PORT = 7000;
 const IPERF_PORT = 5201;
