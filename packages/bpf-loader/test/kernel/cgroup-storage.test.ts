@@ -2,7 +2,6 @@ import { mkdirSync, rmdirSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLab, type Lab, type LabCgroup, type LabNetns } from '@netfence/lab';
 import {
-  BpfError,
   MapType,
   UpdateFlags,
   attachCgroup,
@@ -16,7 +15,7 @@ import {
   type Collection,
   type HashMapView,
 } from '../../src/index';
-import { assertKernelTestable, fixture, spawnInCgroup } from './helpers';
+import { assertKernelTestable, fixture, spawnInCgroup, errorCode } from './helpers';
 
 const A = '10.200.54.1';
 const B = '10.200.54.2';
@@ -24,14 +23,7 @@ const B = '10.200.54.2';
 const CONNECT4 = 1 << 0;
 const EGRESS = 1 << 1;
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-  } catch (e) {
-    return (e as BpfError).code;
-  }
-  return 'no error';
-};
+const code = errorCode;
 
 let lab: Lab;
 let nsA: LabNetns;

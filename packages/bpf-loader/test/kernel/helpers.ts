@@ -82,3 +82,13 @@ export function spawnInCgroup(cgroupPath: string, nsPath: string, cmd: string, a
     stdio: 'pipe',
   });
 }
+
+/** The BpfError code `fn` throws, or 'no error'. */
+export function errorCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code?: string }).code ?? String(e);
+  }
+  return 'no error';
+}

@@ -18,19 +18,12 @@ import {
   type BpfLink,
   type Collection,
 } from '../../src/index';
-import { assertKernelTestable, fixture, ifindexIn, makePinDir, pingOk, removePinDir, spawnInCgroup } from './helpers';
+import { assertKernelTestable, fixture, ifindexIn, makePinDir, pingOk, removePinDir, spawnInCgroup, errorCode } from './helpers';
 
 const A = '10.200.53.1';
 const B = '10.200.53.2';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-  } catch (e) {
-    return (e as BpfError).code;
-  }
-  return 'no error';
-};
+const code = errorCode;
 
 let lab: Lab;
 let nsA: LabNetns;

@@ -14,17 +14,10 @@ import {
   openPinnedMap,
   type BpfMap,
 } from '../../src/index';
-import { assertKernelTestable, fixture, makePinDir, removePinDir } from './helpers';
+import { assertKernelTestable, fixture, makePinDir, removePinDir, errorCode } from './helpers';
 import { createLab } from '@netfence/lab';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-  } catch (e) {
-    return (e as BpfError).code;
-  }
-  return 'no error';
-};
+const code = errorCode;
 
 /** An LPM trie shaped like the design's inner rule maps: key {u32 prefixlen; u8 addr[4]}, value 16 bytes. */
 const trie = (name: string, maxEntries: number): BpfMap =>

@@ -17,16 +17,9 @@ import {
   readObjectSpec,
   type Collection,
 } from '../../src/index';
-import { assertKernelTestable, fixture, makePinDir, removePinDir, runTsChild } from './helpers';
+import { assertKernelTestable, fixture, makePinDir, removePinDir, runTsChild, errorCode } from './helpers';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-  } catch (e) {
-    return (e as BpfError).code;
-  }
-  return 'no error';
-};
+const code = errorCode;
 
 let coll: Collection;
 beforeAll(() => {
