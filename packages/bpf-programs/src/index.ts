@@ -65,7 +65,6 @@ export {
   lastSeenAgeMs,
   decodeEvent,
   decodeStats,
-  sumPerCpuU64,
   sumPerCpuStats,
   encodeSeverConfig,
   decodeSeverConfig,

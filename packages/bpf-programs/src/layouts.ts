@@ -440,14 +440,6 @@ export function sumPerCpuStats(buf: Uint8Array): bigint[] {
   return out;
 }
 
-/** Sums a per-CPU value buffer of one u64 counter (8 bytes per possible CPU). */
-export function sumPerCpuU64(buf: Uint8Array): bigint {
-  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  let s = 0n;
-  for (let o = 0; o + 8 <= b.length; o += 8) s += b.readBigUInt64LE(o);
-  return s;
-}
-
 // ---------------------------------------------------------------- sever target
 
 export interface SeverTarget {

@@ -1,5 +1,5 @@
 /** Stable error codes of @netfence/netlink (listed in the README; a test checks). */
-export const NETLINK_ERROR_CODES = ['NETLINK_ERR_SOCKET', 'NETLINK_ERR_MESSAGE', 'NETLINK_ERR_CLOSED'] as const;
+export const NETLINK_ERROR_CODES = ['NETLINK_ERR_SOCKET', 'NETLINK_ERR_MESSAGE'] as const;
 export type NetlinkErrorCode = (typeof NETLINK_ERROR_CODES)[number];
 
 export class NetlinkError extends Error {
