@@ -549,6 +549,7 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 	/* longest prefix across both lists wins, deny wins a tie (both bits on one entry) */
 	int deny_wins = 0, allow_wins = 0;
 	__u32 dlen = 0, alen = 0;
+	__u64 now = 0; /* read once, only when an entry needs it (a deadline, a last-seen refresh) */
 	if (r) {
 		if (r->lists & NF_LIST_DENY) {
 			deny_wins = 1;
@@ -557,7 +558,7 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 			/* A lapsed deadline (a CIDR TTL while the daemon is away to remove the entry) allows
 			 * nothing: what decides is the longest deny holding it, recorded in the entry, else
 			 * no entry at all (a shorter allow prefix is not looked for: fail closed). */
-			if (r->expires_s && NF_MONO_NS() / NF_NS_PER_SEC >= r->expires_s) {
+			if (r->expires_s && (now = NF_MONO_NS()) / NF_NS_PER_SEC >= r->expires_s) {
 				if (r->shadow_deny_len != NF_NO_RULE) {
 					deny_wins = 1;
 					dlen = r->shadow_deny_len;
@@ -591,7 +592,8 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 	if (allow_wins) {
 		v.prefix_len = alen;
 		if (touch && r) {
-			__u64 now = bpf_ktime_get_coarse_ns();
+			if (!now)
+				now = bpf_ktime_get_coarse_ns(); /* the filters' NF_MONO_NS: one clock */
 			if (now - r->last_seen_ns > NF_LAST_SEEN_REFRESH_NS)
 				r->last_seen_ns = now;
 		}
