@@ -10,7 +10,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { launchDaemon, sleep, type DaemonProcess } from '../test/support/daemon-lab';
 import { createTestControlPlane } from '../test/support/grpc';
 import type { AttachBenchArgs } from './attach';
-import { pct, writeBenchConfig } from './lab-run';
+import { exitWith, pct, writeBenchConfig } from './lab-run';
 
 const SEQUENTIAL = 200;
 const BURSTS = [50, 500] as const;
@@ -134,10 +134,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    process.stderr.write(`attach bench worker failed: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exit(1);
-  },
-);
+exitWith(main);

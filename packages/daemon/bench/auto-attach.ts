@@ -10,11 +10,11 @@
 import { mkdirSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDaemonLab, startDaemon, writeDaemonConfig, type DaemonProcess } from '../test/support/daemon-lab';
+import { exitWith, pct } from './lab-run';
 
 const N = 200;
 const TARGET_P99_MS = 20;
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 const fmt = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms (n=${xs.length})`;
 
 async function countIs(d: DaemonProcess, n: number, limitMs: number): Promise<number> {
@@ -79,10 +79,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    process.stderr.write(`bench failed: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exit(1);
-  },
-);
+exitWith(main);

@@ -22,10 +22,10 @@ export async function runWorkerInLabHost(dl: DaemonLab, worker: string, args: un
   return code;
 }
 
-/** The process exit of a benchmark's main: its code, or 1 with the error on stderr. */
-export function exitWith(main: () => Promise<number>): void {
+/** The process exit of a benchmark's main: its code (0 when it returns none), or 1 with the error on stderr. */
+export function exitWith(main: () => Promise<number | void>): void {
   main().then(
-    (code) => process.exit(code),
+    (code) => process.exit(code ?? 0),
     (e: unknown) => {
       process.stderr.write(`bench failed: ${(e as Error)?.stack ?? String(e)}\n`);
       process.exit(1);

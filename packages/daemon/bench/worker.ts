@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { openPinnedMap } from '@netfence/bpf-loader';
@@ -11,7 +11,7 @@ import { RULE_TRIES, ruleKey } from '@netfence/bpf-programs';
 import { DNS_FLOOD_PY, launchDaemon, sleep, SYNTH_DOMAIN, synthName, type DaemonProcess } from '../test/support/daemon-lab';
 import { createTestControlPlane, type TestControlPlane } from '../test/support/grpc';
 import type { BenchArgs } from './bench';
-import { pct } from './lab-run';
+import { exitWith, pct, writeBenchConfig } from './lab-run';
 
 const SEQUENTIAL = 200;
 const CONCURRENT = 50;
@@ -198,22 +198,11 @@ async function main(): Promise<void> {
         : { mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.30/32' }] },
   });
   const port = await cp.start();
-  const dir = join(args.tmp, 'bench');
-  mkdirSync(dir, { recursive: true });
-  const configPath = join(dir, 'netfence.yaml');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      socket: join(dir, 'netfence.sock'),
-      data_dir: join(dir, 'data'),
-      bpffs_root: args.bpffsRoot,
-      log_level: 'info', // the default: what a workload can make the daemon write
-      metrics: { listen: '' },
-      control_plane: { url: `http://127.0.0.1:${port}` },
-      // min_ttl: dnsmasq's synthesised answers carry TTL 0; learned addresses must outlive the run
-      dns: { listen_addr: args.dnsListen, upstream: [args.upstream], port_min: 11000, port_max: 11999, min_ttl: '10m', ...dnsRateLimit() },
-    }),
-  );
+  const configPath = writeBenchConfig(args.tmp, 'bench', args.bpffsRoot, port, {
+    log_level: 'info', // the default: what a workload can make the daemon write
+    // min_ttl: dnsmasq's synthesised answers carry TTL 0; learned addresses must outlive the run
+    dns: { listen_addr: args.dnsListen, upstream: [args.upstream], port_min: 11000, port_max: 11999, min_ttl: '10m', ...dnsRateLimit() },
+  });
   const d = await launchDaemon(configPath, (cmd, a, o) => spawn(cmd, a, o));
   const lines: string[] = [];
   const out = (s: string) => {
@@ -338,10 +327,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    process.stderr.write(`bench worker failed: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exit(1);
-  },
-);
+exitWith(main);
