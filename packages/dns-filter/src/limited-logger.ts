@@ -33,17 +33,22 @@ export function createLimitedLogger(logger: LimitedLoggerTarget | undefined, opt
   const limiter = createLogRateLimiter({ perSecond: opts.perSecond ?? 10, burst: opts.burst ?? 20 });
   const summaryIntervalMs = opts.summaryIntervalMs ?? 10_000;
   if (!(summaryIntervalMs >= 1)) throw new RangeError('logRateLimit.summaryIntervalMs must be >= 1');
-  const stop = logger ? startSuppressedSummaries(limiter, summaryIntervalMs, (key, suppressed) => logger.warn({ kind: key, suppressed }, 'log lines suppressed')) : () => {};
+  const summaries = logger ? startSuppressedSummaries(limiter, summaryIntervalMs, (key, suppressed) => logger.warn({ kind: key, suppressed }, 'log lines suppressed')) : undefined;
   return {
     log(level, key, obj, msg) {
       if (!logger) return;
       const p = limiter.take(key);
-      if (!p.ok) return;
+      if (!p.ok) {
+        summaries?.wake();
+        return;
+      }
       logger[level](p.suppressed > 0 ? { ...obj, suppressed: p.suppressed } : obj, msg);
     },
     get suppressed() {
       return limiter.suppressedTotal;
     },
-    close: stop,
+    close() {
+      summaries?.stop();
+    },
   };
 }

@@ -60,9 +60,9 @@ describe('createLogRateLimiter', () => {
     const rl = createLogRateLimiter({ perSecond: 1, burst: 1, now: () => 0 });
     for (let i = 0; i < 4; i++) rl.take('k');
     const written: Array<[string, number]> = [];
-    const stop = startSuppressedSummaries(rl, 60_000, (key, n) => written.push([key, n]));
-    stop();
-    stop();
+    const summaries = startSuppressedSummaries(rl, 60_000, (key, n) => written.push([key, n]));
+    summaries.stop();
+    summaries.stop();
     expect(written).toEqual([['k', 3]]);
     expect(() => startSuppressedSummaries(rl, 0, () => {})).toThrow(RangeError);
   });

@@ -1,3 +1,5 @@
+import { createSweepTimer } from './sweep-timer';
+
 /**
  * Per-key rate limit for log lines a workload can trigger (a blocked query, a malformed
  * packet, a drop event). Each key (an attachment, a client, a kind of line) gets a token
@@ -117,22 +119,35 @@ export function createLogRateLimiter(opts: LogRateLimiterOptions = {}): LogRateL
   };
 }
 
+export interface SuppressedSummaries {
+  /** A line was suppressed: the summaries run until every suppressed line has been reported. */
+  wake(): void;
+  /** Stops them and writes the last summary. Idempotent. */
+  stop(): void;
+}
+
 /**
  * Hands the limiter's drained counts to `write` every `intervalMs` (an unref'd timer) and once
- * more when the returned stop() is called (idempotent): the 'N lines suppressed' summaries
- * both log wrappers write.
+ * more at stop(): the 'N lines suppressed' summaries both log wrappers write. The timer runs
+ * only from a wake() (call it whenever take() says no) until an interval with nothing to
+ * report, so a quiet logger holds no timer (see sweep-timer.ts).
  */
-export function startSuppressedSummaries(limiter: LogRateLimiter, intervalMs: number, write: (key: string, suppressed: number) => void): () => void {
+export function startSuppressedSummaries(limiter: LogRateLimiter, intervalMs: number, write: (key: string, suppressed: number) => void): SuppressedSummaries {
   if (!(intervalMs >= 1)) throw new RangeError('log rate limiter: summaryIntervalMs >= 1 is required');
-  const summarize = (): void => {
-    for (const { key, suppressed } of limiter.drain()) write(key, suppressed);
+  const summarize = (): boolean => {
+    const pending = limiter.drain();
+    for (const { key, suppressed } of pending) write(key, suppressed);
+    return pending.length > 0;
   };
-  let timer: NodeJS.Timeout | undefined = setInterval(summarize, intervalMs);
-  timer.unref();
-  return () => {
-    if (timer === undefined) return;
-    clearInterval(timer);
-    timer = undefined;
-    summarize();
+  const timer = createSweepTimer(intervalMs, summarize);
+  let stopped = false;
+  return {
+    wake: timer.wake,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      timer.close();
+      summarize();
+    },
   };
 }

@@ -40,14 +40,17 @@ export function createQueryLog(opts: QueryLogOptions): QueryLog {
     total: { perSecond: opts.totalPerSecond ?? QUERY_LOG_DEFAULTS.totalPerSecond, burst: opts.totalBurst ?? QUERY_LOG_DEFAULTS.totalBurst },
     maxKeys: 4096,
   });
-  const stop = startSuppressedSummaries(limiter, opts.summaryIntervalMs ?? QUERY_LOG_DEFAULTS.summaryIntervalMs, (key, suppressed) => {
+  const summaries = startSuppressedSummaries(limiter, opts.summaryIntervalMs ?? QUERY_LOG_DEFAULTS.summaryIntervalMs, (key, suppressed) => {
     const sp = key.indexOf(' ');
     opts.log({ event: 'suppressed', client: key.slice(sp + 1), verdict: key.slice(0, sp), suppressed }, 'dns query lines suppressed');
   });
   return {
     onQuery(e) {
       const p = limiter.take(`${e.verdict} ${e.client.address}`);
-      if (!p.ok) return;
+      if (!p.ok) {
+        summaries.wake();
+        return;
+      }
       opts.log(
         {
           event: 'query',
@@ -71,6 +74,6 @@ export function createQueryLog(opts: QueryLogOptions): QueryLog {
     get suppressed() {
       return limiter.suppressedTotal;
     },
-    close: stop,
+    close: summaries.stop,
   };
 }

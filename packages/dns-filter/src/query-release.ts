@@ -10,6 +10,7 @@ import { isPrivateAddress } from './private-address';
 import type { Answer, QueryCtx, QueryEnds } from './query-context';
 import { restoreId } from './query-end';
 import type { QueryCounters } from './query-stats';
+import { createSweepTimer } from './sweep-timer';
 import type { ResolvedInfo } from './types';
 import { buildEmptyResponse, qtypeName } from './wire';
 
@@ -40,20 +41,18 @@ export function createReleaser(deps: ReleaseDeps): Releaser {
   const { ends, counters: c, log, onResolved, hookTimeoutMs } = deps;
   /** Queries waiting for onResolved, in start order (one constant timeout: deadlines are monotonic). */
   const hookWaiting = new Set<QueryCtx>();
-  const hookSweep = setInterval(
-    () => {
-      const now = performance.now();
-      for (const ctx of hookWaiting) {
-        if (ctx.hookDeadline > now) break;
-        hookWaiting.delete(ctx);
-        if (ctx.done) continue;
-        c.hookFailures++;
-        ends.fail(ctx, 'hook-failed', ctx.hookUpstream);
-      }
-    },
-    Math.max(5, Math.min(50, hookTimeoutMs / 4)),
-  );
-  hookSweep.unref();
+  // Runs only while a hook is awaited (see sweep-timer.ts).
+  const hookSweep = createSweepTimer(Math.max(5, Math.min(50, hookTimeoutMs / 4)), () => {
+    const now = performance.now();
+    for (const ctx of hookWaiting) {
+      if (ctx.hookDeadline > now) break;
+      hookWaiting.delete(ctx);
+      if (ctx.done) continue;
+      c.hookFailures++;
+      ends.fail(ctx, 'hook-failed', ctx.hookUpstream);
+    }
+    return hookWaiting.size > 0;
+  });
 
   const allowed = (ctx: QueryCtx, out: Buffer, a: Answer): void => {
     c.allowed++;
@@ -106,6 +105,7 @@ export function createReleaser(deps: ReleaseDeps): Releaser {
     ctx.hookDeadline = performance.now() + hookTimeoutMs;
     ctx.hookUpstream = a.upstream;
     hookWaiting.add(ctx);
+    hookSweep.wake();
     (res as Promise<void>).then(
       () => {
         hookWaiting.delete(ctx);
@@ -121,7 +121,7 @@ export function createReleaser(deps: ReleaseDeps): Releaser {
   return {
     release,
     close() {
-      clearInterval(hookSweep);
+      hookSweep.close();
     },
   };
 }

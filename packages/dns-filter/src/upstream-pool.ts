@@ -10,6 +10,7 @@ import type net from 'node:net';
 
 import { healthOrder, healthStatus, markFailed, markOk, type ServerHealth, type UpstreamStatus } from './upstream-health';
 import type { UpstreamServer } from './upstream-server';
+import { createSweepTimer } from './sweep-timer';
 import { queryOverTcp } from './upstream-tcp';
 import { RCODE, parseResponse, type ParsedResponse } from './wire';
 
@@ -110,7 +111,8 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
   const tcpPending = new Set<Pending>();
   let closed = false;
 
-  const sweep = setInterval(() => {
+  // Runs only while a UDP attempt is in flight (see sweep-timer.ts).
+  const sweep = createSweepTimer(SWEEP_MS, () => {
     const now = Date.now();
     for (const p of inflight) {
       if (p.deadline > now) break;
@@ -119,8 +121,8 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
       detachUdp(p);
       next(p);
     }
-  }, SWEEP_MS);
-  sweep.unref();
+    return inflight.size > 0;
+  });
 
   // One connected UDP socket per (server, slot): the kernel then delivers only
   // datagrams from that server's address and port, sends need no address
@@ -208,6 +210,7 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
     p.deadline = Date.now() + opts.attemptTimeoutMs;
     st.pending.set(id, p);
     inflight.add(p);
+    sweep.wake();
     counters.upstreamQueries++;
     if (st.queue) st.queue.push(p.query);
     else st.sock.send(p.query); // connected: errors arrive as 'error' events (onSocketError)
@@ -339,7 +342,7 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
     close() {
       if (closed) return;
       closed = true;
-      clearInterval(sweep);
+      sweep.close();
       for (const p of [...inflight, ...tcpPending]) finish(p, undefined);
       for (const s of states) for (const st of s.socks) closeSock(st);
     },
