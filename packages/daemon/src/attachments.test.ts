@@ -44,6 +44,8 @@ const store: StateStore = {
   loadAll: () => ({ records: [], problems: [] }),
   save: () => undefined,
   saveAsync: () => Promise.resolve(),
+  write: () => undefined,
+  flushed: () => Promise.resolve(),
   remove: () => undefined,
 };
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -54,6 +54,36 @@ describe('state store', () => {
     await late;
     expect(readdirSync(join(dir, 'attachments'))).toEqual([]);
     expect(store.loadAll().records).toEqual([]);
+  });
+
+  it('write(): the record is there at once, before its flush; flushed() resolves once it is synced, also after a removal', async () => {
+    const errors: unknown[] = [];
+    const store = createStateStore(dir, 'nfd-test', (e) => errors.push(e));
+    store.write(record(['203.0.113.7/32']));
+    expect(saved()).toEqual(['203.0.113.7/32']); // visible to the next start right away (the page cache holds it)
+    expect(store.loadAll().records.map((r) => r.id)).toEqual(['att-000000000001']);
+    const many = Array.from({ length: 40 }, (_, i) => ({ ...record([]), id: `att-${String(i + 2).padStart(12, '0')}` }));
+    for (const r of many) store.write(r);
+    store.remove(many[0]!.id); // removed before its flush: nothing to sync, not an error
+    await store.flushed();
+    expect(errors).toEqual([]);
+    expect(store.loadAll().records).toHaveLength(40);
+    expect(readdirSync(join(dir, 'attachments')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    await store.flushed(); // nothing dirty: resolves at once
+  });
+
+  it('a failed flush is reported, rejects flushed(), and is retried with the next write', async () => {
+    const errors: unknown[] = [];
+    const store = createStateStore(dir, 'nfd-test', (e) => errors.push(e));
+    store.write(record(['203.0.113.7/32']));
+    rmSync(join(dir, 'attachments'), { recursive: true }); // the directory cannot be synced any more
+    await expect(store.flushed()).rejects.toThrow(/ENOENT/);
+    expect(errors).toHaveLength(1);
+    mkdirSync(join(dir, 'attachments'));
+    store.write(record(['198.51.100.0/24']));
+    await store.flushed(); // the failed file (gone) and the new one: no error this time
+    expect(errors).toHaveLength(1);
+    expect(saved()).toEqual(['198.51.100.0/24']);
   });
 });
 
