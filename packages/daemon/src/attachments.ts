@@ -420,14 +420,13 @@ export class AttachmentRuntime {
   }
 
   /**
-   * Writes the record off the event loop; durable when this resolves (a save begun later wins:
-   * see StateStore.saveAsync). Attach uses it, so a burst of attaches fsyncs on the thread pool
-   * instead of one after the other on the event loop.
+   * Writes the record now, without waiting for the disk (StateStore.write: it survives the
+   * daemon dying from here on and is fsynced in the background). Attach uses it.
    */
-  async persistDurably(): Promise<void> {
+  persistWritten(): void {
     this.dirty = false;
     this.urgent = false;
-    await this.deps.store.saveAsync(this.record);
+    this.deps.store.write(this.record);
   }
 
   /**

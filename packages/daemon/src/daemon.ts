@@ -76,7 +76,7 @@ interface Running {
 export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon {
   const logger = opts.logger;
   const now = opts.now ?? Date.now;
-  const store = createStateStore(config.data_dir, config.daemon_id);
+  const store = createStateStore(config.data_dir, config.daemon_id, (e) => logger.error({ err: e }, 'cannot flush attachment records to disk (they stay written; retried with the next write)'));
   const hostname = config.hostname ?? osHostname();
   const upstreams = config.dns.upstream.length ? [...config.dns.upstream] : resolvConfUpstreams();
   /** Every log line a workload can trigger goes through this per-attachment rate limit. */
@@ -246,6 +246,7 @@ export function createDaemon(config: DaemonConfig, opts: DaemonOptions): Daemon 
       await run.client?.close().catch(() => undefined);
       await run.embedded?.close().catch(() => undefined);
       await registry.shutdown();
+      await store.flushed().catch(() => undefined); // logged by the flusher
       await run.datapath?.close();
       workloadLog.close();
       run.stateLock?.release();

@@ -161,7 +161,7 @@ test('an unreadable saved record: its pinned filter keeps enforcing, unmanaged, 
   expect(sync.attachments.map((a) => a.id).sort()).toEqual([tcId, cgId].sort());
 });
 
-test('kill -9 in the middle of an attach (before the ack): the restart rolls the pending attachment back', async () => {
+test('kill -9 in the middle of an attach (before the ack): the restart removes the half-made attachment (pins no record vouches for)', async () => {
   const cg2 = dl.cgroup('pend');
   cp.ackMode = 'never';
   const from = cp.events.length;
@@ -171,8 +171,8 @@ test('kill -9 in the middle of an attach (before the ack): the restart rolls the
   );
   const sub = await cp.waitFor((e) => e.msg.event === 'subscribed', 5000, 'Subscribed', from);
   const id = sub.msg.subscribed!.id;
-  // Half made: saved as pending, programs attached, pins in place.
-  expect(savedIds(d)).toContain(id);
+  // Half made: programs attached, pins in place, no record yet (it is written once the ack is applied).
+  expect(savedIds(d)).not.toContain(id);
   expect(pinnedIds(dl)).toContain(id);
   expect(cgroupProgs(cg2.path).length).toBeGreaterThan(0);
   await d.kill9();
