@@ -7,7 +7,7 @@
 //
 // Every rule matches only names this test creates (the lab id in them).
 
-import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { LabNetns } from '@netfence/lab';
@@ -164,7 +164,7 @@ test('fail closed from the first packet: a workload flooding from before its lin
   dl.host.exec('ip', ['link', 'del', host]);
 });
 
-test('block-all from the kernel attach on: a link whose attach is queued behind a burst of 500 carries no datagram to the sink before its attach is done', async () => {
+test('block-all from the kernel attach on, until the attachment\'s own SubscribedAck is applied: a link made behind a burst of 500 carries no datagram to the sink until then, and its ack opens it', async () => {
   const ws = dl.lab.netns('q');
   const sink = dl.net.spawn('python3', ['-c', SINK.replace("9999", "9998")], { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitForLine(sink, 'ready', 10_000);
@@ -180,22 +180,33 @@ test('block-all from the kernel attach on: a link whose attach is queued behind 
   const host = `${P}xw`;
   const peer = `${P}yw`;
   const pinsBefore = pinnedIds(dl).length;
-  dl.host.exec('ip', ['-batch', batch]);
-  dl.host.exec('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer, 'netns', ws.name]);
-  // Its filter is in the kernel, made on its event, the last of the burst's (an attachment's pins
-  // are made with its kernel objects; read in-process, no command to wait for) ...
-  await eventually(() => pinnedIds(dl).length === pinsBefore + N + 1, 'every filter of the burst in the kernel', 20_000, 2);
-  dl.host.exec('sh', [
-    '-c',
-    `ip addr add 10.200.6.1/24 dev ${host} && ip link set ${host} up && ip -n ${ws.name} addr add 10.200.6.2/24 dev ${peer} && ip -n ${ws.name} link set ${peer} up && ip -n ${ws.name} route add 203.0.113.0/24 via 10.200.6.1`,
-  ]);
-  // ... while the rest of its attach (DNS server, record, Subscribed) still waits its turn.
-  expect((await listAll()).some((x) => x.target === host)).toBe(false);
-  expect(tcxProgIds(dl.host, host)).toHaveLength(1);
-  await eventually(async () => (await sent.ask())[0]! > 1000, 'the sender sending through the new link', 10_000);
-  await eventually(async () => (await listAll()).some((x) => x.target === host), 'its attach done', 60_000, 100);
-  await sleep(300);
-  expect((await sinkCount.ask())[0]).toBe(0);
+  // The control plane holds every ack back: each auto attachment stays in the state its kernel
+  // attach made (BLOCK_ALL) however long its ack takes (a withheld ack is the longest such window).
+  cp.ackMode = 'never';
+  try {
+    dl.host.exec('ip', ['-batch', batch]);
+    dl.host.exec('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer, 'netns', ws.name]);
+    // Its filter is in the kernel, made on its event, the last of the burst's (an attachment's pins
+    // are made with its kernel objects; read in-process, no command to wait for) ...
+    await eventually(() => pinnedIds(dl).length === pinsBefore + N + 1, 'every filter of the burst in the kernel', 20_000, 2);
+    dl.host.exec('sh', [
+      '-c',
+      `ip addr add 10.200.6.1/24 dev ${host} && ip link set ${host} up && ip -n ${ws.name} addr add 10.200.6.2/24 dev ${peer} && ip -n ${ws.name} link set ${peer} up && ip -n ${ws.name} route add 203.0.113.0/24 via 10.200.6.1`,
+    ]);
+    expect(tcxProgIds(dl.host, host)).toHaveLength(1);
+    await eventually(async () => (await sent.ask())[0]! > 1000, 'the sender sending through the new link', 10_000);
+    // ... and its attach is done (DNS server, record, Subscribed), its ack still held back.
+    const a = await eventually(async () => (await listAll()).find((x) => x.target === host), 'its attach done', 60_000, 100);
+    expect(a.mode).toBe('POLICY_MODE_BLOCK_ALL');
+    await cp.waitFor((e) => e.msg.event === 'subscribed' && e.msg.subscribed!.id === a.id, 10_000, 'its Subscribed');
+    await sleep(300);
+    expect((await sinkCount.ask())[0]).toBe(0);
+    // The control: its ack, allowing the sink, opens it (so 0 above was the block-all, not a policy).
+    cp.send({ id: a.id, subscribed_ack: { mode: 'POLICY_MODE_ALLOWLIST', allow_cidrs: [{ cidr: '203.0.113.20/32' }] } });
+    await eventually(async () => (await sinkCount.ask())[0]! > 0, 'datagrams at the sink once its ack is applied');
+  } finally {
+    cp.ackMode = 'auto';
+  }
   sender.kill('SIGKILL');
   sink.kill('SIGKILL');
   writeFileSync(batch, [...burst, host].map((n) => `link del ${n}\n`).join(''));
@@ -225,7 +236,12 @@ test('200 links created at once (ip -batch) are all attached, and each is remove
   dl.host.exec('ip', ['-batch', batch]);
   await eventually(async () => !(await listAll()).some((x) => ids.has(x.id)), 'every auto attachment removed', 60_000, 100);
   const removed = cp.events.slice(gone).filter((e) => e.msg.event === 'unsubscribed' && ids.has(e.msg.unsubscribed!.id));
-  await eventually(() => cp.events.slice(gone).filter((e) => e.msg.event === 'unsubscribed' && ids.has(e.msg.unsubscribed!.id)).length === N, `${N} Unsubscribed`, 30_000);
+  const unsubscribed = () => cp.events.slice(gone).filter((e) => e.msg.event === 'unsubscribed' && ids.has(e.msg.unsubscribed!.id)).length;
+  await eventually(() => unsubscribed() === N, `${N} Unsubscribed`, 30_000).catch((e: Error) => {
+    // What the daemon said meanwhile, to tell a lost Unsubscribed from a slow one.
+    const said = readFileSync(d.logFile, 'utf8').split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-10);
+    throw new Error(`${e.message} (${unsubscribed()} of ${N}; streams opened ${cp.events.filter((x) => x.msg.event === 'sync').length}); daemon warnings:\n${said.join('\n')}`);
+  });
   expect(removed.every((e) => e.msg.unsubscribed!.reason === 'UNSUBSCRIBE_REASON_REMOVED')).toBe(true);
   await eventually(() => !pinnedIds(dl).some((id) => ids.has(id)), 'their pins removed');
   expect(savedIds(d).filter((id) => ids.has(id))).toEqual([]);
