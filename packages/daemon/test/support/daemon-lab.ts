@@ -279,7 +279,9 @@ export async function launchDaemon(configPath: string, spawnIn: (cmd: string, ar
   const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as { socket: string; data_dir: string };
   const logFile = `${configPath}.${Date.now()}.log`;
   const fd = openSync(logFile, 'a');
-  const child = spawnIn('node', [CLI, 'start', '--config', configPath], { stdio: ['ignore', fd, fd] });
+  // NF_DAEMON_NODE_ARGS: node options for the daemon only (profiling a benchmark: --perf-basic-prof for `perf record`).
+  const prof = process.env.NF_DAEMON_NODE_ARGS ? process.env.NF_DAEMON_NODE_ARGS.split(' ').filter(Boolean) : [];
+  const child = spawnIn('node', [...prof, CLI, 'start', '--config', configPath], { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   const api = createDaemonApi(cfg.socket);
