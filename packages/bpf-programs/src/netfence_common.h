@@ -356,6 +356,21 @@ struct {
 
 /* ---- helpers ---- */
 
+/*
+ * Keeps the map look-up just before it a call instruction of its own: clang merges identical
+ * code at the end of the two branches of an if (tail merging), and merged the IPv4 and IPv6
+ * trie look-ups of nf_decide into ONE `call bpf_map_lookup_elem` fed by either inner map. The
+ * verifier records the map of each call instruction; a call that sees two maps (here the inner
+ * maps of rules_v4 and rules_v6) is left as the generic helper, which reaches the trie through
+ * map->ops, an indirect call (a retpoline on this kernel), instead of being rewritten into a
+ * direct call of trie_lookup_elem. Measured (npm run bench conditions, BPF_PROG_TEST_RUN, TC and
+ * cgroup_skb): 49 -> 42 / 38 ns a packet at 10 entries, 118 -> 107 ns at 100,000 entries
+ * (1.28x -> 1.17x the reference). An empty asm statement with a distinct operand per site ends
+ * each branch with a different instruction, so there is no common tail to merge;
+ * test/kernel/build.test.ts checks the loaded programs call no map look-up through the helper.
+ */
+#define NF_OWN_CALL_SITE(ptr, site) asm volatile("" : "+r"(ptr) : "i"(site))
+
 static __always_inline void nf_count(__u32 slot, __u32 idx)
 {
 	struct nf_stats *s = bpf_map_lookup_elem(&stats, &slot);
@@ -529,7 +544,8 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 		return v;
 	}
 
-	/* one look-up: the attachment's trie for the family, then the longest prefix in it */
+	/* one look-up: the attachment's trie for the family, then the longest prefix in it.
+	 * Each family's trie look-up must stay a call instruction of its own (NF_OWN_CALL_SITE). */
 	__u32 slot = f->slot;
 	void *trie;
 	if (f->family == 4) {
@@ -538,12 +554,14 @@ static __always_inline struct nf_verdict nf_decide(const struct nf_config *cfg, 
 		trie = bpf_map_lookup_elem(&rules_v4, &slot);
 		if (trie)
 			r = bpf_map_lookup_elem(trie, &k);
+		NF_OWN_CALL_SITE(r, 4);
 	} else {
 		struct nf_lpm_v6 k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, f->daddr, 16);
 		trie = bpf_map_lookup_elem(&rules_v6, &slot);
 		if (trie)
 			r = bpf_map_lookup_elem(trie, &k);
+		NF_OWN_CALL_SITE(r, 6);
 	}
 
 	/* longest prefix across both lists wins, deny wins a tie (both bits on one entry) */
