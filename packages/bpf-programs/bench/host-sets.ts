@@ -44,7 +44,7 @@ export interface Attachment {
   readonly v6: BpfMap;
 }
 
-/** Makes `a` an active attachment (default: allowlist) of a loaded host set (config, rules tries; TC: tc_slots[{ifindex, ingress}]). */
+/** Makes `a` an active attachment (default: allowlist) of a loaded host set (config, rules tries; TC: its {ifindex, ingress} binding, in dev_slots or tc_slots as devBinding picks). */
 export function useSlot(coll: Collection, a: Attachment, tcIfindex?: number, mode: ModeName = 'ALLOWLIST'): void {
   const slot = encodeSlot(a.slot);
   coll.map(HOST_MAPS.config.name).update(slot, encodeConfig({ mode, attachmentId: a.slot }));

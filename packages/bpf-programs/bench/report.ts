@@ -96,12 +96,13 @@ function perPacketSection(r: BenchResult): string[] {
     `   (the reference row of "+ ${s.otherSlots} other attachments" is its ${big}-entry figure: it has no attachments)`,
     `   where ours spends it: the same slot in mode DISABLED (find the slot, read its config, count; no parse, no look-up):`,
     `     TC ${f0(ns('tc ours off'))} ns, cgroup_skb ${f0(ns('skb ours off'))} ns, against the floor's ${f0(ns('tc floor'))} / ${f0(ns('skb floor'))} ns; the rest of ours is the parse`,
-    `     (bpf_skb_load_bytes of Ethernet/VLAN, IP, ports), the decision and the one rules look-up.`,
+    `     (this packet read in place: Ethernet, IP, ports), the decision, the rules look-ups (outer array, trie) and the coarse clock`,
+    `     read of the allow entry's last-seen refresh.`,
     '',
     `   ${big} entries = ${r.entries.bigDeny} deny + allows, /32s and shorter prefixes (/16 to /28) spread over 10.0.0.0/8, in ONE attachment's trie;`,
     `   the other attachments: slots 2-${s.otherSlots + 1}, ${r.entries.others / s.otherSlots} entries each, active config, own tries, TC bound to (absent) devices.`,
     `   reference: bench/minimal-lpm.bpf.c (pf_tc_egress, pf_cgskb_egress), one LPM look-up, its lpm map holding the same keys.`,
-    `   ours TC: netfence_tc_ingress of tc_filter.bpf.o, the slot bound to {lo, ingress} in tc_slots (a test run's skb is on lo).`,
+    `   ours TC: netfence_tc_ingress of tc_filter.bpf.o, the slot bound to {lo, ingress} in dev_slots (a test run's skb is on lo).`,
     `   ours cgroup_skb: netfence_egress of the fixed-slot test build of cgroup_filter.bpf.o, the same code reading slot 1 instead of`,
     `   its cgroup storage: BPF_PROG_TEST_RUN gives a cgroup program zeroed cgroup storage on every run, so the shipped build would`,
     `   read slot 0 there and drop.`,
@@ -146,7 +147,7 @@ function trafficSection(r: BenchResult): string[] {
   const out = [
     `3. Real traffic through the filters, veth between two lab netns (iperf3 -t ${s.iperfSeconds}; 1-byte TCP request/response for ${s.rrSeconds} s),`,
     `   attached as the daemon does: one host set (tc, then cgroup objects over the same pinned host maps), a slot per attachment,`,
-    `   TC bound in tc_slots before the TCX link, cgroups in CGROUP_ATTACH_ORDER; median of ${s.rounds} interleaved rounds:`,
+    `   TC bound (dev_slots) before the TCX link, cgroups in CGROUP_ATTACH_ORDER; median of ${s.rounds} interleaved rounds:`,
     '   scenario                              TCP Gbit/s  ratio   RR/s     ratio',
   ];
   for (const [name, f] of rows) out.push(`   ${name.padEnd(38)}${f2(f.gbps).padStart(10)}  ${(f.gbps / base.gbps).toFixed(3)}  ${f0(f.rr).padStart(7)}  ${(f.rr / base.rr).toFixed(3)}`);
