@@ -1,8 +1,11 @@
 // The measuring half of the attach benchmark (bench/attach.ts), run in the lab's host namespace:
 // the built netfenced with a grpc-js control plane on 127.0.0.1, driven over its unix socket.
-// Figures: Attach latency (sequential, 50 and 500 concurrent; cgroup and TC targets), failures
-// and their codes, and what 1,000 attachments cost: daemon RSS and kernel memory (the kernel's
-// own accounting: bytes_memlock of every BPF map and program, from bpftool).
+// Figures: what 1,000 attachments cost on the daemon as started (made 50 at a time): daemon RSS
+// and kernel memory (the kernel's own accounting: bytes_memlock of every BPF map and program,
+// from bpftool); the transport's floor (GetStatus over the same socket, sequential and in the
+// same bursts); Attach latency (sequential, 50 and 500 concurrent; cgroup and TC targets),
+// failures and their codes; and the RSS after 1,000 attachments made at once following every
+// burst (the V8 heap keeps the size the bursts' garbage grew it to).
 
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -63,6 +66,19 @@ async function attachAll(d: DaemonProcess, targets: readonly Target[], concurren
   return { ms, ids, failures, wallMs: performance.now() - w0 };
 }
 
+/** Attaches `targets` `batch` at a time (a host making workloads in bursts), for the memory figures. */
+async function attachInBatches(d: DaemonProcess, targets: readonly Target[], batch: number): Promise<Outcome> {
+  const all: Outcome = { ms: [], ids: [], failures: new Map(), wallMs: 0 };
+  const w0 = performance.now();
+  for (let i = 0; i < targets.length; i += batch) {
+    const o = await attachAll(d, targets.slice(i, i + batch), true);
+    all.ms.push(...o.ms);
+    all.ids.push(...o.ids);
+    for (const [c, n] of o.failures) all.failures.set(c, (all.failures.get(c) ?? 0) + n);
+  }
+  return { ...all, wallMs: performance.now() - w0 };
+}
+
 async function detachAll(d: DaemonProcess, ids: readonly string[]): Promise<void> {
   for (let i = 0; i < ids.length; i += 50) await Promise.all(ids.slice(i, i + 50).map((id) => d.api.detach(id)));
 }
@@ -85,9 +101,43 @@ async function main(): Promise<void> {
     out('Attach = DaemonService.Attach over the unix socket until it returns: slot, tries, links, DNS server, Subscribed -> SubscribedAck applied (grpc-js control plane on loopback).');
     const kernelHost = kernelBpfMemory();
     const rss0 = rssMb(d.pid);
-
     const cg = args.cgroups.map((p) => ({ cgroup_path: p }));
     const tc = args.veths.map((i) => ({ interface_name: i }));
+
+    // What attachments cost, on the daemon as started: 1,000 attachments made 50 at a time.
+    const many = await attachInBatches(d, cg.slice(0, MANY), 50);
+    await sleep(1000);
+    const rssMany = rssMb(d.pid);
+    const kernelMany = kernelBpfMemory();
+    const kb = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+    const mb = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+    out(`${MANY} attachments (cgroups, made 50 at a time on the daemon as started, in ${many.wallMs.toFixed(0)} ms; ${fails(many)}):`);
+    out(`  daemon VmRSS: ${rss0.toFixed(1)} MB with 0 attachments, ${rssMany.toFixed(1)} MB with ${many.ids.length}: ${(((rssMany - rss0) * 1024) / Math.max(1, many.ids.length)).toFixed(1)} KiB each`);
+    out(`  kernel memory (bytes_memlock of all BPF maps and programs, bpftool): host set ${mb(kernelHost.mapBytes + kernelHost.progBytes - kernel0.mapBytes - kernel0.progBytes)} (${kernelHost.maps - kernel0.maps} maps, ${kernelHost.progs - kernel0.progs} programs: loaded once);`);
+    out(`    with ${many.ids.length} attachments ${mb(kernelMany.mapBytes + kernelMany.progBytes - kernel0.mapBytes - kernel0.progBytes)}: ${kb((kernelMany.mapBytes + kernelMany.progBytes - kernelHost.mapBytes - kernelHost.progBytes) / Math.max(1, many.ids.length))} and ${((kernelMany.maps - kernelHost.maps) / Math.max(1, many.ids.length)).toFixed(1)} maps each (two empty rules tries; programs added: ${kernelMany.progs - kernelHost.progs})`);
+    out('    (not in bytes_memlock: cgroup storage elements and links; the tries grow by ~44 B per rule)');
+    await detachAll(d, many.ids);
+
+    // The floor any call to the daemon pays (the same transport, a handler doing nothing much):
+    // GetStatus, sequential and in the same bursts as the attaches below.
+    const floor = async (n: number, concurrent: boolean) => {
+      const ms: number[] = [];
+      const one = async () => {
+        const t0 = performance.now();
+        await d.api.status();
+        ms.push(performance.now() - t0);
+      };
+      const w0 = performance.now();
+      if (concurrent) await Promise.all(Array.from({ length: n }, one));
+      else for (let i = 0; i < n; i++) await one();
+      return { ms, wallMs: performance.now() - w0 };
+    };
+    const floors = { seq: await floor(SEQUENTIAL, false), c50: await floor(50, true), c500: await floor(500, true) };
+    out(
+      `baseline, GetStatus over the same socket: ${SEQUENTIAL} sequential ${summary(floors.seq.ms)}; 50 concurrent ${summary(floors.c50.ms)}; ` +
+        `500 concurrent ${summary(floors.c500.ms)}, all done in ${floors.c500.wallMs.toFixed(0)} ms`,
+    );
+
     const results: Record<string, Outcome> = {};
     for (const [kind, targets] of [
       ['cgroup', cg],
@@ -105,28 +155,24 @@ async function main(): Promise<void> {
       }
     }
 
+    // The same daemon after every burst above: 1,000 attachments made at once.
     await sleep(500);
-    const many = await attachAll(d, cg.slice(0, MANY), true);
+    const burst = await attachAll(d, cg.slice(0, MANY), true);
     await sleep(1000);
-    const rssMany = rssMb(d.pid);
-    const kernelMany = kernelBpfMemory();
-    const kb = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
-    const mb = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
-    out(`${MANY} attachments (cgroups, attached concurrently in ${many.wallMs.toFixed(0)} ms; ${fails(many)}):`);
-    out(`  daemon VmRSS: ${rss0.toFixed(1)} MB with 0 attachments, ${rssMany.toFixed(1)} MB with ${many.ids.length}: ${(((rssMany - rss0) * 1024) / Math.max(1, many.ids.length)).toFixed(1)} KiB each`);
-    out(`  kernel memory (bytes_memlock of all BPF maps and programs, bpftool): host set ${mb(kernelHost.mapBytes + kernelHost.progBytes - kernel0.mapBytes - kernel0.progBytes)} (${kernelHost.maps - kernel0.maps} maps, ${kernelHost.progs - kernel0.progs} programs: loaded once);`);
-    out(`    with ${many.ids.length} attachments ${mb(kernelMany.mapBytes + kernelMany.progBytes - kernel0.mapBytes - kernel0.progBytes)}: ${kb((kernelMany.mapBytes + kernelMany.progBytes - kernelHost.mapBytes - kernelHost.progBytes) / Math.max(1, many.ids.length))} and ${((kernelMany.maps - kernelHost.maps) / Math.max(1, many.ids.length)).toFixed(1)} maps each (two empty rules tries; programs added: ${kernelMany.progs - kernelHost.progs})`);
-    out('    (not in bytes_memlock: cgroup storage elements and links; the tries grow by ~44 B per rule)');
-    await detachAll(d, many.ids);
+    const rssBurst = rssMb(d.pid);
+    out(`${MANY} attachments at once, after the bursts above (cgroups, all done in ${burst.wallMs.toFixed(0)} ms; ${fails(burst)}): daemon VmRSS ${rssBurst.toFixed(1)} MB (the heap keeps what the bursts' garbage made it grow to)`);
+    await detachAll(d, burst.ids);
 
     const v = (ok: boolean) => (ok ? 'met' : 'NOT met');
     const seqP99 = Math.max(pct(results['cgroup seq']!.ms, 99), pct(results['TC seq']!.ms, 99));
     const c50 = Math.max(pct(results['cgroup 50']!.ms, 99), pct(results['TC 50']!.ms, 99));
     const c500 = [results['cgroup 500']!, results['TC 500']!];
+    const floor50 = pct(floors.c50.ms, 99);
+    out(`against the transport's floor (GetStatus, same run): sequential p50 ${(Math.max(pct(results['cgroup seq']!.ms, 50), pct(results['TC seq']!.ms, 50)) / pct(floors.seq.ms, 50)).toFixed(2)}x; 50 concurrent p99 ${(c50 / floor50).toFixed(2)}x (the floor alone: ${floor50.toFixed(2)} ms)`);
     out(
       `targets: sequential p99 < 10 ms: ${v(seqP99 < 10)} (${seqP99.toFixed(2)} ms); 50 concurrent p99 < 25 ms: ${v(c50 < 25)} (${c50.toFixed(2)} ms); ` +
         `500 concurrent 0 failures, all done < 2 s: ${v(c500.every((o) => o.failures.size === 0 && o.wallMs < 2000))} (cgroup ${c500[0]!.wallMs.toFixed(0)} ms, TC ${c500[1]!.wallMs.toFixed(0)} ms); ` +
-        `RSS < 200 MB at ${MANY}: ${v(rssMany < 200)} (${rssMany.toFixed(1)} MB)`,
+        `RSS < 200 MB at ${MANY}: ${v(rssMany < 200)} (${rssMany.toFixed(1)} MB made 50 at a time; ${rssBurst.toFixed(1)} MB made at once after every burst above)`,
     );
   } finally {
     await d.stop();
