@@ -1,42 +1,10 @@
 // The attachment runtime's scheduling, on an in-memory datapath (the kernel side of the
 // runtime is covered end to end in test/): what reaches the datapath, and when expiry runs.
-import { applyCommand, emptyState, type KernelOp, type KernelView } from '@netfence/policy-engine';
+import { applyCommand, emptyState } from '@netfence/policy-engine';
 import pino from 'pino';
-import type { AttachmentDatapath } from './datapath';
 import { AttachmentRuntime } from './attachments';
+import { memoryDatapath } from '../test/support/memory-datapath';
 import type { AttachmentRecord, StateStore } from './state-store';
-
-function memoryDatapath() {
-  const view = { mode: 'disabled', dryRun: false, allow: new Set<string>(), deny: new Set<string>() } as { mode: KernelView['mode']; dryRun: boolean; allow: Set<string>; deny: Set<string> };
-  const applied: KernelOp[][] = [];
-  let deadlines = new Map<string, number>();
-  const dp: AttachmentDatapath = {
-    tcDirection: undefined,
-    hook: 'cgroup',
-    xdpFallback: undefined,
-    apply(ops) {
-      applied.push([...ops]);
-      for (const o of ops) {
-        if (o.op === 'setMode') {
-          view.mode = o.mode;
-          view.dryRun = o.dryRun;
-        } else if (o.op === 'add') view[o.map].add(o.cidr);
-        else view[o.map].delete(o.cidr);
-      }
-    },
-    readView: () => ({ ...view, allow: new Set(view.allow), deny: new Set(view.deny) }),
-    configureDns: () => undefined,
-    counters: () => ({ allowed: 0n, blocked: 0n, dryRunWouldBlock: 0n }),
-    setAllowDeadlines: (d) => {
-      deadlines = new Map(d);
-    },
-    lastSeenMs: () => undefined,
-    sever: () => Promise.resolve(),
-    close: () => undefined,
-    destroy: () => undefined,
-  };
-  return { dp, view, applied, deadlines: () => deadlines };
-}
 
 const store: StateStore = {
   dir: '/nonexistent',
