@@ -175,6 +175,22 @@ for (const [family, gen] of [
     const i = r++;
     capped.apply(capped.plan({ name: 'cdn.bench.test', addresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`], ttlSec: 60 }, i));
   }, 500);
+  // what the daemon does per answer: learn it, then ask for the next expiry (to arm its timer)
+  for (const preloaded of [10_000, 100_000]) {
+    const t = new LearnedTable(Array.from({ length: preloaded }, (_, i) => ({ address: `10.2.${(i >> 8) & 255}.${i & 255}/32`, name: `p${i}.bench.test`, expiresAt: 1e12 + i })));
+    let q = 0;
+    rate(`LearnedTable plan + apply + nextExpiry, ${preloaded.toLocaleString('en-US')} learned`, () => {
+      t.apply(t.plan(answer(3_000_000 + q++), 0));
+      t.nextExpiry();
+    }, 500);
+  }
+  // one sweep chunk (256) when 10,000 of 100,000 learned entries have expired
+  {
+    const t = new LearnedTable(Array.from({ length: 100_000 }, (_, i) => ({ address: `10.3.${(i >> 8) & 255}.${i & 255}/32`, name: `e${i}.bench.test`, expiresAt: i < 10_000 ? 1_000 + i : 1e12 })));
+    const t1 = process.hrtime.bigint();
+    for (let i = 0; i < 20; i++) t.planExpiry(50_000, { limit: 256 });
+    console.log(`${'LearnedTable.planExpiry, a chunk of 256 (10,000 of 100,000 expired)'.padEnd(58)} ${(Number(process.hrtime.bigint() - t1) / 20e6).toFixed(2).padStart(12)} ms`);
+  }
   const big = new LearnedTable(Array.from({ length: 10_000 }, (_, i) => ({ address: `10.1.${i >> 8}.${i & 255}/32`, name: `h${i}.bench.test`, expiresAt: 1e12 })));
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < 20; i++) big.planExpiry(1);

@@ -3,6 +3,8 @@ import { emptyState, expireState, learnAddresses, LearnedTable, learnedFrom, Pol
 
 const sorted = (l: readonly LearnedAddress[]) => [...l].map((x) => `${x.address} ${x.name} ${x.expiresAt}`).sort();
 const base: AttachmentPolicyState = emptyState();
+/** The next expiry by a pass over every entry (what nextExpiry computed before its heap). */
+const naiveNextExpiry = (t: LearnedTable): number | undefined => (t.size === 0 ? undefined : Math.min(...t.list().map((l) => l.expiresAt)));
 
 // an answer: a name out of a few, 1..4 addresses out of a small pool, a TTL, a clock step
 const answerArb = fc.record({
@@ -25,6 +27,7 @@ describe('LearnedTable', () => {
           table.apply(table.plan(a, now, { minTtlSec: 1, maxTtlSec: 20 }));
           expect(sorted(table.list())).toEqual(sorted(state.learned));
           for (const l of state.learned) expect(table.nameOf(l.address)).toBe(learnedFrom(state, l.address));
+          expect(table.nextExpiry()).toBe(naiveNextExpiry(table));
         }
         const at = now + expireAfter;
         const expired = expireState(state, at);
@@ -33,7 +36,11 @@ describe('LearnedTable', () => {
         for (let more = true, rounds = 0; more; rounds++) {
           const plan = table.planExpiry(at, { limit });
           expect(plan.removed.length + plan.kept.length).toBeLessThanOrEqual(limit);
+          // earliest first: nothing left behind expires before what the chunk took
+          const taken = [...plan.removed, ...plan.kept].map((l) => table.list().find((x) => x.address === l.address && x.name === l.name)!.expiresAt);
+          if (plan.more) for (const l of table.list()) if (!plan.removed.includes(l) && l.expiresAt <= at && !plan.kept.some((k) => k.address === l.address && k.name === l.name)) expect(l.expiresAt).toBeGreaterThanOrEqual(Math.max(...taken));
           table.applyExpiry(plan);
+          expect(table.nextExpiry()).toBe(naiveNextExpiry(table));
           released.push(...plan.released);
           more = plan.more;
           expect(rounds).toBeLessThan(100);

@@ -52,8 +52,18 @@ export class LearnedTable {
   private readonly byAddress = new Map<string, Map<string, LearnedAddress>>();
   /** key -> when an answer last carried it (ms); unknown for entries handed in without a history. */
   private readonly learnedAt = new Map<string, number>();
-  /** Every entry, flat: sweeps and lists iterate this instead of one small map per name. */
+  /** Every entry, flat: lists iterate this instead of one small map per name. */
   private readonly entries = new Set<LearnedAddress>();
+  /**
+   * The entries again, as a binary min-heap by expiresAt that knows each entry's position, so
+   * the next expiry and the expired entries are found without a pass over the table and an entry
+   * replaced or dropped leaves it at once: the daemon asks for the next expiry after every learned
+   * answer and sweeps in chunks, and both scanned every entry (O(learned) per answer and per chunk;
+   * issue 16's profile showed the sweep's chunks back to back for up to 97 ms after a dnsperf
+   * run). Hand-written: planExpiry walks it in order without popping, which no heap package here
+   * exposes.
+   */
+  private readonly byExpiry = new ExpiryHeap();
   private snapshot: readonly LearnedAddress[] | undefined;
   readonly maxPerName: number;
 
@@ -167,8 +177,18 @@ export class LearnedTable {
     const removed: LearnedAddress[] = [];
     const kept: LearnedAddress[] = [];
     let more = false;
-    for (const l of this.entries) {
+    // The heap's items with expiresAt <= nowMs, earliest first, without changing it: a second,
+    // small heap of indices whose children are pushed as each is taken (a subtree whose root
+    // expires later holds nothing that expires sooner).
+    const h = this.byExpiry.items;
+    const frontier = new IndexHeap((i) => h[i]!.expiresAt);
+    if (h.length > 0) frontier.push(0);
+    while (frontier.size > 0) {
+      const i = frontier.pop();
+      const l = h[i]!;
       if (l.expiresAt > nowMs) continue;
+      if (2 * i + 1 < h.length) frontier.push(2 * i + 1);
+      if (2 * i + 2 < h.length) frontier.push(2 * i + 2);
       if (removed.length + kept.length >= limit) {
         more = true;
         break;
@@ -192,11 +212,9 @@ export class LearnedTable {
     this.snapshot = undefined;
   }
 
-  /** The earliest expiresAt, or undefined when empty. O(entries). */
+  /** The earliest expiresAt, or undefined when empty. O(1). */
   nextExpiry(): number | undefined {
-    let min: number | undefined;
-    for (const l of this.entries) if (min === undefined || l.expiresAt < min) min = l.expiresAt;
-    return min;
+    return this.byExpiry.items[0]?.expiresAt;
   }
 
   private put(l: LearnedAddress, learnedAt: number | undefined): void {
@@ -205,8 +223,12 @@ export class LearnedTable {
     let n = this.byName.get(l.name);
     if (!n) this.byName.set(l.name, (n = new Map()));
     const old = n.get(l.address);
-    if (old) this.entries.delete(old);
+    if (old) {
+      this.entries.delete(old);
+      this.byExpiry.remove(old);
+    }
     this.entries.add(l);
+    this.byExpiry.push(l);
     n.set(l.address, l);
     let a = this.byAddress.get(l.address);
     if (!a) this.byAddress.set(l.address, (a = new Map()));
@@ -219,10 +241,110 @@ export class LearnedTable {
     if (!n || !held) return;
     n.delete(l.address);
     this.entries.delete(held);
+    this.byExpiry.remove(held);
     this.learnedAt.delete(keyOf(l));
     if (n.size === 0) this.byName.delete(l.name);
     const a = this.byAddress.get(l.address)!;
     a.delete(l.name);
     if (a.size === 0) this.byAddress.delete(l.address);
+  }
+}
+
+/** Learned entries in a binary min-heap by expiresAt (`items[0]` the earliest), each entry's index kept for removal. */
+class ExpiryHeap {
+  readonly items: LearnedAddress[] = [];
+  private readonly at = new Map<LearnedAddress, number>();
+
+  push(l: LearnedAddress): void {
+    this.items.push(l);
+    this.at.set(l, this.items.length - 1);
+    this.up(this.items.length - 1);
+  }
+
+  remove(l: LearnedAddress): void {
+    const i = this.at.get(l);
+    if (i === undefined) return;
+    this.at.delete(l);
+    const last = this.items.pop()!;
+    if (i === this.items.length) return; // it was the last
+    this.items[i] = last;
+    this.at.set(last, i);
+    this.down(this.up(i));
+  }
+
+  private up(i: number): number {
+    const h = this.items;
+    const l = h[i]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]!.expiresAt <= l.expiresAt) break;
+      this.place(h[p]!, i);
+      i = p;
+    }
+    this.place(l, i);
+    return i;
+  }
+
+  private down(i: number): void {
+    const h = this.items;
+    const l = h[i]!;
+    for (;;) {
+      const a = 2 * i + 1;
+      if (a >= h.length) break;
+      const b = a + 1;
+      const c = b < h.length && h[b]!.expiresAt < h[a]!.expiresAt ? b : a;
+      if (h[c]!.expiresAt >= l.expiresAt) break;
+      this.place(h[c]!, i);
+      i = c;
+    }
+    this.place(l, i);
+  }
+
+  private place(l: LearnedAddress, i: number): void {
+    this.items[i] = l;
+    this.at.set(l, i);
+  }
+}
+
+/** A min-heap of indices by a key read through `keyOf` (planExpiry's frontier). */
+class IndexHeap {
+  private readonly a: number[] = [];
+  constructor(private readonly keyOf: (i: number) => number) {}
+
+  get size(): number {
+    return this.a.length;
+  }
+
+  push(i: number): void {
+    const a = this.a;
+    let j = a.push(i) - 1;
+    const k = this.keyOf(i);
+    while (j > 0) {
+      const p = (j - 1) >> 1;
+      if (this.keyOf(a[p]!) <= k) break;
+      a[j] = a[p]!;
+      j = p;
+    }
+    a[j] = i;
+  }
+
+  pop(): number {
+    const a = this.a;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length === 0) return top;
+    const k = this.keyOf(last);
+    let j = 0;
+    for (;;) {
+      const l = 2 * j + 1;
+      if (l >= a.length) break;
+      const r = l + 1;
+      const c = r < a.length && this.keyOf(a[r]!) < this.keyOf(a[l]!) ? r : l;
+      if (this.keyOf(a[c]!) >= k) break;
+      a[j] = a[c]!;
+      j = c;
+    }
+    a[j] = last;
+    return top;
   }
 }
