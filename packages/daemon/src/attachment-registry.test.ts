@@ -19,17 +19,19 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-test('a removed target whose teardown fails is still said Unsubscribed (REMOVED): the control plane is never left believing it held', async () => {
+function registryWith(opts: { destroyFails?: boolean } = {}) {
   const logger = pino({ level: 'silent' });
   const unsubscribed: [string, UnsubscribeReason][] = [];
+  const attaches: { id: string; mode: string | undefined }[] = [];
   const link = {
-    subscribe: () => new Promise(() => undefined), // the ack never comes: the auto attach stays awaiting
+    subscribe: () => new Promise(() => undefined), // the ack never comes: an auto attach stays awaiting
     unsubscribe: (id: string, reason: UnsubscribeReason) => void unsubscribed.push([id, reason]),
   } as unknown as ControlPlaneClient;
   const datapath = {
-    attach: () => {
+    attach: (p: { id: string }, mode?: string) => {
+      attaches.push({ id: p.id, mode });
       const { dp } = memoryDatapath();
-      return Promise.resolve({ ...dp, destroy: () => { throw new Error('EIO removing the pins'); } });
+      return Promise.resolve(opts.destroyFails ? { ...dp, destroy: () => { throw new Error('EIO removing the pins'); } } : dp);
     },
     removePins: () => undefined,
   } as unknown as Datapath;
@@ -43,7 +45,23 @@ test('a removed target whose teardown fails is still said Unsubscribed (REMOVED)
     datapath: () => datapath,
     link: () => link,
   });
-  const started = registry.attachAuto({ kind: 'tc', target: 'nftap0', identity: { ifindex: 4242 }, direction: 'ingress', l3: false }, {}, 'interface:nftap*');
+  return { registry, unsubscribed, attaches };
+}
+
+const tap = { kind: 'tc' as const, target: 'nftap0', identity: { ifindex: 4242 }, direction: 'ingress' as const, l3: false };
+
+test('an auto attach makes its filter in BLOCK_ALL before attachAuto returns (the rest of its attach comes later)', async () => {
+  const { registry, attaches } = registryWith();
+  const started = registry.attachAuto(tap, {}, 'interface:nftap*');
+  expect(attaches).toEqual([{ id: started.id, mode: 'BLOCK_ALL' }]); // synchronously, in BLOCK_ALL
+  expect(registry.size).toBe(0); // not held (listed) yet
+  await started.finish();
+  expect(registry.size).toBe(1);
+});
+
+test('a removed target whose teardown fails is still said Unsubscribed (REMOVED): the control plane is never left believing it held', async () => {
+  const { registry, unsubscribed } = registryWith({ destroyFails: true });
+  const started = registry.attachAuto(tap, {}, 'interface:nftap*');
   await started.finish();
   expect(registry.size).toBe(1);
   registry.interfaceGone(4242);

@@ -60,6 +60,24 @@ test('typed map views round-trip policy entries, and closed attachments are forg
   }
 });
 
+test('an attach made in BLOCK_ALL (an auto attach) blocks from the attach on, before any command; one made DISABLED (an Attach call, before its ack) passes', async () => {
+  const dp = createBpfDatapath({ root: dl.bpffsRoot, mapSizes: { allow: 64, deny: 64, ringbufBytes: 4096 }, onEvent: () => undefined, logger: pino({ level: 'silent' }) });
+  const blocked = dl.cgroup('init-block');
+  const open = dl.cgroup('init-open');
+  try {
+    const a = await dp.attach({ kind: 'cgroup', id: 'att-ib1', numericId: 21, cgroupPath: blocked.path }, 'BLOCK_ALL');
+    const b = await dp.attach({ kind: 'cgroup', id: 'att-ib2', numericId: 22, cgroupPath: open.path });
+    expect(a.readView().mode).toBe('block_all');
+    expect(b.readView().mode).toBe('disabled');
+    expect(await dl.canConnect('203.0.113.20', { cgroup: blocked })).toBe(false);
+    expect(await dl.canConnect('203.0.113.20', { cgroup: open })).toBe(true);
+    a.destroy();
+    b.destroy();
+  } finally {
+    await dp.close();
+  }
+});
+
 test('severing: removing an allow entry and severing it resets the cgroup workload\'s established TCP connection (host-wide iterators, sever_cfg naming the slot)', async () => {
   const dp = createBpfDatapath({ root: dl.bpffsRoot, mapSizes: { allow: 64, deny: 64, ringbufBytes: 4096 }, onEvent: () => undefined, logger: pino({ level: 'silent' }) });
   const cg = dl.cgroup('sever');
