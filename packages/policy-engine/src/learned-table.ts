@@ -63,7 +63,7 @@ export class LearnedTable {
    * run). Hand-written: planExpiry walks it in order without popping, which no heap package here
    * exposes.
    */
-  private readonly byExpiry = new ExpiryHeap();
+  private readonly byExpiry = new MinHeap<LearnedAddress>((l) => l.expiresAt, { removable: true });
   private snapshot: readonly LearnedAddress[] | undefined;
   readonly maxPerName: number;
 
@@ -181,7 +181,7 @@ export class LearnedTable {
     // small heap of indices whose children are pushed as each is taken (a subtree whose root
     // expires later holds nothing that expires sooner).
     const h = this.byExpiry.items;
-    const frontier = new IndexHeap((i) => h[i]!.expiresAt);
+    const frontier = new MinHeap<number>((i) => h[i]!.expiresAt);
     if (h.length > 0) frontier.push(0);
     while (frontier.size > 0) {
       const i = frontier.pop();
@@ -250,101 +250,77 @@ export class LearnedTable {
   }
 }
 
-/** Learned entries in a binary min-heap by expiresAt (`items[0]` the earliest), each entry's index kept for removal. */
-class ExpiryHeap {
-  readonly items: LearnedAddress[] = [];
-  private readonly at = new Map<LearnedAddress, number>();
+/**
+ * A binary min-heap by `keyOf` (`items[0]` the least), which can tell where each item sits
+ * (`at`, when asked for: removal then takes O(log n)). The learned entries by expiresAt, and
+ * planExpiry's frontier of indices into them.
+ */
+class MinHeap<T> {
+  readonly items: T[] = [];
+  private readonly at: Map<T, number> | undefined;
 
-  push(l: LearnedAddress): void {
-    this.items.push(l);
-    this.at.set(l, this.items.length - 1);
-    this.up(this.items.length - 1);
+  constructor(private readonly keyOf: (t: T) => number, opts: { removable?: boolean } = {}) {
+    this.at = opts.removable ? new Map() : undefined;
   }
 
-  remove(l: LearnedAddress): void {
-    const i = this.at.get(l);
-    if (i === undefined) return;
-    this.at.delete(l);
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(t: T): void {
+    this.items.push(t);
+    this.up(this.items.length - 1, t);
+  }
+
+  /** Takes the least item out (the heap must not be empty). */
+  pop(): T {
+    const top = this.items[0]!;
+    this.removeAt(0, top);
+    return top;
+  }
+
+  /** Takes `t` out, if it is in (a removable heap). */
+  remove(t: T): void {
+    const i = this.at?.get(t);
+    if (i !== undefined) this.removeAt(i, t);
+  }
+
+  private removeAt(i: number, t: T): void {
+    this.at?.delete(t);
     const last = this.items.pop()!;
     if (i === this.items.length) return; // it was the last
-    this.items[i] = last;
-    this.at.set(last, i);
-    this.down(this.up(i));
+    this.down(this.up(i, last), last);
   }
 
-  private up(i: number): number {
-    const h = this.items;
-    const l = h[i]!;
+  /** Moves `t`, to be placed at `i`, up to where it belongs; returns where it went. */
+  private up(i: number, t: T): number {
+    const k = this.keyOf(t);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (h[p]!.expiresAt <= l.expiresAt) break;
-      this.place(h[p]!, i);
+      if (this.keyOf(this.items[p]!) <= k) break;
+      this.place(this.items[p]!, i);
       i = p;
     }
-    this.place(l, i);
+    this.place(t, i);
     return i;
   }
 
-  private down(i: number): void {
+  private down(i: number, t: T): void {
     const h = this.items;
-    const l = h[i]!;
+    const k = this.keyOf(t);
     for (;;) {
       const a = 2 * i + 1;
       if (a >= h.length) break;
-      const b = a + 1;
-      const c = b < h.length && h[b]!.expiresAt < h[a]!.expiresAt ? b : a;
-      if (h[c]!.expiresAt >= l.expiresAt) break;
+      const c = a + 1 < h.length && this.keyOf(h[a + 1]!) < this.keyOf(h[a]!) ? a + 1 : a;
+      if (this.keyOf(h[c]!) >= k) break;
       this.place(h[c]!, i);
       i = c;
     }
-    this.place(l, i);
+    this.place(t, i);
   }
 
-  private place(l: LearnedAddress, i: number): void {
-    this.items[i] = l;
-    this.at.set(l, i);
-  }
-}
-
-/** A min-heap of indices by a key read through `keyOf` (planExpiry's frontier). */
-class IndexHeap {
-  private readonly a: number[] = [];
-  constructor(private readonly keyOf: (i: number) => number) {}
-
-  get size(): number {
-    return this.a.length;
-  }
-
-  push(i: number): void {
-    const a = this.a;
-    let j = a.push(i) - 1;
-    const k = this.keyOf(i);
-    while (j > 0) {
-      const p = (j - 1) >> 1;
-      if (this.keyOf(a[p]!) <= k) break;
-      a[j] = a[p]!;
-      j = p;
-    }
-    a[j] = i;
-  }
-
-  pop(): number {
-    const a = this.a;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length === 0) return top;
-    const k = this.keyOf(last);
-    let j = 0;
-    for (;;) {
-      const l = 2 * j + 1;
-      if (l >= a.length) break;
-      const r = l + 1;
-      const c = r < a.length && this.keyOf(a[r]!) < this.keyOf(a[l]!) ? r : l;
-      if (this.keyOf(a[c]!) >= k) break;
-      a[j] = a[c]!;
-      j = c;
-    }
-    a[j] = last;
-    return top;
+  private place(t: T, i: number): void {
+    this.items[i] = t;
+    this.at?.set(t, i);
   }
 }
