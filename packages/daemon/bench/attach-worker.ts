@@ -45,26 +45,30 @@ interface Outcome {
   readonly wallMs: number;
 }
 
-async function attachAll(d: DaemonProcess, targets: readonly Target[], concurrent: boolean): Promise<Outcome> {
+/** Times `call` on each item, one after the other or all at once; ids are what the calls return, failures counted by gRPC code. */
+async function timeCalls<T>(items: readonly T[], call: (t: T) => Promise<string | undefined>, concurrent: boolean): Promise<Outcome> {
   const ms: number[] = [];
   const ids: string[] = [];
   const failures = new Map<string, number>();
-  const one = async (t: Target) => {
+  const one = async (t: T) => {
     const t0 = performance.now();
     try {
-      const r = await d.api.attach(t);
+      const id = await call(t);
       ms.push(performance.now() - t0);
-      ids.push(r.id);
+      if (id !== undefined) ids.push(id);
     } catch (e) {
       const code = String((e as { code?: unknown }).code ?? (e as Error).message.slice(0, 60));
       failures.set(code, (failures.get(code) ?? 0) + 1);
     }
   };
   const w0 = performance.now();
-  if (concurrent) await Promise.all(targets.map(one));
-  else for (const t of targets) await one(t);
+  if (concurrent) await Promise.all(items.map(one));
+  else for (const t of items) await one(t);
   return { ms, ids, failures, wallMs: performance.now() - w0 };
 }
+
+const attachAll = (d: DaemonProcess, targets: readonly Target[], concurrent: boolean): Promise<Outcome> =>
+  timeCalls(targets, async (t) => (await d.api.attach(t)).id, concurrent);
 
 /** Attaches `targets` `batch` at a time (a host making workloads in bursts), for the memory figures. */
 async function attachInBatches(d: DaemonProcess, targets: readonly Target[], batch: number): Promise<Outcome> {
@@ -120,22 +124,12 @@ async function main(): Promise<void> {
 
     // The floor any call to the daemon pays (the same transport, a handler doing nothing much):
     // GetStatus, sequential and in the same bursts as the attaches below.
-    const floor = async (n: number, concurrent: boolean) => {
-      const ms: number[] = [];
-      const one = async () => {
-        const t0 = performance.now();
-        await d.api.status();
-        ms.push(performance.now() - t0);
-      };
-      const w0 = performance.now();
-      if (concurrent) await Promise.all(Array.from({ length: n }, one));
-      else for (let i = 0; i < n; i++) await one();
-      return { ms, wallMs: performance.now() - w0 };
-    };
+    const floor = (n: number, concurrent: boolean) =>
+      timeCalls(Array.from({ length: n }, (_, i) => i), async () => void (await d.api.status()), concurrent);
     const floors = { seq: await floor(SEQUENTIAL, false), c50: await floor(50, true), c500: await floor(500, true) };
     out(
       `baseline, GetStatus over the same socket: ${SEQUENTIAL} sequential ${summary(floors.seq.ms)}; 50 concurrent ${summary(floors.c50.ms)}; ` +
-        `500 concurrent ${summary(floors.c500.ms)}, all done in ${floors.c500.wallMs.toFixed(0)} ms`,
+        `500 concurrent ${summary(floors.c500.ms)}, all done in ${floors.c500.wallMs.toFixed(0)} ms; ${fails(floors.c500)}`,
     );
 
     const results: Record<string, Outcome> = {};

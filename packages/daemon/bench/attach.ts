@@ -4,7 +4,7 @@
 // with a grpc-js control plane on loopback and measures. Bounded to ~4 minutes.
 
 import { createDaemonLab, HOST_ADDR } from '../test/support/daemon-lab';
-import { exitWith, runWorkerInLabHost } from './lab-run';
+import { exitWith, labTargets, runWorkerInLabHost } from './lab-run';
 
 const CGROUPS = 1000;
 const VETHS = 500;
@@ -21,10 +21,7 @@ export interface AttachBenchArgs {
 async function main(): Promise<number> {
   const dl = await createDaemonLab();
   try {
-    const t0 = Date.now();
-    const cgroups = Array.from({ length: CGROUPS }, (_, i) => dl.cgroup(`a${i}`).path);
-    const veths = Array.from({ length: VETHS }, () => dl.extraVeth().a);
-    process.stderr.write(`lab ready in ${Date.now() - t0} ms (${CGROUPS} cgroups, ${VETHS} veths)\n`);
+    const { cgroups, veths } = labTargets(dl, 'a', CGROUPS, VETHS);
     const args: AttachBenchArgs = { tmp: dl.tmp, bpffsRoot: dl.bpffsRoot, cgroups, veths, dnsListen: HOST_ADDR };
     return await runWorkerInLabHost(dl, 'attach-worker.ts', args, LIMIT_MS);
   } finally {

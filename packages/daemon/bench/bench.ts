@@ -3,7 +3,7 @@
 // built netfenced, a grpc-js control plane on loopback, and measures. Bounded to ~2 minutes.
 
 import { createDaemonLab, HOST_ADDR, UPSTREAM } from '../test/support/daemon-lab';
-import { exitWith, runWorkerInLabHost } from './lab-run';
+import { exitWith, labTargets, runWorkerInLabHost } from './lab-run';
 
 const CGROUPS = 250;
 const VETHS = 50;
@@ -21,10 +21,7 @@ export interface BenchArgs {
 async function main(): Promise<number> {
   const dl = await createDaemonLab();
   try {
-    const t0 = Date.now();
-    const cgroups = Array.from({ length: CGROUPS }, (_, i) => dl.cgroup(`b${i}`).path);
-    const veths = Array.from({ length: VETHS }, () => dl.extraVeth().a);
-    process.stderr.write(`lab ready in ${Date.now() - t0} ms (${CGROUPS} cgroups, ${VETHS} veths)\n`);
+    const { cgroups, veths } = labTargets(dl, 'b', CGROUPS, VETHS);
     const args: BenchArgs = { tmp: dl.tmp, bpffsRoot: dl.bpffsRoot, cgroups, veths, dnsListen: HOST_ADDR, upstream: UPSTREAM };
     return await runWorkerInLabHost(dl, 'worker.ts', args, LIMIT_MS);
   } finally {

@@ -1,11 +1,19 @@
 // What every daemon benchmark shares: run a worker script inside the lab's host namespace
-// (nsenter, swc on the fly) with its arguments in NFBENCH_ARGS and a time limit; percentiles;
-// and the daemon config a worker starts netfenced with.
+// (nsenter, swc on the fly) with its arguments in NFBENCH_ARGS and a time limit; the lab's attach
+// targets; percentiles; and the daemon config a worker starts netfenced with.
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DaemonLab } from '../test/support/daemon-lab';
+
+/** Attach targets for a benchmark: `cgroups` lab cgroups named `<prefix><i>` and `veths` extra veths (their host ends), timed. */
+export function labTargets(dl: DaemonLab, prefix: string, cgroups: number, veths: number): { cgroups: string[]; veths: string[] } {
+  const t0 = Date.now();
+  const out = { cgroups: Array.from({ length: cgroups }, (_, i) => dl.cgroup(`${prefix}${i}`).path), veths: Array.from({ length: veths }, () => dl.extraVeth().a) };
+  process.stderr.write(`lab ready in ${Date.now() - t0} ms (${cgroups} cgroups, ${veths} veths)\n`);
+  return out;
+}
 
 /** Runs `worker` (a file in bench/) in the lab's host namespace; resolves its exit code, killing it past `limitMs`. */
 export async function runWorkerInLabHost(dl: DaemonLab, worker: string, args: unknown, limitMs: number): Promise<number> {
