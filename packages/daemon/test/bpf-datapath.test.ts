@@ -18,14 +18,12 @@ afterAll(async () => {
   await dl?.close();
 });
 
+/** A datapath on the lab's bpffs root, small maps, no event consumer. */
+const labDatapath = (extra: Partial<Parameters<typeof createBpfDatapath>[0]> = {}) =>
+  createBpfDatapath({ root: dl.bpffsRoot, mapSizes: { allow: 64, deny: 64, ringbufBytes: 4096 }, onEvent: () => undefined, logger: pino({ level: 'silent' }), ...extra });
+
 test('typed map views round-trip policy entries, and closed attachments are forgotten', async () => {
-  const dp = createBpfDatapath({
-    root: dl.bpffsRoot,
-    mapSizes: { allow: 64, deny: 64, ringbufBytes: 4096 },
-    dnsRateLimit: { rateQps: 100, burst: 200 },
-    onEvent: () => undefined,
-    logger: pino({ level: 'silent' }),
-  });
+  const dp = labDatapath({ dnsRateLimit: { rateQps: 100, burst: 200 } });
   const cg = dl.cgroup('dp');
   const params = { kind: 'cgroup' as const, id: 'att-dp1', numericId: 7, cgroupPath: cg.path };
   try {
@@ -61,7 +59,7 @@ test('typed map views round-trip policy entries, and closed attachments are forg
 });
 
 test('an attach made in BLOCK_ALL (an auto attach) blocks from the attach on, before any command; one made DISABLED (an Attach call, before its ack) passes', async () => {
-  const dp = createBpfDatapath({ root: dl.bpffsRoot, mapSizes: { allow: 64, deny: 64, ringbufBytes: 4096 }, onEvent: () => undefined, logger: pino({ level: 'silent' }) });
+  const dp = labDatapath();
   const blocked = dl.cgroup('init-block');
   const open = dl.cgroup('init-open');
   try {
@@ -79,7 +77,7 @@ test('an attach made in BLOCK_ALL (an auto attach) blocks from the attach on, be
 });
 
 test('severing: removing an allow entry and severing it resets the cgroup workload\'s established TCP connection (host-wide iterators, sever_cfg naming the slot)', async () => {
-  const dp = createBpfDatapath({ root: dl.bpffsRoot, mapSizes: { allow: 64, deny: 64, ringbufBytes: 4096 }, onEvent: () => undefined, logger: pino({ level: 'silent' }) });
+  const dp = labDatapath();
   const cg = dl.cgroup('sever');
   const other = dl.cgroup('sever-other');
   const server = dl.net.spawn('python3', ['-c', SERVER_PY], { stdio: ['ignore', 'pipe', 'inherit'] });
