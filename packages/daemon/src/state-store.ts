@@ -80,12 +80,7 @@ async function writeFileAtomicAsync(path: string, chunks: readonly Buffer[], cur
     return;
   }
   renameSync(tmp, path);
-  const dir = await openAsync(join(path, '..'), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await fsyncPath(join(path, '..'));
 }
 
 const LEARNED_SLOT = `"nf-learned-${randomUUID()}"`;
