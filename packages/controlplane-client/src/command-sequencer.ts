@@ -128,6 +128,20 @@ export class CommandSequencer {
     return { commandsReceived: this.received, commandsQueued: this.commands.length, subscribesPending: this.pending.size };
   }
 
+  /**
+   * unsubscribe() of an id whose subscribe still waits: the subscribe is withdrawn (its Subscribed
+   * taken out of the queue, never re-sent after a reconnect, its ack left to onCommand) and
+   * rejects UNSUBSCRIBED, so nothing can put a Subscribed after the Unsubscribed.
+   */
+  withdraw(id: string): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    this.o.outbox.removeSubscribed(id);
+    p.reject(new ControlPlaneClientError('NETFENCE_ERR_UNSUBSCRIBED', `attachment ${id} was unsubscribed before its SubscribedAck came`));
+  }
+
   /** First step of close(): pending subscribes reject CLOSED; commands still run, unreported. */
   close(): void {
     this.closed = true;

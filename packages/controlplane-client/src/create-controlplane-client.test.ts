@@ -239,6 +239,27 @@ describe('createControlPlaneClient (router transport)', () => {
     expect(h.cp.streams.length).toBe(1);
   });
 
+  test('unsubscribe withdraws a waiting subscribe: it rejects NETFENCE_ERR_UNSUBSCRIBED, is not re-sent after a reconnect, and its late ack goes to onCommand', async () => {
+    const cp = new FakeControlPlane();
+    cp.subscribedAckDelay = () => false;
+    const h = setup({ subscribeAckTimeoutMs: 1000 }, cp);
+    const s1 = await cp.waitForStream(1);
+    const p = h.client.subscribe({ id: 'w1', target: 'veth1' }).catch((e: unknown) => e);
+    await waitUntil(() => s1.cases().includes('subscribed'));
+    h.client.unsubscribe('w1', UnsubscribeReason.REMOVED);
+    const err = await p;
+    expect((err as ControlPlaneClientError).code).toBe('NETFENCE_ERR_UNSUBSCRIBED');
+    expect(h.client.stats().subscribesPending).toBe(0);
+    await waitUntil(() => s1.cases().includes('unsubscribed'));
+    s1.end();
+    const s2 = await cp.waitForStream(2);
+    await s2.waitForEvents(1);
+    await sleep(20);
+    expect(s2.cases()).toEqual(['sync']); // no Subscribed after its Unsubscribed
+    s2.send({ id: 'w1', command: { case: 'subscribedAck', value: {} } });
+    await waitUntil(() => h.received.some((c) => c.id === 'w1' && c.command.case === 'subscribedAck'));
+  });
+
   test('stream ended by the server: reconnect, fresh SyncRequest first, pending Subscribed re-sent after it', async () => {
     const cp = new FakeControlPlane();
     cp.subscribedAckDelay = () => false;

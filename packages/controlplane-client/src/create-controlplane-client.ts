@@ -75,6 +75,7 @@ class ControlPlaneClientImpl implements ControlPlaneClient {
 
   unsubscribe(id: string, reason: UnsubscribeReason, error?: string): void {
     if (this.closed) throw closedError('unsubscribe');
+    this.sequencer.withdraw(id);
     const value = create(UnsubscribedSchema, { id, reason, error: error ?? '' });
     this.outbox.pushReliable({ kind: 'unsubscribed', event: create(DaemonEventSchema, { event: { case: 'unsubscribed', value } }) });
   }
