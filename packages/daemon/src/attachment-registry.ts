@@ -402,7 +402,6 @@ export class AttachmentRegistry {
     void this.awaiting.start(rt.id, {
       subscribe: () => this.d.link()!.subscribe(subscribed, { applyAck: (cmd) => applyWireCommand(rt, cmd, 'disabled') }),
       alive: () => this.runtimes.get(rt.id) === rt,
-      goneAfterAck: () => this.sayUnsubscribed(rt.id, UnsubscribeReason.DETACHED, 'detached before its SubscribedAck arrived'),
       logger: log,
     });
     const r = rt.record;

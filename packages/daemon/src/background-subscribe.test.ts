@@ -18,9 +18,6 @@ describe('AwaitingAcks (attach without waiting for the SubscribedAck)', () => {
         await gate;
       },
       alive: () => true,
-      goneAfterAck: () => {
-        throw new Error('not gone');
-      },
       logger,
     });
     await new Promise((r) => setImmediate(r));
@@ -31,21 +28,20 @@ describe('AwaitingAcks (attach without waiting for the SubscribedAck)', () => {
     expect(a.has('att-1')).toBe(false);
   });
 
-  it('says Unsubscribed again when the ack arrives after a detach, and stops', async () => {
+  it('stops when the attachment went meanwhile (its Unsubscribed withdrew the subscribe, or the ack came too late)', async () => {
     const a = new AwaitingAcks();
-    let gone = 0;
-    await a.start('att-2', { subscribe: async () => Promise.reject(err('NETFENCE_ERR_NOT_FOUND')), alive: () => false, goneAfterAck: () => gone++, logger });
-    expect(gone).toBe(1);
-    expect(a.has('att-2')).toBe(false);
-    // detached, then the re-send timed out: the control plane never saw a later Subscribed
-    await a.start('att-3', { subscribe: async () => Promise.reject(err('NETFENCE_ERR_ACK_TIMEOUT')), alive: () => false, goneAfterAck: () => gone++, logger });
-    expect(gone).toBe(1);
+    for (const [id, code] of [['att-2', 'NETFENCE_ERR_UNSUBSCRIBED'], ['att-3', 'NETFENCE_ERR_NOT_FOUND'], ['att-5', 'NETFENCE_ERR_ACK_TIMEOUT']] as const) {
+      let calls = 0;
+      await a.start(id, { subscribe: async () => (calls++, Promise.reject(err(code))), alive: () => false, logger });
+      expect(calls).toBe(1); // not sent again
+      expect(a.has(id)).toBe(false);
+    }
   });
 
   it('keeps an attachment awaiting when its ack could not be applied (it stays block-all)', async () => {
     const a = new AwaitingAcks();
     let calls = 0;
-    await a.start('att-4', { subscribe: async () => (calls++, Promise.reject(err('NETFENCE_ERR_INVALID_ARGUMENT'))), alive: () => true, goneAfterAck: () => undefined, logger });
+    await a.start('att-4', { subscribe: async () => (calls++, Promise.reject(err('NETFENCE_ERR_INVALID_ARGUMENT'))), alive: () => true, logger });
     expect(calls).toBe(1);
     expect(a.has('att-4')).toBe(true);
   });

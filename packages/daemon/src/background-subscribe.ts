@@ -16,11 +16,6 @@ export interface BackgroundSubscribeHooks {
   readonly subscribe: () => Promise<unknown>;
   /** Is the attachment still held (not detached or removed meanwhile)? */
   readonly alive: () => boolean;
-  /**
-   * The ack arrived for an attachment that was detached or removed meanwhile: the control plane
-   * may have taken the (re-sent) Subscribed for the latest word, so say Unsubscribed again.
-   */
-  readonly goneAfterAck: () => void;
   readonly logger: Logger;
 }
 
@@ -49,21 +44,20 @@ export class AwaitingAcks {
       try {
         await h.subscribe();
         this.ids.delete(id);
-        if (!h.alive()) h.goneAfterAck();
-        else h.logger.info({ attachment: id }, 'SubscribedAck applied (attached without waiting)');
+        if (h.alive()) h.logger.info({ attachment: id }, 'SubscribedAck applied (attached without waiting)');
         return;
       } catch (e) {
         const code = codeOf(e);
-        if (!h.alive() || code === 'NETFENCE_ERR_CLOSED') this.ids.delete(id);
-        if (!h.alive()) {
-          if (code !== 'NETFENCE_ERR_ACK_TIMEOUT' && code !== 'NETFENCE_ERR_CLOSED') h.goneAfterAck();
-          return;
+        // Detached or removed meanwhile: its Unsubscribed withdrew the subscribe (the client sends
+        // no Subscribed after it), or the ack came too late for it; nothing more to say.
+        if (!h.alive() || code === 'NETFENCE_ERR_CLOSED' || code === 'NETFENCE_ERR_UNSUBSCRIBED') {
+          this.ids.delete(id);
+          return; // CLOSED: the daemon is stopping; the filter stays block-all, pinned
         }
         if (code === 'NETFENCE_ERR_ACK_TIMEOUT') {
           h.logger.warn({ attachment: id, resendAfterMs: BACKGROUND_ACK_RESEND_MS }, 'still no SubscribedAck: sending Subscribed again; the filter keeps blocking all traffic');
           continue;
         }
-        if (code === 'NETFENCE_ERR_CLOSED') return; // the daemon is stopping; the filter stays block-all, pinned
         h.logger.error({ attachment: id, err: e }, 'the SubscribedAck could not be applied; the filter keeps blocking all traffic until the control plane sends a policy');
         return;
       }
